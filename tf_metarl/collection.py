@@ -1,0 +1,108 @@
+"""Collects `Trajectory` batches from a gymnasium vector environment.
+
+The collector keeps the current observation of every copy between calls, so consecutive segments
+continue the same episodes, and it keeps per-copy running returns to report finished episodes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List
+
+import gymnasium as gym
+import numpy as np
+
+from tf_metarl.trajectories import Trajectory
+
+# act_fn(observations [N, *obs]) -> {"actions", "log_probs" [N], "policy_outputs" [N, P]}.
+ActFn = Callable[[np.ndarray], Dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass
+class EpisodeStats:
+  """Returns and lengths of episodes that finished during a collection call."""
+  returns: List[float] = dataclasses.field(default_factory=list)
+  lengths: List[int] = dataclasses.field(default_factory=list)
+
+
+class RolloutCollector:
+  """Steps a vector environment (created with SAME_STEP autoreset) with a policy.
+
+  Args:
+    env: a gymnasium vector environment whose `step` resets finished copies in the same call and
+      reports their last observation in `infos["final_obs"]` (see `envs.make_vector_env`).
+    seed: seeds the first reset.
+  """
+
+  def __init__(self, env: gym.vector.VectorEnv, seed: int = 0):
+    self.env = env
+    self.num_envs = env.num_envs
+    space = env.single_action_space
+    self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+    self._discrete = isinstance(space, gym.spaces.Discrete)
+    obs, _ = env.reset(seed=seed)
+    self.observations = np.asarray(obs, np.float32)
+    self._running_return = np.zeros(self.num_envs, np.float64)
+    self._running_length = np.zeros(self.num_envs, np.int64)
+    self.total_steps = 0
+
+  def env_actions(self, actions: np.ndarray) -> np.ndarray:
+    """Maps policy actions to what the environment accepts (clipped to a Box's bounds)."""
+    if self._bounds is not None:
+      return np.clip(actions, self._bounds[0], self._bounds[1])
+    return actions
+
+  def collect(self, act_fn: ActFn, num_steps: int):
+    """Runs `num_steps` steps in every copy.
+
+    Returns:
+      (trajectory [num_envs, num_steps, ...] of numpy arrays, EpisodeStats of finished episodes).
+    """
+    fields = {k: [] for k in Trajectory._fields}
+    stats = EpisodeStats()
+    for _ in range(num_steps):
+      out = act_fn(self.observations)
+      actions = np.asarray(out["actions"])
+      next_obs, rewards, terminated, truncated, infos = self.env.step(self.env_actions(actions))
+      next_obs = np.asarray(next_obs, np.float32)
+      true_next = next_obs.copy()
+      ended = np.logical_or(terminated, truncated)
+      if "final_obs" in infos:
+        for i in np.flatnonzero(infos.get("_final_obs", ended)):
+          true_next[i] = np.asarray(infos["final_obs"][i], np.float32)
+      fields["observations"].append(self.observations)
+      fields["actions"].append(actions.astype(np.int32 if self._discrete else np.float32))
+      fields["rewards"].append(np.asarray(rewards, np.float32))
+      fields["next_observations"].append(true_next)
+      fields["terminated"].append(np.asarray(terminated, np.float32))
+      fields["truncated"].append(np.asarray(truncated, np.float32))
+      fields["policy_outputs"].append(np.asarray(out["policy_outputs"], np.float32))
+      fields["log_probs"].append(np.asarray(out["log_probs"], np.float32))
+      self._running_return += rewards
+      self._running_length += 1
+      for i in np.flatnonzero(ended):
+        stats.returns.append(float(self._running_return[i]))
+        stats.lengths.append(int(self._running_length[i]))
+        self._running_return[i] = 0.0
+        self._running_length[i] = 0
+      self.observations = next_obs
+      self.total_steps += self.num_envs
+    trajectory = Trajectory(**{k: np.stack(v, axis=1) for k, v in fields.items()})
+    return trajectory, stats
+
+
+def evaluate(env: gym.Env, act_fn: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> List[float]:
+  """Runs `episodes` full episodes of a single environment with a greedy policy; returns their returns.
+
+  `act_fn` maps one observation batch [1, *obs] to environment-ready actions [1, ...].
+  """
+  returns = []
+  for k in range(episodes):
+    obs, _ = env.reset(seed=seed + k)
+    total, done = 0.0, False
+    while not done:
+      action = act_fn(np.asarray(obs, np.float32)[None])[0]
+      obs, reward, terminated, truncated, _ = env.step(action)
+      total += float(reward)
+      done = terminated or truncated
+    returns.append(total)
+  return returns

@@ -1,0 +1,105 @@
+"""The interface every objective implements, hand-designed or learned.
+
+An objective maps named `[batch, time]` tensors (experience, and the policy's and critic's
+differentiable outputs on it) to per-step objective values `[batch, time]` and a scalar `loss` whose
+gradient trains the agent. Inputs are passed by name, so the same learner feeds a Python objective
+and one loaded from a SavedModel, and the exported signature takes exactly `input_names`.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Tuple
+
+import tensorflow as tf
+
+from tf_metarl import errors
+
+ON_POLICY = "on_policy"    # stochastic policy, fresh rollouts, inputs from log-probabilities/values
+OFF_POLICY = "off_policy"  # deterministic policy, replayed sequences, inputs from twin-Q critics
+
+# Every input an objective may ask for. All float32; [B, T] unless noted. Differentiable ones are
+# recomputed by the learner with the current parameters; the others come from the trajectory.
+INPUT_DESCRIPTIONS = {
+    "rewards": "reward r_t",
+    "discounts": "environment discount: 0 where the episode terminated at t, else 1",
+    "episode_ends": "1 where the episode ended at t (terminated or truncated), else 0",
+    "values": "V(s_t) of the current critic (differentiable)",
+    "next_values": "V(s'_t) of the true next observation (current critic)",
+    "log_probs": "log π(a_t|s_t) of the current policy (differentiable)",
+    "behaviour_log_probs": "log μ(a_t|s_t) of the policy that collected the data",
+    "entropies": "entropy of the current policy at s_t (differentiable)",
+    "q_values": "Q1(s_t, π(s_t)) of the current critic at the current policy's action (differentiable)",
+    "actions": "[B, T, A] current policy's action π(s_t) (differentiable; off-policy)",
+    "behaviour_actions": "[B, T, A] action stored in the replayed data (off-policy)",
+}
+_RANK3 = ("actions", "behaviour_actions")
+
+
+def input_spec(name: str) -> tf.TensorSpec:
+  """The TensorSpec of a named input, with dynamic batch, time (and action) dimensions."""
+  if name not in INPUT_DESCRIPTIONS:
+    raise errors.ObjectiveInputError(f"unknown objective input {name!r}; known: {', '.join(INPUT_DESCRIPTIONS)}")
+  shape = [None, None, None] if name in _RANK3 else [None, None]
+  return tf.TensorSpec(shape, tf.float32, name=name)
+
+
+def describe_spec(spec: tf.TensorSpec) -> str:
+  dims = ",".join("?" if d is None else str(d) for d in spec.shape.as_list())
+  return f"{spec.name}: {spec.dtype.name}[{dims}]"
+
+
+def validate_inputs(specs: Mapping[str, tf.TensorSpec], inputs: Mapping[str, tf.Tensor], owner: str) -> Dict[str, tf.Tensor]:
+  """Checks names, dtypes and ranks against `specs`; returns exactly the inputs the specs name.
+
+  Raises:
+    ObjectiveInputError: naming the first offending input and the expected spec.
+  """
+  missing = [n for n in specs if n not in inputs]
+  if missing:
+    raise errors.ObjectiveInputError(
+        f"{owner}: missing input(s) {', '.join(missing)}; expected "
+        f"{'; '.join(describe_spec(specs[n]) for n in specs)}")
+  checked = {}
+  for name, spec in specs.items():
+    x = inputs[name]
+    dtype = x.dtype if hasattr(x, "dtype") else None
+    if dtype is not None and tf.as_dtype(dtype) != spec.dtype:
+      raise errors.ObjectiveInputError(
+          f"{owner}: input {name} has dtype {tf.as_dtype(dtype).name}, expected {describe_spec(spec)}")
+    x = tf.convert_to_tensor(x, spec.dtype)
+    if x.shape.rank is not None and not spec.shape.is_compatible_with(x.shape):
+      raise errors.ObjectiveInputError(
+          f"{owner}: input {name} has shape {x.shape.as_list()}, expected {describe_spec(spec)}")
+    checked[name] = x
+  return checked
+
+
+class Objective(tf.Module):
+  """Base class: subclasses set the class attributes and implement `_loss`.
+
+  Attributes:
+    kind: registry name of the objective ("ppo", "td3", "lstm", ...).
+    learner: ON_POLICY or OFF_POLICY: which learner trains an agent with it.
+    action_kinds: action spaces it can train ("discrete", "continuous").
+    input_names: the inputs `_loss` reads.
+    trains_critic: True if the loss also regresses the critic (through `values`); otherwise the
+      learner trains the critic with its own loss.
+  """
+  kind: str = "objective"
+  learner: str = ON_POLICY
+  action_kinds: Tuple[str, ...] = ("discrete", "continuous")
+  input_names: Tuple[str, ...] = ()
+  trains_critic: bool = False
+
+  def input_specs(self) -> Dict[str, tf.TensorSpec]:
+    return {n: input_spec(n) for n in self.input_names}
+
+  def __call__(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Returns {"per_step": [B, T], "loss": scalar} (plus scalar diagnostics for some objectives)."""
+    return self._loss(validate_inputs(self.input_specs(), inputs, self.kind))
+
+  def _loss(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    raise NotImplementedError
+
+  def hyperparameters(self) -> dict:
+    """JSON-serialisable settings recorded in exports."""
+    return {}

@@ -1,0 +1,60 @@
+"""A learned objective: a backward LSTM over a trajectory (the MetaGenRL form, Kirsch et al. 2020).
+
+The network reads, at each step, the reward, discount, episode end, the critic's value of the
+current policy's action, and that action, and runs backwards in time so step t sees its future.
+Its per-step output is the objective value; the loss is their mean. Gradients reach the policy
+through the action and value inputs; meta-gradients reach the network's own parameters.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_metarl.objectives.base import OFF_POLICY, Objective
+
+_SCALARS = ("rewards", "discounts", "episode_ends", "q_values")
+
+
+class BackwardLSTMNetwork(keras.Model):
+  """features [B, T, F] -> per-step values [B, T]; a Dense action embedding, LSTM run backwards, bounded head."""
+
+  def __init__(self, feature_dim: int, units: int = 32, embedding: int = 16, output_bound: float = 10.0,
+               dtype="float32", **kwargs):
+    super().__init__(dtype=dtype, **kwargs)
+    self.output_bound = float(output_bound)
+    self.embed = keras.layers.Dense(embedding, activation="tanh", dtype=dtype, name="embed")
+    self.lstm = keras.layers.LSTM(units, return_sequences=True, go_backwards=True, dtype=dtype, name="lstm")
+    self.head = keras.layers.Dense(1, dtype=dtype, name="head")
+    self(tf.zeros([1, 2, feature_dim], dtype))
+
+  def call(self, features):
+    hidden = self.lstm(self.embed(features))
+    hidden = tf.reverse(hidden, axis=[1])  # go_backwards emits outputs in reversed time order.
+    return self.output_bound * tf.tanh(tf.squeeze(self.head(hidden), -1) / self.output_bound)
+
+
+class LSTMObjective(Objective):
+  """Learned off-policy objective with a `BackwardLSTMNetwork`; inputs listed in `input_names`."""
+  kind = "lstm"
+  learner = OFF_POLICY
+  action_kinds = ("continuous",)
+  input_names = _SCALARS + ("actions",)
+
+  def __init__(self, action_dim: int, units: int = 32, dtype="float32", name=None):
+    super().__init__(name=name)
+    self.action_dim = int(action_dim)
+    self.units = int(units)
+    self.network = BackwardLSTMNetwork(len(_SCALARS) + self.action_dim, units, dtype=dtype, name="objective")
+
+  def hyperparameters(self):
+    return dict(action_dim=self.action_dim, units=self.units)
+
+  @staticmethod
+  def features(inputs):
+    """Stacks the inputs into [B, T, 4 + A] features."""
+    scalars = tf.stack([inputs[n] for n in _SCALARS], axis=-1)
+    return tf.concat([scalars, inputs["actions"]], axis=-1)
+
+  def _loss(self, inputs):
+    per_step = self.network(self.features(inputs))
+    return {"per_step": per_step, "loss": tf.reduce_mean(per_step)}

@@ -1,0 +1,64 @@
+"""Returns and advantages as pure functions of batch-major `[B, T]` tensors.
+
+Conventions (as in rlax, batched from outside): for step t, `values[:, t] = V(s_t)` and
+`next_values[:, t] = V(s'_t)` of the true next observation; `discounts[:, t]` is 0 where the episode
+terminated at t and 1 otherwise; `episode_ends[:, t]` is 1 where it ended for any reason
+(termination or truncation). Bootstrapping uses `gamma * discounts * next_values`, so a truncated
+episode bootstraps from its last observation and a terminated one does not; recursions stop at
+`episode_ends`, so nothing leaks from one episode into the next.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _check(name, x, rank):
+  x = tf.convert_to_tensor(x)
+  if x.shape.rank is not None and x.shape.rank != rank:
+    raise ValueError(f"{name} must have rank {rank} [batch, time], got shape {x.shape}")
+  return x
+
+
+def _reverse_recursion(deltas, coefficients):
+  """Computes y_t = deltas_t + coefficients_t * y_{t+1}, y_T = 0, over the time axis of [B, T]."""
+  deltas_tm = tf.transpose(deltas)  # [T, B]: tf.scan iterates the leading axis.
+  coefficients_tm = tf.transpose(coefficients)
+  ys = tf.scan(lambda carry, x: x[0] + x[1] * carry, (deltas_tm, coefficients_tm),
+               initializer=tf.zeros_like(deltas_tm[0]), reverse=True)
+  return tf.transpose(ys)
+
+
+def td_errors(rewards, discounts, values, next_values, gamma):
+  """One-step TD errors δ_t = r_t + γ d_t V(s'_t) − V(s_t), [B, T]."""
+  rewards = _check("rewards", rewards, 2)
+  return rewards + gamma * discounts * next_values - values
+
+
+def generalized_advantage_estimates(rewards, discounts, episode_ends, values, next_values, gamma, lam):
+  """GAE(γ, λ) advantages, [B, T]; λ = 1 gives bootstrapped Monte Carlo (n-step to segment end).
+
+  A_t = δ_t + γ λ (1 − end_t) A_{t+1}, with A after the last step = 0 (the last step bootstraps
+  through its δ from `next_values`).
+  """
+  for name, x in (("rewards", rewards), ("discounts", discounts), ("episode_ends", episode_ends),
+                  ("values", values), ("next_values", next_values)):
+    _check(name, x, 2)
+  deltas = td_errors(rewards, discounts, values, next_values, gamma)
+  return _reverse_recursion(deltas, gamma * lam * (1.0 - episode_ends))
+
+
+def lambda_returns(rewards, discounts, episode_ends, values, next_values, gamma, lam):
+  """λ-returns G^λ_t = A^GAE_t + V(s_t), [B, T]."""
+  return generalized_advantage_estimates(rewards, discounts, episode_ends, values, next_values, gamma,
+                                         lam) + values
+
+
+def discounted_returns(rewards, discounts, episode_ends, bootstrap_values, gamma):
+  """Discounted returns inside each episode, [B, T], bootstrapping `bootstrap_values` ([B, T]) at
+  the last step of the segment and at truncations: G_t = r_t + γ d_t [end_t V'_t + (1 − end_t) G_{t+1}],
+  where V'_t is only used where the recursion stops (an episode end or the segment's last step)."""
+  rewards = _check("rewards", rewards, 2)
+  last = tf.one_hot(tf.shape(rewards)[1] - 1, tf.shape(rewards)[1], dtype=rewards.dtype)[None, :]
+  stop = tf.maximum(episode_ends, last)
+  deltas = rewards + gamma * discounts * stop * bootstrap_values
+  return _reverse_recursion(deltas, gamma * discounts * (1.0 - stop))

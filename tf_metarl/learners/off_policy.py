@@ -1,0 +1,188 @@
+"""Trains a fresh deterministic agent with twin-Q critics (TD3) and any off-policy actor objective.
+
+The critic is always trained with the TD3 loss (clipped double-Q targets with target-policy
+smoothing, Fujimoto et al. 2018). The actor is trained every `policy_delay` critic updates by the
+objective, which sees `[B, T]` sequences sampled from replay with the current policy's actions
+and their Q-values: `TD3ActorObjective` gives TD3; a learned objective (MetaGenRL) plugs in the same.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_metarl import errors
+from tf_metarl.collection import RolloutCollector, evaluate
+from tf_metarl.envs.gym_envs import EnvInfo, make_env, make_vector_env
+from tf_metarl.learners.replay import SequenceReplay
+from tf_metarl.networks import DeterministicPolicy, TwinQCritic
+from tf_metarl.objectives.base import Objective
+from tf_metarl.trajectories import Trajectory
+
+
+@dataclasses.dataclass
+class OffPolicyConfig:
+  num_envs: int = 1
+  replay_capacity: int = 100_000   # steps per copy
+  warmup_steps: int = 1_000        # uniformly random actions before learning starts (total over copies)
+  batch_size: int = 256
+  sequence_length: int = 1         # T of the [B, T] sequences the objective sees
+  updates_per_step: float = 1.0    # gradient updates per environment step
+  actor_learning_rate: float = 3e-4
+  critic_learning_rate: float = 3e-4
+  gamma: float = 0.99
+  tau: float = 0.005
+  policy_delay: int = 2
+  exploration_noise: float = 0.1   # std, as a fraction of the half action range
+  target_noise: float = 0.2
+  target_noise_clip: float = 0.5
+  hidden_sizes: tuple = (256, 256)
+  activation: str = "relu"
+  layer_norm: bool = False
+
+  def validate(self):
+    for name in ("num_envs", "replay_capacity", "batch_size", "sequence_length", "policy_delay"):
+      if int(getattr(self, name)) < 1:
+        raise errors.ConfigError(f"off_policy.{name} must be >= 1, got {getattr(self, name)}")
+    if self.warmup_steps < self.sequence_length * self.num_envs:
+      raise errors.ConfigError(f"off_policy.warmup_steps ({self.warmup_steps}) must cover at least one sequence "
+                               f"per copy ({self.sequence_length * self.num_envs})")
+    if not 0 < self.tau <= 1:
+      raise errors.ConfigError(f"off_policy.tau must be in (0, 1], got {self.tau}")
+
+
+class OffPolicyLearner:
+  """See the module docstring."""
+
+  def __init__(self, env_info: EnvInfo, objective: Objective, config: OffPolicyConfig, seed: int):
+    config.validate()
+    self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
+    keras.utils.set_random_seed(seed)
+    obs_dim = int(np.prod(env_info.observation_shape))
+    act_dim = env_info.action_dim
+    make_actor = lambda name: DeterministicPolicy(obs_dim, env_info.action_low, env_info.action_high,
+                                                  config.hidden_sizes, config.activation, config.layer_norm, name=name)
+    make_critic = lambda name: TwinQCritic(obs_dim, act_dim, config.hidden_sizes, config.activation,
+                                           config.layer_norm, name=name)
+    self.policy, self.target_policy = make_actor("policy"), make_actor("target_policy")
+    self.critic, self.target_critic = make_critic("critic"), make_critic("target_critic")
+    self.target_policy.set_weights(self.policy.get_weights())
+    self.target_critic.set_weights(self.critic.get_weights())
+    self.actor_optimizer = keras.optimizers.Adam(config.actor_learning_rate)
+    self.critic_optimizer = keras.optimizers.Adam(config.critic_learning_rate)
+    self.actor_optimizer.build(self.policy.trainable_variables)
+    self.critic_optimizer.build(self.critic.trainable_variables)
+    self.half_range = tf.constant((np.asarray(env_info.action_high) - np.asarray(env_info.action_low)) / 2, tf.float32)
+    self.low = tf.constant(env_info.action_low, tf.float32)
+    self.high = tf.constant(env_info.action_high, tf.float32)
+    self.rng = tf.random.Generator.from_seed(seed)
+    self.np_rng = np.random.default_rng(seed)
+    self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
+    self.updates = tf.Variable(0, dtype=tf.int64, name="updates")
+    self.env = make_vector_env(env_info.env_id, config.num_envs, seed)
+    self.eval_env = make_env(env_info.env_id)
+    self.collector = RolloutCollector(self.env, seed)
+    self.replay = SequenceReplay(config.replay_capacity, config.num_envs, obs_dim, act_dim)
+    self._evaluations = 0
+    self._update_credit = 0.0
+
+  def checkpoint_items(self):
+    return dict(policy=self.policy, target_policy=self.target_policy, critic=self.critic,
+                target_critic=self.target_critic, actor_optimizer=self.actor_optimizer,
+                critic_optimizer=self.critic_optimizer, rng=self.rng, env_steps=self.env_steps, updates=self.updates)
+
+  def save_extra(self, checkpoint_path):
+    """Saves the replay buffer beside the checkpoint (written to a temp file, then renamed)."""
+    tmp = checkpoint_path + ".replay.tmp.npz"
+    np.savez(tmp, np_rng=np.array(self.np_rng.bit_generator.state["state"]["state"], dtype=object),
+             **self.replay.state())
+    os.replace(tmp, checkpoint_path + ".replay.npz")
+    directory = os.path.dirname(checkpoint_path)
+    live = {os.path.basename(p) for p in tf.train.get_checkpoint_state(directory).all_model_checkpoint_paths}
+    for name in os.listdir(directory):
+      if name.endswith(".replay.npz") and name[:-len(".replay.npz")] not in live:
+        os.remove(os.path.join(directory, name))
+
+  def restore_extra(self, checkpoint_path):
+    path = checkpoint_path + ".replay.npz"
+    try:
+      with np.load(path, allow_pickle=True) as state:
+        self.replay.load_state(state)
+    except (OSError, ValueError, KeyError) as e:
+      raise errors.CheckpointError(f"cannot restore replay buffer {path}: {e}") from None
+    self.np_rng = np.random.default_rng(self.seed + int(self.env_steps.numpy()))
+    self.collector = RolloutCollector(self.env, self.seed + int(self.env_steps.numpy()))
+
+  @tf.function
+  def _act(self, observations):
+    actions = self.policy(observations)
+    noise = self.rng.normal(tf.shape(actions)) * self.config.exploration_noise * self.half_range
+    return {"actions": tf.clip_by_value(actions + noise, self.low, self.high),
+            "log_probs": tf.zeros(tf.shape(actions)[:1]), "policy_outputs": actions}
+
+  def act(self, observations):
+    if int(self.env_steps.numpy()) < self.config.warmup_steps:
+      actions = self.np_rng.uniform(self.low.numpy(), self.high.numpy(),
+                                    (observations.shape[0], self.env_info.action_dim)).astype(np.float32)
+      return {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
+    return {k: v.numpy() for k, v in self._act(tf.constant(observations)).items()}
+
+  @tf.function
+  def _critic_step(self, batch: Trajectory):
+    cfg = self.config
+    noise = tf.clip_by_value(self.rng.normal(tf.shape(batch.actions)) * cfg.target_noise,
+                             -cfg.target_noise_clip, cfg.target_noise_clip) * self.half_range
+    next_actions = tf.clip_by_value(self.target_policy(batch.next_observations) + noise, self.low, self.high)
+    next_q = tf.reduce_min(self.target_critic((batch.next_observations, next_actions)), axis=0)
+    targets = tf.stop_gradient(batch.rewards + cfg.gamma * batch.discounts * next_q)
+    with tf.GradientTape() as tape:
+      q = self.critic((batch.observations, batch.actions))
+      loss = tf.reduce_sum(tf.reduce_mean(tf.square(q - targets[None]), axis=[1, 2]))
+    grads = tape.gradient(loss, self.critic.trainable_variables)
+    self.critic_optimizer.apply_gradients(zip(grads, self.critic.trainable_variables))
+    return {"critic_loss": loss, "q_mean": tf.reduce_mean(q)}
+
+  @tf.function
+  def _actor_step(self, batch: Trajectory):
+    with tf.GradientTape() as tape:
+      actions = self.policy(batch.observations)
+      inputs = {"rewards": batch.rewards, "discounts": batch.discounts, "episode_ends": batch.episode_ends,
+                "q_values": self.critic((batch.observations, actions))[0], "actions": actions,
+                "behaviour_actions": batch.actions}
+      loss = self.objective(inputs)["loss"]
+    grads = tape.gradient(loss, self.policy.trainable_variables)
+    self.actor_optimizer.apply_gradients(zip(grads, self.policy.trainable_variables))
+    tau = self.config.tau
+    for target, source in ((self.target_policy, self.policy), (self.target_critic, self.critic)):
+      for t, s in zip(target.trainable_variables, source.trainable_variables):
+        t.assign((1.0 - tau) * t + tau * s)
+    return {"actor_loss": loss}
+
+  def iteration(self):
+    """One vector step of every copy, then the due gradient updates."""
+    cfg = self.config
+    trajectory, stats = self.collector.collect(self.act, 1)
+    step = {k: getattr(trajectory, k)[:, 0] for k in ("observations", "actions", "rewards", "next_observations",
+                                                      "terminated", "truncated")}
+    self.replay.add(**step)
+    self.env_steps.assign_add(cfg.num_envs)
+    metrics = {}
+    if int(self.env_steps.numpy()) >= cfg.warmup_steps:
+      self._update_credit += cfg.updates_per_step * cfg.num_envs
+      while self._update_credit >= 1.0:
+        self._update_credit -= 1.0
+        batch = self.replay.sample(self.np_rng, cfg.batch_size, cfg.sequence_length)
+        batch = tf.nest.map_structure(tf.constant, batch)
+        metrics.update({k: float(v) for k, v in self._critic_step(batch).items()})
+        self.updates.assign_add(1)
+        if int(self.updates.numpy()) % cfg.policy_delay == 0:
+          metrics.update({k: float(v) for k, v in self._actor_step(batch).items()})
+    return metrics, stats
+
+  def evaluate(self, episodes: int):
+    self._evaluations += 1
+    act = lambda obs: self.policy(tf.constant(obs)).numpy()
+    return evaluate(self.eval_env, act, episodes, seed=10_000 * (self.seed + 1) + 100 * self._evaluations)

@@ -1,0 +1,88 @@
+"""Entry point: trains a fresh agent on an environment with an objective given by name or path."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Mapping
+
+from tf_metarl import errors
+from tf_metarl.envs.gym_envs import EnvInfo, describe_env
+from tf_metarl.learners.loop import run_training
+from tf_metarl.objectives.base import OFF_POLICY, ON_POLICY, Objective
+from tf_metarl.objectives.registry import make_objective
+
+
+def check_compatible(objective: Objective, env_info: EnvInfo, source: str) -> None:
+  """Raises IncompatibleSpaceError if the objective cannot train agents on this environment."""
+  if env_info.action_kind not in objective.action_kinds:
+    kinds = " or ".join(objective.action_kinds)
+    space = (f"{env_info.num_actions} discrete actions" if env_info.action_kind == "discrete"
+             else f"continuous actions of dimension {env_info.action_dim}")
+    raise errors.IncompatibleSpaceError(
+        f"objective {source!r} trains {kinds} actions only; {env_info.env_id} has {space}")
+  if objective.learner not in (ON_POLICY, OFF_POLICY):
+    raise errors.IncompatibleSpaceError(f"objective {source!r} names an unknown learner {objective.learner!r}")
+
+
+def _dataclass_from(cls, values: Mapping, section: str):
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - names)
+  if unknown:
+    raise errors.ConfigError(f"unknown key(s) in config.{section}: {', '.join(unknown)}")
+  converted = {}
+  for f in dataclasses.fields(cls):
+    if f.name not in values:
+      continue
+    value = values[f.name]
+    default = f.default
+    try:
+      if isinstance(default, bool):
+        if not isinstance(value, bool):
+          raise TypeError
+        converted[f.name] = value
+      elif isinstance(default, tuple):
+        converted[f.name] = tuple(int(v) for v in value)
+      elif isinstance(default, (int, float)):
+        if isinstance(value, bool) or isinstance(value, str):
+          raise TypeError
+        converted[f.name] = type(default)(value)
+      else:
+        converted[f.name] = value
+    except (TypeError, ValueError):
+      raise errors.ConfigError(
+          f"config.{section}.{f.name} must be {type(default).__name__}, got {value!r}") from None
+  return cls(**converted)
+
+
+def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapping) -> Dict:
+  """Trains a fresh agent; returns the run summary.
+
+  Args:
+    env_id: a gymnasium id.
+    objective_spec: "ppo", "reinforce", "a2c", "td3", or a path to an exported objective.
+    config: a mapping (ml_collections ConfigDict or dict) with `steps`, `eval_every`,
+      `eval_episodes`, `checkpoint_every`, `objective_settings` (hyperparameters per built-in
+      objective) and the learner sections `on_policy` / `off_policy`.
+  """
+  from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner  # Imported here: one learner per run.
+  from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
+
+  steps = config["steps"]
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    raise errors.ConfigError(f"config.steps must be a positive integer, got {steps!r}")
+  env_info = describe_env(env_id)
+  settings = dict(config.get("objective_settings", {}).get(objective_spec, {})) if objective_spec in (
+      config.get("objective_settings") or {}) else {}
+  objective = make_objective(objective_spec, settings)
+  check_compatible(objective, env_info, objective_spec)
+  if objective.learner == ON_POLICY:
+    learner_config = _dataclass_from(OnPolicyConfig, dict(config.get("on_policy", {})), "on_policy")
+    learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
+  else:
+    learner_config = _dataclass_from(OffPolicyConfig, dict(config.get("off_policy", {})), "off_policy")
+    learner = OffPolicyLearner(env_info, objective, learner_config, seed)
+  identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
+                  learner=objective.learner)
+  return run_training(learner, steps, logdir, identity, eval_every=int(config.get("eval_every", 0)),
+                      eval_episodes=int(config.get("eval_episodes", 5)),
+                      checkpoint_every=int(config.get("checkpoint_every", 0)),
+                      log_every_seconds=float(config.get("log_every_seconds", 10.0)))

@@ -49,6 +49,7 @@ def _metadata(objective: Objective, training_config: Optional[Mapping], provenan
                  for n, s in specs.items()},
       "outputs": {"per_step": {"dtype": "float32", "shape": [None, None]},
                   "loss": {"dtype": "float32", "shape": []}},
+      "constraints": objective.constraints(),
       "hyperparameters": objective.hyperparameters(),
       "training_config": dict(training_config or {}),
       "provenance": dict({"tf_metarl_version": tf_metarl.__version__, "tensorflow_version": tf.__version__,
@@ -172,6 +173,9 @@ class LoadedObjective(Objective):
 
   def hyperparameters(self):
     return dict(self.metadata.get("hyperparameters", {}))
+
+  def constraints(self):
+    return dict(self.metadata["constraints"], action_kinds=list(self.action_kinds))
 
   def __call__(self, inputs):
     unknown = sorted(set(inputs) - set(self._specs) - set(INPUT_DESCRIPTIONS))

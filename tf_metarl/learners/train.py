@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Mapping
 
+import numpy as np
+
 from tf_metarl import errors
 from tf_metarl.envs.gym_envs import EnvInfo, describe_env
 from tf_metarl.learners.loop import run_training
@@ -19,6 +21,12 @@ def check_compatible(objective: Objective, env_info: EnvInfo, source: str) -> No
              else f"continuous actions of dimension {env_info.action_dim}")
     raise errors.IncompatibleSpaceError(
         f"objective {source!r} trains {kinds} actions only; {env_info.env_id} has {space}")
+  constraints = objective.constraints()
+  for key, have in (("action_dim", env_info.action_dim), ("observation_dim", int(np.prod(env_info.observation_shape)))):
+    want = constraints.get(key)
+    if want is not None and int(want) != have:
+      raise errors.IncompatibleSpaceError(
+          f"objective {source!r} was built for {key.replace('_', ' ')} {want}; {env_info.env_id} has {have}")
   if objective.learner not in (ON_POLICY, OFF_POLICY):
     raise errors.IncompatibleSpaceError(f"objective {source!r} names an unknown learner {objective.learner!r}")
 

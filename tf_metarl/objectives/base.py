@@ -103,3 +103,11 @@ class Objective(tf.Module):
   def hyperparameters(self) -> dict:
     """JSON-serialisable settings recorded in exports."""
     return {}
+
+  def constraints(self) -> dict:
+    """What an environment must satisfy for this objective (recorded in exports, checked by learners).
+
+    Keys: `action_kinds`; `action_dim` if the objective reads fixed-size actions; `observation_dim`
+    if it reads fixed-size observations (None: observations are not read).
+    """
+    return {"action_kinds": list(self.action_kinds), "action_dim": None, "observation_dim": None}

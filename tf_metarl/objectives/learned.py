@@ -49,6 +49,9 @@ class LSTMObjective(Objective):
   def hyperparameters(self):
     return dict(action_dim=self.action_dim, units=self.units)
 
+  def constraints(self):
+    return dict(super().constraints(), action_dim=self.action_dim)
+
   @staticmethod
   def features(inputs):
     """Stacks the inputs into [B, T, 4 + A] features."""

@@ -1,0 +1,89 @@
+"""What every binary shares: one-line errors for bad flags and bad input, quiet logs, config paths."""
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import sys
+from typing import Callable, List
+
+from absl import app, flags, logging
+
+from tf_metarl import errors
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
+
+
+def default_config(name: str) -> str:
+  """Path of a config file in the repository's `configs/`."""
+  return os.path.join(CONFIG_DIR, name)
+
+
+def fail(message: str, status: int = 2):
+  """Prints `error: message` on one line to stderr and exits with `status`."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def one_line(exception: BaseException, limit: int = 400) -> str:
+  """The exception's message with whitespace (newlines included) collapsed, cut to `limit` characters."""
+  text = str(exception)
+  if "Traceback (most recent call last)" in text:  # ml_collections embeds the config file's traceback.
+    head, _, tail = text.partition("Traceback (most recent call last)")
+    text = head + [line for line in tail.splitlines() if line.strip()][-1]
+  text = " ".join(text.split()) or type(exception).__name__
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def parse_flags(argv: List[str]) -> List[str]:
+  """absl flag parsing with a one-line error instead of usage text and a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(one_line(e))
+  except Exception as e:  # A config file that raises while it is built (e.g. an unknown preset).
+    fail(f"cannot load config: {one_line(e)}")
+
+
+class _DropNoise(std_logging.Filter):
+  """Drops TensorFlow's per-save checkpoint chatter from the progress log."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith("Sharding callback duration")
+
+
+def import_tensorflow_quietly():
+  """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+  TensorFlow 2.21 writes start-up lines (oneDNN, CUDA probing) from C++ before its logger is set
+  up, so TF_CPP_MIN_LOG_LEVEL does not remove them (measured here); they would bury the progress
+  log and the one-line errors. Python exceptions raised by the import still reach the caller.
+  """
+  if "tensorflow" in sys.modules or os.environ.get("TF_METARL_VERBOSE_TF"):
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  try:
+    os.dup2(devnull, 2)
+    import tensorflow
+    tensorflow.config.list_physical_devices()  # Device probing logs too (cuInit on CPU-only machines).
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def run(main: Callable[[List[str]], None]):
+  """`app.run` with one-line errors: UserError -> `error: ...`, exit status 2."""
+  import_tensorflow_quietly()
+
+  def wrapped(argv):
+    logging.get_absl_logger().addFilter(_DropNoise())
+    logging.set_verbosity(logging.INFO)
+    try:
+      main(argv)
+    except errors.UserError as e:
+      fail(str(e))
+
+  app.run(wrapped, flags_parser=parse_flags)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Optional, Tuple
 
 import gymnasium as gym
@@ -44,8 +45,8 @@ def _check_id(env_id: str) -> None:
   if not isinstance(env_id, str) or not env_id:
     raise errors.UnknownEnvironmentError(f"environment id must be a non-empty string, got {env_id!r}")
   if env_id not in gym.registry:
-    close = [k for k in gym.registry if k.lower().split("-")[0] == env_id.lower().split("-")[0]]
-    hint = f" (did you mean {', '.join(sorted(close)[:3])}?)" if close else ""
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.75)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise errors.UnknownEnvironmentError(f"unknown environment id {env_id!r}: not registered with gymnasium{hint}")
 
 
@@ -73,8 +74,7 @@ def make_vector_env(env_id: str, num_envs: int, seed: int = 0) -> gym.vector.Vec
                        vector_kwargs=dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
   except gym.error.DependencyNotInstalled as e:
     raise errors.UnknownEnvironmentError(f"environment {env_id!r} needs an extra that is not installed: {e}") from None
-  env.reset(seed=seed)
-  env.action_space.seed(seed)
+  env.action_space.seed(seed)  # The first reset (and its seed) is the collector's.
   return env
 
 

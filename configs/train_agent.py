@@ -37,7 +37,7 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   if preset == "a2c":
     c.on_policy.update(dict(rollout_length=16, epochs=1, minibatches=1, learning_rate=7e-4))
   if preset == "reinforce":
-    c.on_policy.update(dict(rollout_length=64, epochs=1, minibatches=1, learning_rate=1e-3))
+    c.on_policy.update(dict(rollout_length=32, epochs=1, minibatches=1, learning_rate=3e-3))
 
   c.off_policy = ml_collections.ConfigDict(dict(
       num_envs=1, replay_capacity=100_000, warmup_steps=1_000, batch_size=256, sequence_length=1,

@@ -41,11 +41,13 @@ class LearningCurve:
 
 
 def read_learning_curve(path: str) -> List[Dict]:
-  """Reads a learning-curve CSV into dicts of floats (empty cells become NaN)."""
+  """Reads a learning-curve CSV into dicts: counts as ints, the rest floats (empty cells NaN)."""
+  counts = ("env_steps", "train_episodes")
   with open(path, newline="") as f:
     rows = []
     for r in csv.DictReader(f):
-      rows.append({k: (float(v) if v not in ("", None) else float("nan")) for k, v in r.items()})
+      rows.append({k: (int(float(v)) if k in counts else float(v)) if v not in ("", None) else float("nan")
+                   for k, v in r.items()})
     return rows
 
 

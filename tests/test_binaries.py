@@ -1,0 +1,109 @@
+"""The absl binaries end to end: a run with a shipped SavedModel, resuming a killed run, one-line errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+
+BIN = [sys.executable, "-m", "tf_metarl.bin.train_agent"]
+EXPORT = [sys.executable, "-m", "tf_metarl.bin.export_objective"]
+
+
+def run(args, timeout=300, **kwargs):
+  return subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=timeout, **kwargs)
+
+
+def test_train_with_the_shipped_objective_writes_everything(tmp_path):
+  logdir = tmp_path / "run"
+  result = run(BIN + ["--objective=export/ppo", "--env=CartPole-v1", "--config.steps=4096", "--config.eval_every=2048",
+                      "--config.eval_episodes=2", f"--logdir={logdir}"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout.strip().splitlines()[-1])
+  assert summary["objective_kind"] == "saved_model:ppo" and summary["env_steps"] == 4096
+  for name in ("learning_curve.csv", "learning_curve.png", "summary.json", "run.json", "checkpoints/checkpoint"):
+    assert (logdir / name).exists(), name
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(logdir / "tb"))
+  assert "steps/s | ETA" in result.stderr  # the progress line
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+  logdir = tmp_path / "run"
+  args = BIN + ["--objective=ppo", "--env=CartPole-v1", "--config.steps=80000", "--config.checkpoint_every=4096",
+                "--config.eval_every=0", f"--logdir={logdir}"]
+  process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  index = logdir / "checkpoints" / "checkpoint"
+  while time.time() < deadline and process.poll() is None and not index.exists():
+    time.sleep(0.05)
+  time.sleep(0.3)
+  assert process.poll() is None, "the run finished before it could be killed"
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  result = run(args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout.strip().splitlines()[-1])
+  assert 0 < summary["resumed_from"] < 80000 and summary["env_steps"] >= 80000
+  assert "resumed from" in result.stderr
+  with open(logdir / "learning_curve.csv") as f:
+    steps = [int(line.split(",")[0]) for line in f.readlines()[1:]]
+  assert steps == sorted(steps) and len(steps) == len(set(steps))  # no rows repeated after the resume
+
+
+def test_resuming_a_different_run_is_refused(tmp_path):
+  logdir = tmp_path / "run"
+  os.makedirs(logdir)
+  (logdir / "run.json").write_text(json.dumps({"env": "Pendulum-v1", "objective": "td3", "objective_kind": "td3",
+                                               "seed": 0, "learner": "off_policy"}))
+  result = run(BIN + ["--objective=ppo", "--env=CartPole-v1", "--config.steps=128", f"--logdir={logdir}"])
+  assert result.returncode == 2
+  assert "holds a different run (env: 'Pendulum-v1' there, 'CartPole-v1' now" in result.stderr
+
+
+def test_corrupt_checkpoint_gets_a_one_line_error(tmp_path):
+  logdir = tmp_path / "run"
+  args = BIN + ["--objective=ppo", "--config.steps=512", "--config.eval_every=0", f"--logdir={logdir}"]
+  assert run(args).returncode == 0
+  ckpt_dir = logdir / "checkpoints"
+  for name in os.listdir(ckpt_dir):
+    if name.endswith(".index"):
+      (ckpt_dir / name).write_bytes(b"corrupt")
+  result = run(args[:-2] + ["--config.steps=1024", f"--logdir={logdir}"])
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: cannot restore"), result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def discrete_only_export(tmp_path_factory):
+  base = tmp_path_factory.mktemp("exports")
+  result = run(EXPORT + ["--objective=ppo", "--action_kinds=discrete", "--name=ppo_discrete", f"--export_dir={base}"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])["exported"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env=NoSuchEnv-v9"], "error: unknown environment id 'NoSuchEnv-v9'"),
+    (["--objective=README.md"], "error: README.md: not a directory"),
+    (["--objective=tests"], "error: tests: not a SavedModel"),
+    (["--objective=td3", "--env=CartPole-v1"], "error: objective 'td3' trains continuous actions only"),
+    (["--config.steps=ten"], "error: flag --config.steps=ten"),
+    (["--config.on_policy.learning_rate=-1"], "error: on_policy.learning_rate must be > 0"),
+    (["--config=configs/train_agent.py:sac"], "unknown preset 'sac'"),
+])
+def test_bad_input_gives_one_line_and_status_2(args, message, tmp_path):
+  result = run(BIN + args + [f"--logdir={tmp_path / 'run'}"])
+  assert result.returncode == 2, result.stderr[-3000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], result.stderr[-3000:]
+
+
+def test_discrete_only_objective_on_continuous_env(discrete_only_export, tmp_path):
+  result = run(BIN + [f"--objective={discrete_only_export}", "--env=Pendulum-v1", f"--logdir={tmp_path / 'run'}"])
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "trains discrete actions only; Pendulum-v1 has continuous actions" in lines[0], lines

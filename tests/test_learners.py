@@ -1,0 +1,74 @@
+"""Smoke tests: brief training of fresh agents improves on their initial policy."""
+import numpy as np
+import pytest
+
+from tf_metarl import errors
+from tf_metarl.envs import describe_env
+from tf_metarl.learners import check_compatible, train
+from tf_metarl.learners.loop import read_learning_curve
+from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner
+from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
+from tf_metarl.objectives import A2CObjective, LSTMObjective, PPOObjective, ReinforceObjective, TD3ActorObjective
+
+ON_POLICY = {
+    "ppo": (PPOObjective(), OnPolicyConfig(num_envs=8, rollout_length=64, epochs=4, minibatches=4,
+                                           learning_rate=2.5e-4), 25_000),
+    "a2c": (A2CObjective(), OnPolicyConfig(num_envs=8, rollout_length=16, epochs=1, minibatches=1,
+                                           learning_rate=7e-4), 40_000),
+    "reinforce": (ReinforceObjective(), OnPolicyConfig(num_envs=8, rollout_length=32, epochs=1, minibatches=1,
+                                                       learning_rate=3e-3), 40_000),
+}
+
+
+def train_learner(learner, steps, tmp_path, eval_episodes=10):
+  initial = float(np.mean(learner.evaluate(eval_episodes)))
+  from tf_metarl.learners.loop import run_training
+  summary = run_training(learner, steps, str(tmp_path), {"test": True}, eval_every=steps,
+                         eval_episodes=eval_episodes, checkpoint_every=0, log_every_seconds=60)
+  return initial, summary
+
+
+@pytest.mark.parametrize("name", sorted(ON_POLICY))
+def test_on_policy_objectives_improve_on_cartpole(name, tmp_path):
+  objective, config, steps = ON_POLICY[name]
+  learner = OnPolicyLearner(describe_env("CartPole-v1"), objective, config, seed=1, total_steps=steps)
+  initial, summary = train_learner(learner, steps, tmp_path)
+  assert initial < 60, initial  # a random network balances the pole for a few dozen steps at most
+  assert summary["final_eval_return"] > max(2 * initial, 100), (initial, summary)
+  rows = read_learning_curve(str(tmp_path / "learning_curve.csv"))
+  assert rows[-1]["train_return"] > rows[0]["train_return"]
+
+
+def test_td3_improves_on_pendulum(tmp_path):
+  config = OffPolicyConfig(warmup_steps=1000, batch_size=128, hidden_sizes=(64, 64))
+  learner = OffPolicyLearner(describe_env("Pendulum-v1"), TD3ActorObjective(), config, seed=0)
+  initial, summary = train_learner(learner, 6_000, tmp_path, eval_episodes=5)
+  assert initial < -900, initial
+  assert summary["final_eval_return"] > -600, (initial, summary)
+
+
+def test_learned_off_policy_objective_trains_through_the_same_learner(tmp_path):
+  config = OffPolicyConfig(warmup_steps=200, batch_size=16, sequence_length=8, hidden_sizes=(16,))
+  learner = OffPolicyLearner(describe_env("Pendulum-v1"), LSTMObjective(action_dim=1, units=8), config, seed=0)
+  before = [v.numpy().copy() for v in learner.policy.trainable_variables]
+  summary = train_learner(learner, 260, tmp_path, eval_episodes=1)[1]
+  assert summary["env_steps"] == 260
+  assert any(np.any(b != a.numpy()) for b, a in zip(before, learner.policy.trainable_variables))
+
+
+def test_incompatible_objective_and_environment():
+  with pytest.raises(errors.IncompatibleSpaceError, match="trains continuous actions only; CartPole-v1 has 2 discrete"):
+    check_compatible(TD3ActorObjective(), describe_env("CartPole-v1"), "td3")
+  with pytest.raises(errors.IncompatibleSpaceError, match="action dim 3; Pendulum-v1 has 1"):
+    check_compatible(LSTMObjective(action_dim=3, units=4), describe_env("Pendulum-v1"), "lstm")
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"steps": 0}, "config.steps must be a positive integer"),
+    ({"steps": 100, "on_policy": {"epochs": "four"}}, "config.on_policy.epochs must be int, got 'four'"),
+    ({"steps": 100, "on_policy": {"minibatch": 2}}, "unknown key\\(s\\) in config.on_policy: minibatch"),
+    ({"steps": 100, "on_policy": {"num_envs": 6, "minibatches": 4}}, "must be divisible"),
+])
+def test_malformed_config_values(config, message, tmp_path):
+  with pytest.raises(errors.ConfigError, match=message):
+    train("CartPole-v1", "ppo", 0, str(tmp_path), config)

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test benchmark export-ppo clean
+.PHONY: setup demo test bazel-test export-ppo clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,18 @@ demo: setup
 	rm -rf runs/demo
 	$(VENV)/bin/train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo
 
+# Bazel first (every BUILD target must build offline with Debian's bazel-bootstrap 4.2.3), then pytest.
 test: setup
+	@if command -v bazel >/dev/null 2>&1; then \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bazel build //... ; \
+	else \
+	  echo "make test: bazel is not installed (apt-get install bazel-bootstrap); the Bazel build was NOT checked"; \
+	fi
 	$(PY) -m pytest -q tests
+
+# The same tests through Bazel (py_test targets run pytest on their file with .venv's python).
+bazel-test: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bazel test --action_env=PATH --test_output=errors --local_test_jobs=1 //tests/...
 
 # Re-creates the shipped objective (a new version) through the same exporter.
 export-ppo: setup

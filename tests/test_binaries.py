@@ -88,7 +88,7 @@ def discrete_only_export(tmp_path_factory):
 
 @pytest.mark.parametrize("args, message", [
     (["--env=NoSuchEnv-v9"], "error: unknown environment id 'NoSuchEnv-v9'"),
-    (["--objective=README.md"], "error: README.md: not a directory"),
+    (["--objective=./no_such_objective"], "error: ./no_such_objective: not a directory"),
     (["--objective=tests"], "error: tests: not a SavedModel"),
     (["--objective=td3", "--env=CartPole-v1"], "error: objective 'td3' trains continuous actions only"),
     (["--config.steps=ten"], "error: flag --config.steps=ten"),
@@ -107,3 +107,8 @@ def test_discrete_only_objective_on_continuous_env(discrete_only_export, tmp_pat
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "trains discrete actions only; Pendulum-v1 has continuous actions" in lines[0], lines
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

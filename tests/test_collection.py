@@ -51,6 +51,24 @@ def test_bookkeeping_is_exact():
   assert collector.total_steps == 12
 
 
+def test_single_environment_is_collected_as_one_copy():
+  import gymnasium as gym
+  collector = RolloutCollector(gym.make("ScriptedEnv-v0"), seed=0)
+  act = lambda obs: {"actions": np.zeros(1, np.int64), "log_probs": np.zeros(1, np.float32),
+                     "policy_outputs": np.zeros((1, 2), np.float32)}
+  traj, stats = collector.collect(act, 4)
+  np.testing.assert_array_equal(traj.next_observations[0], [[1, 0], [2, 0], [3, 0], [1, 1]])
+  np.testing.assert_array_equal(traj.truncated[0], [0, 0, 1, 0])
+  assert stats.returns == [6.0]
+
+
+def test_next_step_autoreset_is_refused():
+  import gymnasium as gym
+  env = gym.make_vec("ScriptedEnv-v0", num_envs=1, vectorization_mode="sync")
+  with pytest.raises(errors.IncompatibleSpaceError, match="SAME_STEP"):
+    RolloutCollector(env)
+
+
 def test_trajectory_is_a_tf_nest_structure():
   traj, *_ = collect_in_two_segments()
   tensors = tf.nest.map_structure(tf.constant, traj)
@@ -75,3 +93,8 @@ def test_describe_env_and_unknown_ids():
   assert describe_env("CartPole-v1").num_actions == 2
   with pytest.raises(errors.UnknownEnvironmentError, match="unknown environment id 'CartPol-v1'.*CartPole-v1"):
     describe_env("CartPol-v1")
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

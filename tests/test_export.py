@@ -136,3 +136,8 @@ def test_learned_objective_with_variables_round_trips(tmp_path):
   inputs = {n: tf.constant(rng.normal(size=(2, 4)), tf.float32) for n in ("rewards", "discounts", "episode_ends", "q_values")}
   inputs["actions"] = tf.constant(rng.normal(size=(2, 4, 2)), tf.float32)
   np.testing.assert_allclose(loaded(inputs)["per_step"].numpy(), objective(inputs)["per_step"].numpy(), rtol=1e-5)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

@@ -72,3 +72,8 @@ def test_incompatible_objective_and_environment():
 def test_malformed_config_values(config, message, tmp_path):
   with pytest.raises(errors.ConfigError, match=message):
     train("CartPole-v1", "ppo", 0, str(tmp_path), config)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

@@ -117,3 +117,8 @@ def test_meta_gradient_is_zero_without_inner_steps():
   theta0, weighting, inner_loss, outer_loss = _meta_problem()
   _, grads, _ = unrolled_meta_gradient(theta0, weighting.trainable_variables, inner_loss, outer_loss, 0.5, 0)
   assert all(np.all(g.numpy() == 0) for g in grads)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

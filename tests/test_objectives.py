@@ -96,3 +96,8 @@ def test_registry():
     make_objective("td3", {"clip_epsilon": 0.1})
   with pytest.raises(errors.ConfigError, match="unknown objective 'dqn'"):
     make_objective("dqn")
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

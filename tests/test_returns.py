@@ -76,3 +76,8 @@ def test_rank_is_checked():
   with pytest.raises(ValueError, match="rank 2"):
     returns.generalized_advantage_estimates(tf.zeros([3]), tf.zeros([3]), tf.zeros([3]), tf.zeros([3]),
                                             tf.zeros([3]), 0.9, 0.9)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

@@ -11,6 +11,8 @@ from typing import Callable, Dict, List
 import gymnasium as gym
 import numpy as np
 
+from tf_metarl import errors
+from tf_metarl.envs.gym_envs import as_vector_env
 from tf_metarl.trajectories import Trajectory
 
 # act_fn(observations [N, *obs]) -> {"actions", "log_probs" [N], "policy_outputs" [N, P]}.
@@ -29,11 +31,17 @@ class RolloutCollector:
 
   Args:
     env: a gymnasium vector environment whose `step` resets finished copies in the same call and
-      reports their last observation in `infos["final_obs"]` (see `envs.make_vector_env`).
+      reports their last observation in `infos["final_obs"]` (see `envs.make_vector_env`), or a
+      single gymnasium environment (wrapped as one copy).
     seed: seeds the first reset.
   """
 
-  def __init__(self, env: gym.vector.VectorEnv, seed: int = 0):
+  def __init__(self, env, seed: int = 0):
+    env = as_vector_env(env)
+    mode = env.metadata.get("autoreset_mode")
+    if mode is not None and mode != gym.vector.AutoresetMode.SAME_STEP:
+      raise errors.IncompatibleSpaceError(
+          f"the collector needs a vector env with autoreset_mode=SAME_STEP (see envs.make_vector_env), got {mode}")
     self.env = env
     self.num_envs = env.num_envs
     space = env.single_action_space

@@ -78,6 +78,15 @@ def make_vector_env(env_id: str, num_envs: int, seed: int = 0) -> gym.vector.Vec
   return env
 
 
+def as_vector_env(env) -> gym.vector.VectorEnv:
+  """Returns `env` if it is a vector env, else wraps a single env as a one-copy SAME_STEP vector env."""
+  if isinstance(env, gym.vector.VectorEnv):
+    return env
+  if not isinstance(env, gym.Env):
+    raise errors.IncompatibleSpaceError(f"expected a gymnasium Env or VectorEnv, got {type(env).__name__}")
+  return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
 def describe_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> EnvInfo:
   """Builds an `EnvInfo` from single-copy spaces, rejecting spaces the networks cannot handle."""
   if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:

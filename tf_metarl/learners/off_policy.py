@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_metarl import errors
+from tf_metarl import compilation, errors
 from tf_metarl.collection import RolloutCollector, evaluate
 from tf_metarl.envs.gym_envs import EnvInfo, make_env, make_vector_env
 from tf_metarl.learners.replay import SequenceReplay
@@ -130,7 +130,7 @@ class OffPolicyLearner:
       return {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
     return {k: v.numpy() for k, v in self._act(tf.constant(observations)).items()}
 
-  @tf.function
+  @tf.function(jit_compile=compilation.JIT_COMPILE)
   def _critic_step(self, batch: Trajectory):
     cfg = self.config
     noise = tf.clip_by_value(self.rng.normal(tf.shape(batch.actions)) * cfg.target_noise,
@@ -145,7 +145,7 @@ class OffPolicyLearner:
     self.critic_optimizer.apply_gradients(zip(grads, self.critic.trainable_variables))
     return {"critic_loss": loss, "q_mean": tf.reduce_mean(q)}
 
-  @tf.function
+  @tf.function(jit_compile=compilation.JIT_COMPILE)
   def _actor_step(self, batch: Trajectory):
     with tf.GradientTape() as tape:
       actions = self.policy(batch.observations)

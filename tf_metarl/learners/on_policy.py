@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_metarl import errors, returns
+from tf_metarl import compilation, errors, returns
 from tf_metarl.collection import RolloutCollector, evaluate
 from tf_metarl.envs.gym_envs import EnvInfo, make_env, make_vector_env
 from tf_metarl.networks import ValueCritic, make_policy
@@ -104,7 +104,7 @@ class OnPolicyLearner:
   def act(self, observations):
     return {k: v.numpy() for k, v in self._act(tf.constant(observations)).items()}
 
-  @tf.function
+  @tf.function(jit_compile=compilation.JIT_COMPILE)
   def _train_step(self, batch: Trajectory):
     with tf.GradientTape() as tape:
       inputs = on_policy_inputs(self.policy, self.critic, batch)

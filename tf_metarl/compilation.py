@@ -1,0 +1,10 @@
+"""Whether hot-path tf.functions use XLA (`jit_compile=True`) by default.
+
+Measured with benchmarks/meta_gradient_cost.py on the 2-core CPU machine (TF 2.21, see
+docs/RESULTS.md): XLA leaves a first-order policy update as fast as without it (17.7 vs 18.4 ms)
+and makes a second-order meta step through the backward LSTM about 140x slower (6.4 s vs 45 ms:
+XLA's CPU code for the LSTM's while loop differentiated twice), so the faster setting, and the
+default, is no XLA. Re-measure on GPUs before changing it.
+"""
+
+JIT_COMPILE = False

@@ -1,0 +1,110 @@
+"""TensorFlow-native Catch and random walk: dynamics, in-graph rollouts, and their gymnasium twins."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_metarl.envs import describe_env
+from tf_metarl.envs.catch import Catch, CatchEnv, CatchState
+from tf_metarl.envs.random_walk import SWITCH_EVERY, RandomWalk, RandomWalkEnv, RandomWalkState
+
+
+def test_catch_matches_its_gymnasium_twin_step_by_step():
+  rng = np.random.default_rng(0)
+  env = gym.make("tf_metarl/Catch-v0", rows=7, columns=4)
+  catch = Catch(rows=7, columns=4)
+  for episode in range(5):
+    obs, _ = env.reset(seed=episode)
+    column = int(np.argmax(obs[:4]))
+    state = CatchState(tf.constant([0]), tf.constant([column]), tf.constant([2]))
+    np.testing.assert_array_equal(catch.observe(state).numpy()[0], obs)
+    for t in range(6):
+      action = int(rng.integers(0, 3))
+      obs, reward, terminated, truncated, _ = env.step(action)
+      state, tf_reward, tf_terminated = catch.step(state, tf.constant([action]))
+      np.testing.assert_array_equal(catch.observe(state).numpy()[0], obs)
+      assert (float(tf_reward[0]), bool(tf_terminated[0]), truncated) == (reward, terminated, False)
+    assert terminated and reward in (-1.0, 1.0)  # an episode lasts rows − 1 steps
+
+
+def test_catch_reward_is_plus_one_only_under_the_pellet():
+  catch = Catch(rows=3, columns=5)
+  state = CatchState(tf.constant([1, 1, 1]), tf.constant([2, 2, 0]), tf.constant([2, 1, 0]))
+  _, rewards, terminated = catch.step(state, tf.constant([1, 1, 0]))  # stay, stay, left (clipped at the wall)
+  np.testing.assert_array_equal(rewards.numpy(), [1.0, -1.0, 1.0])
+  assert terminated.numpy().all()
+
+
+def tracking_policy(catch):
+  """Moves the paddle towards the pellet's column: catches every pellet."""
+  def policy(observations, seed):
+    board = tf.reshape(observations, [-1, catch.rows, catch.columns])
+    pellet = tf.argmax(tf.reduce_sum(board[:, :-1], axis=1), axis=-1, output_type=tf.int32)
+    paddle = tf.argmax(board[:, -1], axis=-1, output_type=tf.int32)
+    both = tf.reduce_max(board[:, -1], axis=-1) > 1.5  # pellet on the bottom row, on the paddle
+    pellet = tf.where(both, paddle, pellet)
+    return tf.sign(pellet - paddle) + 1
+  return policy
+
+
+def test_in_graph_rollout_with_autoreset():
+  catch = Catch()
+  batch, length = 64, 50
+  state = catch.reset(tf.constant([1, 2]), batch)
+  rollout = tf.function(lambda s, seed: catch.rollout(s, tracking_policy(catch), seed, length))
+  state, out = rollout(state, tf.constant([3, 4]))
+  assert out["observations"].shape == (length, batch, 66) and out["actions"].dtype == tf.int32
+  terminated = out["terminated"].numpy()
+  rewards = out["rewards"].numpy()
+  # Episodes last rows − 1 = 10 steps, all copies in lockstep; a tracking paddle always catches.
+  np.testing.assert_array_equal(np.flatnonzero(terminated[:, 0]), [9, 19, 29, 39, 49])
+  assert np.all(rewards[terminated == 1] == 1.0) and np.all(rewards[terminated == 0] == 0.0)
+  # After a termination the next observation is the final board; the next step starts a new episode.
+  obs = out["observations"].numpy().reshape(length, batch, 11, 6)
+  assert np.all(obs[10, :, 0].sum(-1) == 1)  # pellet back on the top row
+  np.testing.assert_array_equal(out["next_observations"][:-1].numpy()[terminated[:-1] == 0],
+                                out["observations"][1:].numpy()[terminated[:-1] == 0])
+  # Starting columns vary across copies and episodes.
+  assert len(set(np.argmax(obs[0, :, 0], -1))) > 3
+
+
+def test_random_walk_dynamics_and_switching_left_reward():
+  walk = RandomWalk()
+  left_edge = RandomWalkState(tf.constant([0, 0]), tf.constant([0, SWITCH_EVERY]))
+  moved_left = None
+  for k in range(20):  # find a seed whose moves go left for both copies
+    state, next_obs, rewards, terminated = walk.step_autoreset(left_edge, tf.constant([k, 0]))
+    if terminated.numpy().all():
+      moved_left = rewards.numpy()
+      assert np.all(next_obs.numpy() == 0) and np.all(state.position.numpy() == 2)
+      break
+  np.testing.assert_array_equal(moved_left, [0.0, -1.0])  # phase 0 pays 0, phase 1 pays −1
+  right_edge = RandomWalkState(tf.constant([4]), tf.constant([0]))
+  outcomes = {tuple(np.round(walk.step_autoreset(right_edge, tf.constant([k, 1]))[2].numpy(), 3)) for k in range(20)}
+  assert outcomes == {(0.0,), (1.0,)}
+
+
+def test_random_walk_gymnasium_twin_values():
+  env = RandomWalkEnv()
+  env.reset(seed=0)
+  returns, total = [], 0.0
+  while env.total_steps < SWITCH_EVERY - 10:
+    _, reward, terminated, _, _ = env.step(0)
+    total += reward
+    if terminated:
+      returns.append(total)
+      total = 0.0
+      env.reset()
+  # From the centre the walk leaves on the right with probability ½ (true value 0.5 in phase 0).
+  assert abs(np.mean(returns) - 0.5) < 0.15 and set(returns) <= {0.0, 1.0}
+  while env.total_steps < SWITCH_EVERY + 200:
+    _, reward, terminated, _, _ = env.step(0)
+    if terminated:
+      assert reward in (1.0, -1.0)
+      env.reset()
+
+
+@pytest.mark.parametrize("env_id, num_actions, obs_dim", [("tf_metarl/Catch-v0", 3, 66), ("tf_metarl/RandomWalk-v0", 1, 5)])
+def test_registered_with_gymnasium(env_id, num_actions, obs_dim):
+  info = describe_env(env_id)
+  assert info.num_actions == num_actions and info.observation_shape == (obs_dim,)

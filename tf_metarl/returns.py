@@ -62,3 +62,31 @@ def discounted_returns(rewards, discounts, episode_ends, bootstrap_values, gamma
   stop = tf.maximum(episode_ends, last)
   deltas = rewards + gamma * discounts * stop * bootstrap_values
   return _reverse_recursion(deltas, gamma * discounts * (1.0 - stop))
+
+
+def n_step_returns(rewards, discounts, episode_ends, next_values, gamma, n: int):
+  """n-step bootstrapped returns inside each episode, [B, T]:
+
+  G_t = Σ_{k<m} γ^k r_{t+k} (discounted by d) + γ^m d·V'(the step where it stops), where the sum
+  stops after n steps, at an episode end, or at the segment's last step, whichever comes first;
+  it bootstraps from `next_values` of the step where it stops (zero weight after termination).
+  """
+  rewards = _check("rewards", rewards, 2)
+  if n < 1:
+    raise ValueError(f"n must be >= 1, got {n}")
+  length = rewards.shape[1]
+  if length is None:
+    raise ValueError("n_step_returns needs a static time dimension")
+  outputs = []
+  for t in range(length):  # Python loop over a static T: each G_t is a short sum (n terms).
+    total = tf.zeros_like(rewards[:, 0])
+    scale = tf.ones_like(rewards[:, 0])
+    for k in range(min(n, length - t)):
+      i = t + k
+      total += scale * rewards[:, i]
+      stop = episode_ends[:, i] if k < min(n, length - t) - 1 else tf.ones_like(rewards[:, i])
+      stop = tf.maximum(stop, episode_ends[:, i])
+      total += scale * gamma * discounts[:, i] * stop * next_values[:, i]
+      scale = scale * gamma * discounts[:, i] * (1.0 - stop)
+    outputs.append(total)
+  return tf.stack(outputs, axis=1)

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from tf_metarl import returns
-from tf_metarl.algorithms.frodo import FrodoConfig, FrodoStep, FrodoTargetNetwork
+from tf_metarl.algorithms.frodo import FrodoConfig, FrodoStep
+from tf_metarl.algorithms.targets import FrodoTargetNetwork, LearnedLambdaReturn
 from tf_metarl.meta.inner_optimizers import rmsprop
 from tf_metarl.networks import CategoricalPolicy, ValueCritic
 
@@ -52,12 +53,13 @@ def test_rmsprop_by_hand():
   np.testing.assert_allclose(params[0].numpy(), 1.0 - 0.1 * 2.0 / np.sqrt(v))
 
 
-def make_problem(config, seed=0):
+def make_problem(config, seed=0, target="frodo"):
   keras.utils.set_random_seed(seed)
   obs_dim, B, T = 4, 2, 5
   policy = CategoricalPolicy(obs_dim, 3, hidden_sizes=(5,), dtype="float64")
   critic = ValueCritic(obs_dim, hidden_sizes=(5,), dtype="float64")
-  target_network = FrodoTargetNetwork(obs_dim, units=4, dtype="float64")
+  target_network = (FrodoTargetNetwork(obs_dim, units=4, dtype="float64") if target == "frodo"
+                    else LearnedLambdaReturn(0.8, 0.7, dtype="float64"))
   rng = np.random.default_rng(seed)
 
   def batch():
@@ -73,12 +75,14 @@ def make_problem(config, seed=0):
   return step, [batch() for _ in range(config.inner_steps)], batch()
 
 
-@pytest.mark.parametrize("inner_steps, optimizer, extension", [
-    (1, "sgd", False), (3, "sgd", False), (1, "rmsprop", False), (3, "rmsprop", False), (1, "rmsprop", True)])
-def test_meta_gradient_matches_central_finite_differences(inner_steps, optimizer, extension):
+@pytest.mark.parametrize("inner_steps, optimizer, extension, target", [
+    (1, "sgd", False, "frodo"), (3, "sgd", False, "frodo"), (1, "rmsprop", False, "frodo"),
+    (3, "rmsprop", False, "frodo"), (1, "rmsprop", True, "frodo"), (3, "rmsprop", True, "frodo"),
+    (1, "sgd", False, "gamma_lambda"), (3, "rmsprop", False, "gamma_lambda")])
+def test_meta_gradient_matches_central_finite_differences(inner_steps, optimizer, extension, target):
   config = FrodoConfig(inner_steps=inner_steps, inner_optimizer=optimizer, inner_learning_rate=0.05, n_step=3,
                        gamma=0.9, extension=extension, extension_coef=0.3)
-  step, inner_batches, outer_batch = make_problem(config)
+  step, inner_batches, outer_batch = make_problem(config, target=target)
   params = step.agent_params()
   eta = step.target_network.trainable_variables
   held = {}  # semi-gradient constants (baselines, bootstrapped targets) recorded at η, replayed below

@@ -73,15 +73,20 @@ def test_random_walk_dynamics_and_switching_left_reward():
   left_edge = RandomWalkState(tf.constant([0, 0]), tf.constant([0, SWITCH_EVERY]))
   moved_left = None
   for k in range(20):  # find a seed whose moves go left for both copies
-    state, next_obs, rewards, terminated = walk.step_autoreset(left_edge, tf.constant([k, 0]))
+    state, next_obs, rewards, terminated = walk.step_autoreset(left_edge, tf.zeros([2], tf.int32), tf.constant([k, 0]))
     if terminated.numpy().all():
       moved_left = rewards.numpy()
       assert np.all(next_obs.numpy() == 0) and np.all(state.position.numpy() == 2)
       break
   np.testing.assert_array_equal(moved_left, [0.0, -1.0])  # phase 0 pays 0, phase 1 pays −1
   right_edge = RandomWalkState(tf.constant([4]), tf.constant([0]))
-  outcomes = {tuple(np.round(walk.step_autoreset(right_edge, tf.constant([k, 1]))[2].numpy(), 3)) for k in range(20)}
+  outcomes = {tuple(np.round(walk.step_autoreset(right_edge, tf.zeros([1], tf.int32), tf.constant([k, 1]))[2].numpy(), 3)) for k in range(20)}
   assert outcomes == {(0.0,), (1.0,)}
+
+
+def test_random_walk_true_values():
+  np.testing.assert_allclose(RandomWalk.true_values(1.0, 0), [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
+  np.testing.assert_allclose(RandomWalk.true_values(1.0, SWITCH_EVERY), [-4 / 6, -2 / 6, 0, 2 / 6, 4 / 6], atol=1e-12)
 
 
 def test_random_walk_gymnasium_twin_values():

@@ -1,6 +1,7 @@
 """FRODO (Xu et al. 2020, "Meta-gradient RL with an objective discovered online"): the core step.
 
-A meta-network G_η (an LSTM run backwards over the trajectory, reading observation, reward,
+The same step serves learned γ/λ (Xu et al. 2018) and plain A2C: only the target model differs
+(`algorithms.targets`). A meta-network G_η (an LSTM run backwards over the trajectory, reading observation, reward,
 discount and the agent's next-state value) outputs the update target. The agent (policy π_θ and
 critic V_θ) takes M inner A2C-form updates towards G_η, all differentiable:
 
@@ -22,7 +23,7 @@ import tensorflow as tf
 from tf_metarl import returns
 from tf_metarl.meta.inner_optimizers import INNER_OPTIMIZERS
 from tf_metarl.networks.functional import functional_call
-from tf_metarl.objectives.learned import BackwardLSTMNetwork
+from tf_metarl.algorithms.targets import FrodoTargetNetwork  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass
@@ -36,20 +37,6 @@ class FrodoConfig:
   n_step: int = 5                   # n of the canonical return
   extension: bool = False
   extension_coef: float = 0.1       # b1
-
-
-class FrodoTargetNetwork(BackwardLSTMNetwork):
-  """G_η: features [B, T, obs_dim + 3] (observation, reward, discount, next value) -> targets [B, T]."""
-
-  def __init__(self, observation_dim: int, units: int = 32, dtype="float32", **kwargs):
-    super().__init__(observation_dim + 3, units=units, embedding=None, output_bound=None, dtype=dtype,
-                     name=kwargs.pop("name", "frodo_target"), **kwargs)
-
-  @staticmethod
-  def features(batch, next_values):
-    """Stacks [observations, rewards, discounts, next_values] into [B, T, obs_dim + 3]."""
-    scalars = tf.stack([batch["rewards"], batch["discounts"], next_values], axis=-1)
-    return tf.concat([batch["observations"], tf.cast(scalars, batch["observations"].dtype)], axis=-1)
 
 
 def a2c_form_loss(log_probs, values, entropies, targets, baseline, value_coef, entropy_coef):
@@ -85,7 +72,8 @@ class FrodoStep:
   episode_ends, next_observations (a `Trajectory` converted with `trajectory_dict`).
   """
 
-  def __init__(self, policy, critic, target_network: FrodoTargetNetwork, config: FrodoConfig):
+  def __init__(self, policy, critic, target_network, config: FrodoConfig):
+    """`target_network`: any target model of `algorithms.targets` (its variables are η)."""
     if config.inner_optimizer not in INNER_OPTIMIZERS:
       raise ValueError(f"inner_optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, got {config.inner_optimizer!r}")
     self.policy, self.critic, self.target_network, self.config = policy, critic, target_network, config
@@ -104,12 +92,12 @@ class FrodoStep:
   def _loss(self, params, batch, use_meta_target: bool, held, name: str):
     log_probs, values, next_values, entropies = self._agent_outputs(params, batch)
     next_values = _stop(held, f"{name}/next_values", next_values)
+    baseline = _stop(held, f"{name}/baseline", values)
     if use_meta_target:
-      targets = self.target_network(FrodoTargetNetwork.features(batch, next_values))
+      targets = self.target_network.targets(batch, baseline, next_values)
     else:
       targets = returns.n_step_returns(batch["rewards"], batch["discounts"], batch["episode_ends"], next_values,
                                        self.config.gamma, self.config.n_step)
-    baseline = _stop(held, f"{name}/baseline", values)
     return a2c_form_loss(log_probs, values, entropies, targets, baseline, self.config.value_coef,
                          self.config.entropy_coef)
 
@@ -123,16 +111,24 @@ class FrodoStep:
 
   def unroll(self, params: Sequence[tf.Tensor], inner_batches: Sequence[Dict], optimizer_state=None, held=None):
     """M differentiable inner updates, one per batch. Returns (θ_M, optimizer state)."""
-    update, init = INNER_OPTIMIZERS[self.config.inner_optimizer]
     params = list(params)
-    state = init(params) if optimizer_state is None else optimizer_state
+    state = self.init_optimizer_state(params) if optimizer_state is None else optimizer_state
     for k, batch in enumerate(inner_batches):
-      with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(params)
-        loss = self.inner_loss(params, batch, held, name=f"inner{k}")
-      grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-      params, state = update(params, grads, state, self.config.inner_learning_rate)
+      params, state, _ = self.inner_update(params, batch, state, held, k)
     return params, state
+
+  def init_optimizer_state(self, params):
+    return INNER_OPTIMIZERS[self.config.inner_optimizer][1](params)
+
+  def inner_update(self, params, batch, optimizer_state, held=None, k: int = 0):
+    """One differentiable inner update θ_k -> θ_{k+1}. Returns (params, optimizer state, inner loss)."""
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(params)
+      loss = self.inner_loss(params, batch, held, name=f"inner{k}")
+    grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    update = INNER_OPTIMIZERS[self.config.inner_optimizer][0]
+    params, state = update(params, grads, optimizer_state, self.config.inner_learning_rate)
+    return params, state, loss
 
   def meta_loss(self, params, inner_batches, outer_batch, optimizer_state=None, held=None):
     """Returns dict(meta_loss, outer_loss, params=θ_M, optimizer_state). Differentiable in η.
@@ -143,13 +139,18 @@ class FrodoStep:
     if len(inner_batches) != self.config.inner_steps:
       raise ValueError(f"expected {self.config.inner_steps} inner batches (M), got {len(inner_batches)}")
     new_params, state = self.unroll(params, inner_batches, optimizer_state, held)
+    return dict(self.outer_objective(new_params, inner_batches, outer_batch, held), params=new_params,
+                optimizer_state=state)
+
+  def outer_objective(self, new_params, inner_batches, outer_batch, held=None):
+    """{meta_loss, outer_loss} at θ_M: the canonical loss on the held-out batch (plus the extension)."""
     outer = self.canonical_loss(new_params, outer_batch, held, name="outer")
     meta = outer
     if self.config.extension:
       revised = tf.add_n([self.canonical_loss(new_params, b, held, name=f"revised{k}")
                           for k, b in enumerate(inner_batches)]) / len(inner_batches)
       meta = outer + self.config.extension_coef / _stop(held, "outer_loss", outer) * revised
-    return {"meta_loss": meta, "outer_loss": outer, "params": new_params, "optimizer_state": state}
+    return {"meta_loss": meta, "outer_loss": outer}
 
 
 def trajectory_dict(trajectory) -> Dict[str, tf.Tensor]:

@@ -12,6 +12,9 @@ from tf_metarl import errors
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
+# Config files import shared pieces as `configs.<module>`; make that work from any working directory.
+if REPO_ROOT not in sys.path:
+  sys.path.append(REPO_ROOT)
 
 
 def default_config(name: str) -> str:

@@ -18,6 +18,8 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from tf_metarl.envs import batched
+
 DEFAULT_ROWS = 11
 DEFAULT_COLUMNS = 6
 NUM_ACTIONS = 3
@@ -77,32 +79,8 @@ class Catch:
 
   def rollout(self, state: CatchState, policy: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], seed: tf.Tensor,
               length: int) -> Tuple[CatchState, dict]:
-    """Runs `length` steps of every copy in graph (`tf.while_loop`).
-
-    Args:
-      policy: (observations [B, O], seed [2]) -> actions int32 [B].
-      seed: [2] int; per-step seeds are derived from it.
-    Returns:
-      (final state, dict of time-major [T, B, ...] tensors: observations, actions, rewards,
-      next_observations, terminated).
-    """
-    batch = tf.shape(state.pellet_row)[0]
-    seeds = tf.random.experimental.stateless_split(seed, num=2 * length)
-    arrays = {k: tf.TensorArray(dtype, size=length) for k, dtype in (
-        ("observations", tf.float32), ("actions", tf.int32), ("rewards", tf.float32),
-        ("next_observations", tf.float32), ("terminated", tf.float32))}
-
-    def body(t, state, arrays):
-      observations = self.observe(state)
-      actions = policy(observations, seeds[2 * t])
-      state, next_observations, rewards, terminated = self.step_autoreset(state, actions, seeds[2 * t + 1])
-      values = dict(observations=observations, actions=actions, rewards=rewards,
-                    next_observations=next_observations, terminated=tf.cast(terminated, tf.float32))
-      return t + 1, state, {k: arrays[k].write(t, values[k]) for k in arrays}
-
-    _, state, arrays = tf.while_loop(lambda t, *_: t < length, body, (tf.constant(0), state, arrays))
-    del batch
-    return state, {k: v.stack() for k, v in arrays.items()}
+    """`length` steps of every copy in graph; see `envs.batched.rollout`."""
+    return batched.rollout(self, state, policy, seed, length)
 
 
 class CatchEnv(gym.Env):

@@ -33,15 +33,18 @@ class RandomWalk:
   """Batched random-walk dynamics as pure TensorFlow functions."""
   observation_size = NUM_STATES
 
-  def reset(self, batch_size: int) -> RandomWalkState:
+  def reset(self, seed: tf.Tensor, batch_size: int) -> RandomWalkState:
+    """Every copy starts in the centre with its phase counter at 0 (`seed` is unused: no randomness)."""
+    del seed
     return RandomWalkState(tf.fill([batch_size], NUM_STATES // 2), tf.zeros([batch_size], tf.int32))
 
   def observe(self, state: RandomWalkState) -> tf.Tensor:
     return tf.one_hot(state.position, NUM_STATES, dtype=tf.float32)
 
-  def step_autoreset(self, state: RandomWalkState, seed: tf.Tensor):
-    """One step with SAME_STEP autoreset. Returns (state, true next observation, rewards, terminated).
+  def step_autoreset(self, state: RandomWalkState, actions: tf.Tensor, seed: tf.Tensor):
+    """One step with SAME_STEP autoreset (`actions` are ignored: a reward process).
 
+    Returns (state, true next observation, rewards, terminated).
     A terminated copy's true next observation is all zeros (off the board: a terminal state).
     """
     moves = 2 * tf.random.stateless_uniform(tf.shape(state.position), seed, 0, 2, dtype=tf.int32) - 1
@@ -52,6 +55,22 @@ class RandomWalk:
     next_observation = tf.one_hot(position, NUM_STATES, dtype=tf.float32)  # zeros when off the board
     position = tf.where(terminated, NUM_STATES // 2, position)
     return RandomWalkState(position, state.total_steps + 1), next_observation, rewards, terminated
+
+  @staticmethod
+  def true_values(gamma: float, total_steps: int):
+    """V(s) of the 5 states under the phase in force at `total_steps`, float64 [5] (a linear solve)."""
+    p = np.zeros((NUM_STATES, NUM_STATES))
+    r = np.zeros(NUM_STATES)
+    for s in range(NUM_STATES):
+      for move in (-1, 1):
+        nxt = s + move
+        if nxt < 0:
+          r[s] += 0.5 * left_reward(total_steps)
+        elif nxt >= NUM_STATES:
+          r[s] += 0.5
+        else:
+          p[s, nxt] += 0.5
+    return np.linalg.solve(np.eye(NUM_STATES) - gamma * p, r)
 
 
 class RandomWalkEnv(gym.Env):

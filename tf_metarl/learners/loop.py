@@ -16,7 +16,7 @@ from tf_metarl import errors
 from tf_metarl.progress import ProgressMeter
 
 CURVE_FILE = "learning_curve.csv"
-CURVE_FIELDS = ("env_steps", "wall_time_s", "train_return", "train_episodes", "eval_return")
+CURVE_FIELDS = ("env_steps", "wall_time_s", "train_return", "train_episodes", "eval_return", "metric")
 RUN_FILE = "run.json"
 
 
@@ -77,7 +77,8 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
 
   `learner` provides: `env_steps` (tf.Variable int64), `checkpoint_items()` (dict of trackables),
   `iteration()` -> (metrics dict of floats, EpisodeStats), `evaluate(episodes)` -> list of returns,
-  and optionally `save_extra(path)` / `restore_extra(path)` for state outside TF variables.
+  and optionally `save_extra(path)` / `restore_extra(path)` for state outside TF variables and
+  `curve_metric()` -> float, a learner-specific number for the curve's `metric` column.
 
   Returns the summary dict (also written to `<logdir>/summary.json`).
   """
@@ -119,9 +120,12 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
     pending_returns.extend(stats.returns)
     recent_returns = (recent_returns + stats.returns)[-100:]
     with writer.as_default(step=steps):
-      for ret, length in zip(stats.returns, stats.lengths):
-        tf.summary.scalar("charts/episodic_return", ret)
-        tf.summary.scalar("charts/episodic_length", length)
+      if len(stats.returns) > 20:  # batched environments: one mean per iteration, not thousands of points
+        tf.summary.scalar("charts/episodic_return", _mean(stats.returns))
+      else:
+        for ret, length in zip(stats.returns, stats.lengths):
+          tf.summary.scalar("charts/episodic_return", ret)
+          tf.summary.scalar("charts/episodic_length", length)
       for k, v in metrics.items():
         tf.summary.scalar(k if "/" in k else f"losses/{k}", v)
       tf.summary.scalar("charts/SPS", meter.rate(steps))
@@ -134,7 +138,8 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
         tf.summary.scalar("charts/eval_return", eval_return)
       row = dict(eval_return=eval_return)
     if row is not None or stats.returns and len(pending_returns) >= 10:
-      row = dict(row or {}, env_steps=steps, wall_time_s=round(time.monotonic() - start_time, 3),
+      metric = learner.curve_metric() if hasattr(learner, "curve_metric") else float("nan")
+      row = dict(row or {}, metric=metric, env_steps=steps, wall_time_s=round(time.monotonic() - start_time, 3),
                  train_return=_mean(pending_returns), train_episodes=len(pending_returns))
       curve.append(row)
       pending_returns = []
@@ -152,6 +157,7 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
                  train_return_last100=_mean(recent_returns),
                  wall_time_s=round(time.monotonic() - start_time, 2),
                  steps_per_second=round(meter.rate(steps), 1), resumed_from=restored, logdir=logdir)
+  summary = {k: (None if isinstance(v, float) and v != v else v) for k, v in summary.items()}  # NaN -> null (JSON)
   with open(os.path.join(logdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   return summary

@@ -1,12 +1,12 @@
 """Entry point: trains a fresh agent on an environment with an objective given by name or path."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, Mapping
 
 import numpy as np
 
 from tf_metarl import errors
+from tf_metarl.config_utils import dataclass_from_config
 from tf_metarl.envs.gym_envs import EnvInfo, describe_env
 from tf_metarl.learners.loop import run_training
 from tf_metarl.objectives.base import OFF_POLICY, ON_POLICY, Objective
@@ -31,36 +31,6 @@ def check_compatible(objective: Objective, env_info: EnvInfo, source: str) -> No
     raise errors.IncompatibleSpaceError(f"objective {source!r} names an unknown learner {objective.learner!r}")
 
 
-def _dataclass_from(cls, values: Mapping, section: str):
-  names = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(values) - names)
-  if unknown:
-    raise errors.ConfigError(f"unknown key(s) in config.{section}: {', '.join(unknown)}")
-  converted = {}
-  for f in dataclasses.fields(cls):
-    if f.name not in values:
-      continue
-    value = values[f.name]
-    default = f.default
-    try:
-      if isinstance(default, bool):
-        if not isinstance(value, bool):
-          raise TypeError
-        converted[f.name] = value
-      elif isinstance(default, tuple):
-        converted[f.name] = tuple(int(v) for v in value)
-      elif isinstance(default, (int, float)):
-        if isinstance(value, bool) or isinstance(value, str):
-          raise TypeError
-        converted[f.name] = type(default)(value)
-      else:
-        converted[f.name] = value
-    except (TypeError, ValueError):
-      raise errors.ConfigError(
-          f"config.{section}.{f.name} must be {type(default).__name__}, got {value!r}") from None
-  return cls(**converted)
-
-
 def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapping) -> Dict:
   """Trains a fresh agent; returns the run summary.
 
@@ -83,10 +53,10 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   objective = make_objective(objective_spec, settings)
   check_compatible(objective, env_info, objective_spec)
   if objective.learner == ON_POLICY:
-    learner_config = _dataclass_from(OnPolicyConfig, dict(config.get("on_policy", {})), "on_policy")
+    learner_config = dataclass_from_config(OnPolicyConfig, dict(config.get("on_policy", {})), "on_policy")
     learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
   else:
-    learner_config = _dataclass_from(OffPolicyConfig, dict(config.get("off_policy", {})), "off_policy")
+    learner_config = dataclass_from_config(OffPolicyConfig, dict(config.get("off_policy", {})), "off_policy")
     learner = OffPolicyLearner(env_info, objective, learner_config, seed)
   identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
                   learner=objective.learner)

@@ -1,0 +1,78 @@
+"""Update targets for the online meta-gradient family, one interface:
+
+  target_model.targets(batch, values, next_values) -> [B, T]
+
+with `batch` a dict of [B, T] tensors (rewards, discounts, episode_ends, observations, ...),
+`values` and `next_values` the critic's V(s_t), V(s'_t) with gradients stopped. Variables of the
+target model are the meta-parameters η.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_metarl import returns
+from tf_metarl.objectives.learned import BackwardLSTMNetwork
+
+
+class FrodoTargetNetwork(BackwardLSTMNetwork):
+  """G_η (FRODO): a backward LSTM over (observation, reward, discount, next value) with a linear head."""
+
+  def __init__(self, observation_dim: int, units: int = 32, dtype="float32", **kwargs):
+    super().__init__(observation_dim + 3, units=units, embedding=None, output_bound=None, dtype=dtype,
+                     name=kwargs.pop("name", "frodo_target"), **kwargs)
+
+  @staticmethod
+  def features(batch, next_values):
+    """Stacks [observations, rewards, discounts, next_values] into [B, T, obs_dim + 3]."""
+    dtype = batch["observations"].dtype
+    scalars = tf.stack([tf.cast(batch["rewards"], dtype), tf.cast(batch["discounts"], dtype),
+                        tf.cast(next_values, dtype)], axis=-1)
+    return tf.concat([batch["observations"], scalars], axis=-1)
+
+  def targets(self, batch, values, next_values):
+    del values
+    return self(self.features(batch, next_values))
+
+
+class LearnedLambdaReturn(keras.Model):
+  """λ-return with meta-learned γ = σ(η_γ) and λ = σ(η_λ) (Xu, van Hasselt & Silver 2018)."""
+
+  def __init__(self, initial_gamma: float = 0.9, initial_lambda: float = 0.9, dtype="float32", **kwargs):
+    super().__init__(dtype=dtype, name=kwargs.pop("name", "learned_gamma_lambda"), **kwargs)
+    logit = lambda p: float(tf.math.log(p / (1.0 - p)))
+    self.gamma_logit = self.add_weight(shape=(), name="gamma_logit",
+                                       initializer=keras.initializers.Constant(logit(initial_gamma)))
+    self.lambda_logit = self.add_weight(shape=(), name="lambda_logit",
+                                        initializer=keras.initializers.Constant(logit(initial_lambda)))
+
+  @property
+  def gamma(self):
+    return tf.sigmoid(self.gamma_logit)
+
+  @property
+  def lam(self):
+    return tf.sigmoid(self.lambda_logit)
+
+  def targets(self, batch, values, next_values):
+    return returns.lambda_returns(batch["rewards"], batch["discounts"], batch["episode_ends"], values, next_values,
+                                  tf.cast(self.gamma, values.dtype), tf.cast(self.lam, values.dtype))
+
+  def call(self, inputs):  # Keras needs a call; the targets come from `targets`.
+    return inputs
+
+
+class NStepTarget(keras.Model):
+  """The canonical n-step return (no meta-parameters): A2C with a fixed target."""
+
+  def __init__(self, gamma: float, n_step: int, **kwargs):
+    super().__init__(name=kwargs.pop("name", "n_step_target"), **kwargs)
+    self.gamma, self.n_step = float(gamma), int(n_step)
+
+  def targets(self, batch, values, next_values):
+    del values
+    return returns.n_step_returns(batch["rewards"], batch["discounts"], batch["episode_ends"], next_values,
+                                  self.gamma, self.n_step)
+
+  def call(self, inputs):
+    return inputs

@@ -1,0 +1,61 @@
+r"""Online meta-gradient training (FRODO, learned γ/λ, A2C baseline) on TF-native batched environments.
+
+  meta_train --config=configs/frodo_catch.py --seed=1 --logdir=runs/frodo-catch-s1
+  meta_train --config=configs/frodo_catch.py:extension --config.frodo.inner_steps=3
+  meta_train --config=configs/mgrl_catch.py:a2c
+
+Writes TensorBoard summaries (meta/gamma and meta/lambda for learned γ/λ; charts/value_error on
+the random walk), checkpoints (a rerun with the same --logdir resumes), a learning curve (CSV,
+PNG) and summary.json to --logdir, and prints the summary as one JSON line.
+"""
+import json
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from tf_metarl.bin import common
+
+_CONFIG = config_flags.DEFINE_config_file("config", common.default_config("frodo_catch.py"),
+                                          "ml_collections config file (optionally :variant).", lock_config=True)
+_SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed).")
+_LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<method>-<env>-s<seed>).")
+_PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
+  from tf_metarl import errors, plotting
+  from tf_metarl.algorithms.frodo import FrodoConfig
+  from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
+  from tf_metarl.config_utils import dataclass_from_config
+  from tf_metarl.learners import loop
+
+  config = _CONFIG.value
+  seed = config.seed if _SEED.value is None else _SEED.value
+  steps = config.steps
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    raise errors.ConfigError(f"config.steps must be a positive integer, got {steps!r}")
+  frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
+  learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
+  learner = OnlineMetaLearner(learner_config, seed)
+  name = f"{learner_config.method}{'-ext' if frodo.extension else ''}-{learner_config.env}"
+  logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
+  identity = dict(method=learner_config.method, extension=frodo.extension, env=learner_config.env, seed=seed)
+  summary = loop.run_training(learner, steps, logdir, identity, eval_every=int(config.eval_every),
+                              eval_episodes=int(config.eval_episodes), checkpoint_every=int(config.checkpoint_every),
+                              log_every_seconds=float(config.log_every_seconds))
+  if _PLOT.value:
+    rows = loop.read_learning_curve(os.path.join(logdir, loop.CURVE_FILE))
+    summary["plot"] = plotting.plot_learning_curves({name: rows}, os.path.join(logdir, "learning_curve.png"),
+                                                    title=f"{name}, seed {seed}")
+  print(json.dumps(summary, sort_keys=True), flush=True)
+
+
+def run():
+  common.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,92 @@
+r"""Catch learning curves for FRODO, FRODO + extension, learned γ/λ and A2C (fixed n-step), many seeds.
+
+  .venv/bin/python benchmarks/catch_methods.py --seeds=10 --steps=1000000
+
+Each run is `meta_train`'s learner with configs/meta_train_common.py defaults (16 copies x 16 steps,
+M = 1, RMSProp inner 3e-3, Adam meta 1e-3, 11x6 board), greedy evaluation on 256 episodes every
+--eval_every steps. Reports, per method, the steps at which the greedy return first reaches
+--threshold (mean ± std over the seeds that reach it, and how many do), and the final return.
+Writes docs/results/catch_methods.json and docs/figures/catch_methods.png.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+_SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds per method.")
+_STEPS = flags.DEFINE_integer("steps", 1_000_000, "Environment steps per run.")
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 25_000, "Evaluation period in environment steps.")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.9, "Mean greedy return to reach.")
+_METHODS = flags.DEFINE_list("methods", ["frodo", "frodo_extension", "mgrl", "a2c"], "Methods to run.")
+_OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
+_LOGDIR = flags.DEFINE_string("logdir", "/tmp/tf_metarl_bench/catch_methods", "Run directories.")
+
+
+def main(_):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  import numpy as np
+
+  from configs.meta_train_common import base_config
+  from tf_metarl.algorithms.frodo import FrodoConfig
+  from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
+  from tf_metarl.config_utils import dataclass_from_config
+  from tf_metarl.learners.loop import CURVE_FILE, read_learning_curve, run_training
+
+  results, curves = {}, {}
+  for name in _METHODS.value:
+    method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
+    base = base_config("catch", method)
+    base.frodo.extension = extension
+    per_seed = []
+    for seed in range(_SEEDS.value):
+      frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
+      config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
+      logdir = os.path.join(_LOGDIR.value, f"{name}-s{seed}-{int(time.time())}")
+      summary = run_training(OnlineMetaLearner(config, seed), _STEPS.value, logdir, {"method": name, "seed": seed},
+                             eval_every=_EVAL_EVERY.value, eval_episodes=256, checkpoint_every=0,
+                             log_every_seconds=60)
+      rows = [r for r in read_learning_curve(os.path.join(logdir, CURVE_FILE)) if r["eval_return"] == r["eval_return"]]
+      reached = next((r["env_steps"] for r in rows if r["eval_return"] >= _THRESHOLD.value), None)
+      per_seed.append(dict(seed=seed, steps_to_threshold=reached, final_eval_return=summary["final_eval_return"],
+                           wall_time_s=summary["wall_time_s"]))
+      curves.setdefault(name, []).append(([r["env_steps"] for r in rows], [r["eval_return"] for r in rows]))
+      logging.info("%s seed %d: %s", name, seed, per_seed[-1])
+    hit = [s["steps_to_threshold"] for s in per_seed if s["steps_to_threshold"] is not None]
+    finals = [s["final_eval_return"] for s in per_seed]
+    results[name] = dict(per_seed=per_seed, seeds_reaching=len(hit),
+                         steps_to_threshold_mean=float(np.mean(hit)) if hit else None,
+                         steps_to_threshold_std=float(np.std(hit)) if hit else None,
+                         final_eval_return_mean=float(np.mean(finals)), final_eval_return_std=float(np.std(finals)))
+  out = dict(command=" ".join(sys.argv), steps=_STEPS.value, seeds=_SEEDS.value, threshold=_THRESHOLD.value,
+             eval_episodes=256, methods=results)
+  os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
+  os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
+  with open(os.path.join(_OUT.value, "results", "catch_methods.json"), "w") as f:
+    json.dump(out, f, indent=2)
+  fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+  for name, runs in curves.items():
+    length = min(len(xs) for xs, _ in runs)
+    xs = np.array(runs[0][0][:length])
+    ys = np.array([y[:length] for _, y in runs])
+    mean, std = ys.mean(0), ys.std(0)
+    ax.plot(xs, mean, label=f"{name} ({len(runs)} seeds)")
+    ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
+  ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
+  ax.set_xlabel("environment steps")
+  ax.set_ylabel("greedy return (256 episodes)")
+  ax.set_title("Catch 11x6: mean ± std over seeds")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(os.path.join(_OUT.value, "figures", "catch_methods.png"))
+  print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -7,7 +7,6 @@ tf.function with a tf.while_loop; timed with and without XLA, median of --repeat
 Writes docs/results/catch_throughput.json. Reference on this machine (../shared/FACTS.md):
 gymnax's Catch-bsuite under jax.jit+vmap, same batch and policy, about 4 million steps/s.
 """
-import json
 import os
 import sys
 import time
@@ -15,6 +14,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+
+from benchmarks.results_io import write_result  # noqa: E402
 
 _COPIES = flags.DEFINE_integer("copies", 1024, "Batched environment copies.")
 _LENGTH = flags.DEFINE_integer("length", 1000, "Steps per rollout call.")
@@ -50,10 +51,7 @@ def main(_):
     seconds = float(np.median(times))
     result["xla" if jit else "no_xla"] = {"seconds_per_call": round(seconds, 4),
                                           "steps_per_second": round(batch * _LENGTH.value / seconds)}
-  os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(result, f, indent=2)
-  print(json.dumps(result))
+  write_result(_OUT.value, result)
 
 
 if __name__ == "__main__":

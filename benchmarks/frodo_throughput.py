@@ -9,7 +9,6 @@ interleaved over rounds. Reports environment steps per second and each method's 
 relative to A2C's (same environment steps, same agent update; the difference is the meta-gradient).
 Writes docs/results/frodo_throughput.json.
 """
-import json
 import os
 import sys
 import time
@@ -17,6 +16,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+
+from benchmarks.results_io import write_result  # noqa: E402
 
 _COPIES = flags.DEFINE_integer("copies", 1024, "Batched Catch copies.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 20, "Timed iterations per round.")
@@ -54,10 +55,7 @@ def main(_):
     t = float(np.median(seconds[name]))
     result[name] = {"seconds_per_iteration": round(t, 4), "env_steps_per_second": round(steps / t),
                     "cost_relative_to_a2c": round(t / a2c, 2)}
-  os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(result, f, indent=2)
-  print(json.dumps(result))
+  write_result(_OUT.value, result)
 
 
 if __name__ == "__main__":

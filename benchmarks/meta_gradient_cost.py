@@ -11,7 +11,6 @@ action dim 6 (HalfCheetah's sizes).
 Both are tf.functions, timed with and without XLA (jit_compile=True) in one run; the ratio is
 what is reported. Writes docs/results/meta_gradient_cost.json.
 """
-import json
 import os
 import sys
 import time
@@ -19,6 +18,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+
+from benchmarks.results_io import write_result  # noqa: E402
 
 _REPEATS = flags.DEFINE_integer("repeats", 30, "Timed calls per measurement (median reported).")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds over the four measurements.")
@@ -105,10 +106,7 @@ def main(_):
     result[name] = {"first_order_ms": round(fo, 2), "meta_step_ms": round(ms, 2), "ratio": round(ms / fo, 2)}
   result["faster_setting"] = min(("no_xla", "xla"), key=lambda k: result[k]["meta_step_ms"])
   result["xla_speedup_meta_step"] = round(result["no_xla"]["meta_step_ms"] / result["xla"]["meta_step_ms"], 2)
-  os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(result, f, indent=2)
-  print(json.dumps(result))
+  write_result(_OUT.value, result)
 
 
 if __name__ == "__main__":

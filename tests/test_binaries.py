@@ -110,5 +110,4 @@ def test_discrete_only_objective_on_continuous_env(discrete_only_export, tmp_pat
 
 
 if __name__ == "__main__":
-  import sys
   sys.exit(pytest.main([__file__, "-q"]))

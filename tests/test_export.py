@@ -139,5 +139,4 @@ def test_learned_objective_with_variables_round_trips(tmp_path):
 
 
 if __name__ == "__main__":
-  import sys
   sys.exit(pytest.main([__file__, "-q"]))

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metarl.envs import describe_env
-from tf_metarl.envs.catch import Catch, CatchEnv, CatchState
+from tf_metarl.envs.catch import Catch, CatchState
 from tf_metarl.envs.random_walk import SWITCH_EVERY, RandomWalk, RandomWalkEnv, RandomWalkState
 
 

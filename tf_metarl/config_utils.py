@@ -41,3 +41,10 @@ def dataclass_from_config(cls, values: Mapping, section: str):
       raise errors.ConfigError(
           f"config.{section}.{f.name} must be {type(default).__name__}, got {value!r}") from None
   return cls(**converted)
+
+
+def positive_int(value, name: str) -> int:
+  """Returns `value` if it is a positive int (not a bool), else raises a one-line ConfigError."""
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise errors.ConfigError(f"{name} must be a positive integer, got {value!r}")
+  return value

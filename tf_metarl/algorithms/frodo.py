@@ -23,7 +23,6 @@ import tensorflow as tf
 from tf_metarl import returns
 from tf_metarl.meta.inner_optimizers import INNER_OPTIMIZERS
 from tf_metarl.networks.functional import functional_call
-from tf_metarl.algorithms.targets import FrodoTargetNetwork  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass

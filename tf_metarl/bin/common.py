@@ -22,6 +22,14 @@ def default_config(name: str) -> str:
   return os.path.join(CONFIG_DIR, name)
 
 
+def plot_run(logdir: str, label: str, title: str) -> str:
+  """Plots a run's learning curve to `<logdir>/learning_curve.png`; returns the path."""
+  from tf_metarl import plotting
+  from tf_metarl.learners import loop
+  rows = loop.read_learning_curve(os.path.join(logdir, loop.CURVE_FILE))
+  return plotting.plot_learning_curves({label: rows}, os.path.join(logdir, "learning_curve.png"), title=title)
+
+
 def fail(message: str, status: int = 2):
   """Prints `error: message` on one line to stderr and exits with `status`."""
   print(f"error: {message}", file=sys.stderr, flush=True)

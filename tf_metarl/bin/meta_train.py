@@ -26,17 +26,14 @@ _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logd
 def main(argv):
   if len(argv) > 1:
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
-  from tf_metarl import errors, plotting
   from tf_metarl.algorithms.frodo import FrodoConfig
   from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
-  from tf_metarl.config_utils import dataclass_from_config
+  from tf_metarl.config_utils import dataclass_from_config, positive_int
   from tf_metarl.learners import loop
 
   config = _CONFIG.value
   seed = config.seed if _SEED.value is None else _SEED.value
-  steps = config.steps
-  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-    raise errors.ConfigError(f"config.steps must be a positive integer, got {steps!r}")
+  steps = positive_int(config.steps, "config.steps")
   frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
   learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
   learner = OnlineMetaLearner(learner_config, seed)
@@ -47,9 +44,7 @@ def main(argv):
                               eval_episodes=int(config.eval_episodes), checkpoint_every=int(config.checkpoint_every),
                               log_every_seconds=float(config.log_every_seconds))
   if _PLOT.value:
-    rows = loop.read_learning_curve(os.path.join(logdir, loop.CURVE_FILE))
-    summary["plot"] = plotting.plot_learning_curves({name: rows}, os.path.join(logdir, "learning_curve.png"),
-                                                    title=f"{name}, seed {seed}")
+    summary["plot"] = common.plot_run(logdir, name, f"{name}, seed {seed}")
   print(json.dumps(summary, sort_keys=True), flush=True)
 
 

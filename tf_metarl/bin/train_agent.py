@@ -27,8 +27,7 @@ _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logd
 def main(argv):
   if len(argv) > 1:
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
-  from tf_metarl import learners, plotting  # Imported after flag parsing: TensorFlow loads slowly.
-  from tf_metarl.learners import loop
+  from tf_metarl import learners  # Imported after flag parsing: TensorFlow loads slowly.
 
   config = _CONFIG.value
   env_id = _ENV.value or config.env
@@ -38,9 +37,7 @@ def main(argv):
   logdir = _LOGDIR.value or os.path.join("runs", f"{env_id}-{name}-s{seed}")
   summary = learners.train(env_id, objective, seed, logdir, config.to_dict())
   if _PLOT.value:
-    rows = loop.read_learning_curve(os.path.join(logdir, loop.CURVE_FILE))
-    summary["plot"] = plotting.plot_learning_curves({name: rows}, os.path.join(logdir, "learning_curve.png"),
-                                                    title=f"{env_id}: fresh agent, objective {name}, seed {seed}")
+    summary["plot"] = common.plot_run(logdir, name, f"{env_id}: fresh agent, objective {name}, seed {seed}")
   print(json.dumps(summary, sort_keys=True), flush=True)
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import tensorflow as tf

@@ -6,7 +6,7 @@ from typing import Dict, Mapping
 import numpy as np
 
 from tf_metarl import errors
-from tf_metarl.config_utils import dataclass_from_config
+from tf_metarl.config_utils import dataclass_from_config, positive_int
 from tf_metarl.envs.gym_envs import EnvInfo, describe_env
 from tf_metarl.learners.loop import run_training
 from tf_metarl.objectives.base import OFF_POLICY, ON_POLICY, Objective
@@ -44,9 +44,7 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner  # Imported here: one learner per run.
   from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
 
-  steps = config["steps"]
-  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-    raise errors.ConfigError(f"config.steps must be a positive integer, got {steps!r}")
+  steps = positive_int(config["steps"], "config.steps")
   env_info = describe_env(env_id)
   settings = dict(config.get("objective_settings", {}).get(objective_spec, {})) if objective_spec in (
       config.get("objective_settings") or {}) else {}

@@ -88,5 +88,54 @@ def test_meta_train_binary_runs_and_resumes(tmp_path):
       "error: method must be one of frodo, mgrl, a2c, got 'ppo'"]
 
 
+FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+signature = loaded.signatures["serving_default"]
+rng = np.random.default_rng(0)
+B, T = 2, 7
+inputs = {n: tf.constant(rng.normal(size=(B, T)), tf.float32)
+          for n in ("rewards", "discounts", "next_values", "values", "log_probs", "entropies")}
+inputs["observations"] = tf.constant(rng.random((B, T, 66)), tf.float32)
+logits = tf.Variable(tf.zeros([B, T]))
+with tf.GradientTape() as tape:
+  out = signature(**dict(inputs, log_probs=tf.math.log_sigmoid(logits)))
+print(json.dumps({"imported": any(m.startswith("tf_metarl") for m in sys.modules),
+                  "targets": out["targets"].shape.as_list(),
+                  "grad": float(tf.norm(tape.gradient(out["loss"], logits)))}))
+"""
+
+
+def test_frodo_target_exports_loads_without_tf_metarl_and_trains_a_fresh_agent(tmp_path):
+  export_dir = tmp_path / "frodo_catch"
+  result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/frodo_catch.py",
+                           "--config.steps=1024", "--config.eval_every=0", f"--logdir={tmp_path / 'meta'}",
+                           f"--export={export_dir}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  exported = json.loads(result.stdout.strip().splitlines()[-1])["exported"]
+  assert exported.endswith("frodo_catch/1")
+  script = tmp_path / "fresh.py"
+  script.write_text(FRESH_PROCESS)
+  fresh = subprocess.run([sys.executable, str(script), exported], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env={"PATH": "/usr/bin:/bin"})
+  assert fresh.returncode == 0, fresh.stderr[-3000:]
+  report = json.loads(fresh.stdout.strip().splitlines()[-1])
+  assert report == dict(report, imported=False, targets=[2, 7]) and report["grad"] > 0
+  train = [sys.executable, "-m", "tf_metarl.bin.train_agent", f"--objective={exported}",
+           "--config=configs/train_agent.py:a2c", "--config.steps=2048", "--config.eval_every=2048",
+           "--config.eval_episodes=4"]
+  agent = subprocess.run(train + ["--env=tf_metarl/Catch-v0", f"--logdir={tmp_path / 'agent'}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+  assert agent.returncode == 0, agent.stderr[-3000:]
+  summary = json.loads(agent.stdout.strip().splitlines()[-1])
+  assert summary["objective_kind"] == "saved_model:frodo" and summary["env_steps"] == 2048
+  mismatch = subprocess.run(train + ["--env=CartPole-v1", f"--logdir={tmp_path / 'bad'}"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+  assert mismatch.returncode == 2
+  assert "built for observation dim 66; CartPole-v1 has 4" in mismatch.stderr
+
+
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__, "-q"]))

@@ -22,7 +22,9 @@ import tensorflow as tf
 
 from tf_metarl import returns
 from tf_metarl.meta.inner_optimizers import INNER_OPTIMIZERS
+from tf_metarl.algorithms.targets import FrodoTargetNetwork
 from tf_metarl.networks.functional import functional_call
+from tf_metarl.objectives.base import ON_POLICY, Objective
 
 
 @dataclasses.dataclass
@@ -47,6 +49,42 @@ def a2c_form_loss(log_probs, values, entropies, targets, baseline, value_coef, e
   advantages = targets - baseline
   return (-tf.reduce_mean(advantages * log_probs) + value_coef * 0.5 * tf.reduce_mean(tf.square(targets - values))
           - entropy_coef * tf.reduce_mean(entropies))
+
+
+class FrodoObjective(Objective):
+  """A trained G_η as a shippable objective: the A2C-form loss towards the learned targets.
+
+  Inputs: observations [B, T, O], rewards, discounts, next_values (the target network's inputs),
+  values, log_probs, entropies; outputs per_step, loss and `targets` (G_η, [B, T]). Trains a fresh
+  agent through the on-policy learner like any objective, critic included.
+  """
+  kind = "frodo"
+  learner = ON_POLICY
+  trains_critic = True
+  input_names = ("observations", "rewards", "discounts", "next_values", "values", "log_probs", "entropies")
+  output_names = ("per_step", "loss", "targets")
+
+  def __init__(self, target_network: FrodoTargetNetwork, observation_dim: int, value_coef: float = 0.5,
+               entropy_coef: float = 0.01, name=None):
+    super().__init__(name=name)
+    self.network = target_network
+    self.observation_dim = int(observation_dim)
+    self.value_coef, self.entropy_coef = float(value_coef), float(entropy_coef)
+
+  def hyperparameters(self):
+    return dict(value_coef=self.value_coef, entropy_coef=self.entropy_coef, observation_dim=self.observation_dim)
+
+  def constraints(self):
+    return dict(super().constraints(), observation_dim=self.observation_dim)
+
+  def _loss(self, inputs):
+    next_values = tf.stop_gradient(inputs["next_values"])
+    targets = tf.stop_gradient(self.network.targets(inputs, None, next_values))
+    values = inputs["values"]
+    advantages = targets - tf.stop_gradient(values)
+    per_step = (-advantages * inputs["log_probs"] + self.value_coef * 0.5 * tf.square(targets - values)
+                - self.entropy_coef * inputs["entropies"])
+    return {"per_step": per_step, "loss": tf.reduce_mean(per_step), "targets": targets}
 
 
 def _stop(held: Optional[Dict], name: str, x):

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metarl import errors
-from tf_metarl.algorithms.frodo import FrodoConfig, FrodoStep
+from tf_metarl.algorithms.frodo import FrodoConfig, FrodoObjective, FrodoStep
 from tf_metarl.algorithms.targets import FrodoTargetNetwork, LearnedLambdaReturn, NStepTarget
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.envs.batched import batch_major, rollout
@@ -163,6 +163,13 @@ class OnlineMetaLearner:
       metrics["charts/value_error"] = self.curve_metric()
     returns = episode_returns.numpy().tolist()
     return metrics, EpisodeStats(returns=returns, lengths=[0] * len(returns))
+
+  def objective(self) -> FrodoObjective:
+    """The meta-learned target as an exportable objective (FRODO only)."""
+    if self.config.method != "frodo":
+      raise errors.ConfigError(f"only FRODO's target network exports as an objective, not {self.config.method!r}")
+    return FrodoObjective(self.target, self.env.observation_size, self.config.frodo.value_coef,
+                          self.config.frodo.entropy_coef)
 
   def curve_metric(self) -> float:
     """Catch: none (NaN). Random walk: RMS error of V over the 5 states against the true values

@@ -21,6 +21,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", common.default_config("frodo
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<method>-<env>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
+_EXPORT = flags.DEFINE_string("export", None,
+                              "FRODO only: export the learned target as an objective to this model directory "
+                              "(a new integer version inside, e.g. export/frodo_catch).")
 
 
 def main(argv):
@@ -37,12 +40,19 @@ def main(argv):
   frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
   learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
   learner = OnlineMetaLearner(learner_config, seed)
+  if _EXPORT.value and learner_config.method != "frodo":
+    common.fail(f"--export needs the frodo method; this config trains {learner_config.method!r}")
   name = f"{learner_config.method}{'-ext' if frodo.extension else ''}-{learner_config.env}"
   logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
   identity = dict(method=learner_config.method, extension=frodo.extension, env=learner_config.env, seed=seed)
   summary = loop.run_training(learner, steps, logdir, identity, eval_every=int(config.eval_every),
                               eval_episodes=int(config.eval_episodes), checkpoint_every=int(config.checkpoint_every),
                               log_every_seconds=float(config.log_every_seconds))
+  if _EXPORT.value:
+    from tf_metarl.export import export_objective
+    summary["exported"] = export_objective(learner.objective(), _EXPORT.value, training_config=config.to_dict(),
+                                           provenance={"source": "meta_train", "logdir": logdir,
+                                                       "env_steps": summary["env_steps"], "seed": seed})
   if _PLOT.value:
     summary["plot"] = common.plot_run(logdir, name, f"{name}, seed {seed}")
   print(json.dumps(summary, sort_keys=True), flush=True)

@@ -5,8 +5,9 @@ Layout: `<base>/<name>/<version>/` with an integer version (TF Serving serves th
 action kinds, input specs, hyperparameters, training config and provenance.
 
 Signatures:
-  serving_default(**inputs) -> {"per_step": float32[batch, time], "loss": float32[]}, one named
-    input per entry of the objective's `input_names` (dynamic batch and time dimensions).
+  serving_default(**inputs) -> {"per_step": float32[batch, time], "loss": float32[], and any other
+    of the objective's `output_names`}, one named input per entry of its `input_names` (dynamic
+    batch and time dimensions).
   get_metadata() -> {"metadata": string scalar, the JSON of assets/objective.json}.
 The restored object also has a `loss` function with the same inputs, so a caller with only
 TensorFlow can differentiate the loss with respect to its own policy's outputs.
@@ -47,8 +48,8 @@ def _metadata(objective: Objective, training_config: Optional[Mapping], provenan
       "trains_critic": bool(objective.trains_critic),
       "inputs": {n: {"dtype": s.dtype.name, "shape": s.shape.as_list(), "description": INPUT_DESCRIPTIONS[n]}
                  for n, s in specs.items()},
-      "outputs": {"per_step": {"dtype": "float32", "shape": [None, None]},
-                  "loss": {"dtype": "float32", "shape": []}},
+      "outputs": {n: {"dtype": "float32", "shape": [] if n == "loss" else [None, None]}
+                  for n in objective.output_names},
       "constraints": objective.constraints(),
       "hyperparameters": objective.hyperparameters(),
       "training_config": dict(training_config or {}),
@@ -70,8 +71,7 @@ class _ExportModule(tf.Module):
 
     def loss(**inputs):
       out = objective._loss(dict(inputs))  # Already validated by the signature's specs.
-      return {"per_step": tf.identity(out["per_step"], name="per_step"),
-              "loss": tf.identity(out["loss"], name="loss")}
+      return {n: tf.identity(out[n], name=n) for n in objective.output_names}
 
     self.loss = tf.function(loss)
     self.serving_default = self.loss.get_concrete_function(**specs)

@@ -59,6 +59,7 @@ def on_policy_inputs(policy, critic, batch: Trajectory):
       "log_probs": policy.log_prob(outputs, batch.actions),
       "behaviour_log_probs": batch.log_probs,
       "entropies": policy.entropy(outputs),
+      "observations": tf.reshape(batch.observations, tf.concat([tf.shape(batch.rewards), [-1]], 0)),
   }
 
 
@@ -110,7 +111,7 @@ class OnPolicyLearner:
       inputs = on_policy_inputs(self.policy, self.critic, batch)
       out = self.objective(inputs)
       loss = out["loss"]
-      metrics = {k: v for k, v in out.items() if k != "per_step"}
+      metrics = {k: v for k, v in out.items() if v.shape.rank == 0}  # scalars only (not per_step, targets)
       if not self.objective.trains_critic:
         targets = returns.lambda_returns(inputs["rewards"], inputs["discounts"], inputs["episode_ends"],
                                          tf.stop_gradient(inputs["values"]), tf.stop_gradient(inputs["next_values"]),

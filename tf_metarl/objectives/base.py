@@ -30,8 +30,9 @@ INPUT_DESCRIPTIONS = {
     "q_values": "Q1(s_t, π(s_t)) of the current critic at the current policy's action (differentiable)",
     "actions": "[B, T, A] current policy's action π(s_t) (differentiable; off-policy)",
     "behaviour_actions": "[B, T, A] action stored in the replayed data (off-policy)",
+    "observations": "[B, T, O] observation s_t (flat)",
 }
-_RANK3 = ("actions", "behaviour_actions")
+_RANK3 = ("actions", "behaviour_actions", "observations")
 
 
 def input_spec(name: str) -> tf.TensorSpec:
@@ -81,6 +82,8 @@ class Objective(tf.Module):
     learner: ON_POLICY or OFF_POLICY: which learner trains an agent with it.
     action_kinds: action spaces it can train ("discrete", "continuous").
     input_names: the inputs `_loss` reads.
+    output_names: what `_loss` returns and an export's signature outputs: always `per_step`
+      [B, T] and `loss` (scalar); some objectives add more (e.g. FRODO's `targets`).
     trains_critic: True if the loss also regresses the critic (through `values`); otherwise the
       learner trains the critic with its own loss.
   """
@@ -88,6 +91,7 @@ class Objective(tf.Module):
   learner: str = ON_POLICY
   action_kinds: Tuple[str, ...] = ("discrete", "continuous")
   input_names: Tuple[str, ...] = ()
+  output_names: Tuple[str, ...] = ("per_step", "loss")
   trains_critic: bool = False
 
   def input_specs(self) -> Dict[str, tf.TensorSpec]:

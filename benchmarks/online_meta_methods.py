@@ -1,12 +1,17 @@
-r"""Catch learning curves for FRODO, FRODO + extension, learned γ/λ and A2C (fixed n-step), many seeds.
+r"""FRODO, FRODO + extension, learned γ/λ and A2C (fixed n-step) over many seeds, on Catch or the random walk.
 
-  .venv/bin/python benchmarks/catch_methods.py --seeds=10 --steps=1000000
+  .venv/bin/python benchmarks/online_meta_methods.py --env=catch --seeds=10 --steps=1000000
+  .venv/bin/python benchmarks/online_meta_methods.py --env=random_walk --seeds=10 --steps=100000
+
+Random walk: the curve is the critic's RMS value error over the 5 states against the true values
+of the reward phase in force (the `metric` column), recorded every iteration; reported as its mean
+over the run and over the last 20% of it.
 
 Each run is `meta_train`'s learner with configs/meta_train_common.py defaults (16 copies x 16 steps,
 M = 1, RMSProp inner 3e-3, Adam meta 1e-3, 11x6 board), greedy evaluation on 256 episodes every
 --eval_every steps. Reports, per method, the steps at which the greedy return first reaches
 --threshold (mean ± std over the seeds that reach it, and how many do), and the final return.
-Writes docs/results/catch_methods.json and docs/figures/catch_methods.png.
+Writes docs/results/<env>_methods.json and docs/figures/<env>_methods.png.
 """
 import json
 import os
@@ -17,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
+_ENV = flags.DEFINE_enum("env", "catch", ["catch", "random_walk"], "Environment.")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds per method.")
 _STEPS = flags.DEFINE_integer("steps", 1_000_000, "Environment steps per run.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 25_000, "Evaluation period in environment steps.")
@@ -41,7 +47,8 @@ def main(_):
   results, curves = {}, {}
   for name in _METHODS.value:
     method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
-    base = base_config("catch", method)
+    base = base_config(_ENV.value, method)
+    catch = _ENV.value == "catch"
     base.frodo.extension = extension
     per_seed = []
     for seed in range(_SEEDS.value):
@@ -49,42 +56,57 @@ def main(_):
       config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
       logdir = os.path.join(_LOGDIR.value, f"{name}-s{seed}-{int(time.time())}")
       summary = run_training(OnlineMetaLearner(config, seed), _STEPS.value, logdir, {"method": name, "seed": seed},
-                             eval_every=_EVAL_EVERY.value, eval_episodes=256, checkpoint_every=0,
+                             eval_every=_EVAL_EVERY.value if catch else 0, eval_episodes=256, checkpoint_every=0,
                              log_every_seconds=60)
-      rows = [r for r in read_learning_curve(os.path.join(logdir, CURVE_FILE)) if r["eval_return"] == r["eval_return"]]
-      reached = next((r["env_steps"] for r in rows if r["eval_return"] >= _THRESHOLD.value), None)
-      per_seed.append(dict(seed=seed, steps_to_threshold=reached, final_eval_return=summary["final_eval_return"],
-                           wall_time_s=summary["wall_time_s"]))
-      curves.setdefault(name, []).append(([r["env_steps"] for r in rows], [r["eval_return"] for r in rows]))
+      key = "eval_return" if catch else "metric"
+      rows = [r for r in read_learning_curve(os.path.join(logdir, CURVE_FILE)) if r[key] == r[key]]
+      ys = [r[key] for r in rows]
+      if catch:
+        reached = next((r["env_steps"] for r in rows if r["eval_return"] >= _THRESHOLD.value), None)
+        per_seed.append(dict(seed=seed, steps_to_threshold=reached, final_eval_return=summary["final_eval_return"],
+                             wall_time_s=summary["wall_time_s"]))
+      else:
+        per_seed.append(dict(seed=seed, mean_value_error=float(np.mean(ys)),
+                             last20_value_error=float(np.mean(ys[int(0.8 * len(ys)):])),
+                             wall_time_s=summary["wall_time_s"]))
+      curves.setdefault(name, []).append(([r["env_steps"] for r in rows], ys))
       logging.info("%s seed %d: %s", name, seed, per_seed[-1])
-    hit = [s["steps_to_threshold"] for s in per_seed if s["steps_to_threshold"] is not None]
-    finals = [s["final_eval_return"] for s in per_seed]
-    results[name] = dict(per_seed=per_seed, seeds_reaching=len(hit),
-                         steps_to_threshold_mean=float(np.mean(hit)) if hit else None,
-                         steps_to_threshold_std=float(np.std(hit)) if hit else None,
-                         final_eval_return_mean=float(np.mean(finals)), final_eval_return_std=float(np.std(finals)))
+    if catch:
+      hit = [s["steps_to_threshold"] for s in per_seed if s["steps_to_threshold"] is not None]
+      finals = [s["final_eval_return"] for s in per_seed]
+      results[name] = dict(per_seed=per_seed, seeds_reaching=len(hit),
+                           steps_to_threshold_mean=float(np.mean(hit)) if hit else None,
+                           steps_to_threshold_std=float(np.std(hit)) if hit else None,
+                           final_eval_return_mean=float(np.mean(finals)), final_eval_return_std=float(np.std(finals)))
+    else:
+      results[name] = dict(per_seed=per_seed, **{
+          f"{k}_{stat}": float(fn([s[k] for s in per_seed]))
+          for k in ("mean_value_error", "last20_value_error") for stat, fn in (("mean", np.mean), ("std", np.std))})
   out = dict(command=" ".join(sys.argv), steps=_STEPS.value, seeds=_SEEDS.value, threshold=_THRESHOLD.value,
              eval_episodes=256, methods=results)
   os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
-  with open(os.path.join(_OUT.value, "results", "catch_methods.json"), "w") as f:
+  with open(os.path.join(_OUT.value, "results", f"{_ENV.value}_methods.json"), "w") as f:
     json.dump(out, f, indent=2)
   fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
   for name, runs in curves.items():
     length = min(len(xs) for xs, _ in runs)
+    if length == 0:
+      continue
     xs = np.array(runs[0][0][:length])
     ys = np.array([y[:length] for _, y in runs])
     mean, std = ys.mean(0), ys.std(0)
     ax.plot(xs, mean, label=f"{name} ({len(runs)} seeds)")
     ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-  ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
+  if _ENV.value == "catch":
+    ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
   ax.set_xlabel("environment steps")
-  ax.set_ylabel("greedy return (256 episodes)")
-  ax.set_title("Catch 11x6: mean ± std over seeds")
+  ax.set_ylabel("greedy return (256 episodes)" if _ENV.value == "catch" else "RMS value error (5 states)")
+  ax.set_title(("Catch 11x6" if _ENV.value == "catch" else "Non-stationary random walk") + ": mean ± std over seeds")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(os.path.join(_OUT.value, "figures", "catch_methods.png"))
+  fig.savefig(os.path.join(_OUT.value, "figures", f"{_ENV.value}_methods.png"))
   print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in results.items()}))
 
 

@@ -63,6 +63,21 @@ def test_random_walk_value_error_falls_then_jumps_at_the_switch(tmp_path):
   assert after_switch[0] > before_switch[-1] + 0.1  # the left reward flipped to −1: values are wrong again
 
 
+def test_frodo_runs_on_a_gymnasium_environment(tmp_path):
+  frodo = OnlineMetaLearner(OnlineMetaConfig(env="CartPole-v1", method="frodo", num_envs=4,
+                                             frodo=FrodoConfig(inner_steps=2)), seed=0)
+  eta = [v.numpy().copy() for v in frodo.meta_variables]
+  summary = run_training(frodo, 3 * 4 * 16 * 3, str(tmp_path), {"m": "cartpole"}, eval_every=576, eval_episodes=2,
+                         checkpoint_every=0, log_every_seconds=60)
+  assert summary["env_steps"] == 576 and summary["final_eval_return"] > 0
+  assert any(np.any(a != b.numpy()) for a, b in zip(eta, frodo.meta_variables))
+  assert frodo.objective().constraints()["observation_dim"] == 4
+  with pytest.raises(errors.IncompatibleSpaceError, match="need discrete actions; Pendulum-v1"):
+    OnlineMetaLearner(OnlineMetaConfig(env="Pendulum-v1"), seed=0)
+  with pytest.raises(errors.UnknownEnvironmentError):
+    OnlineMetaLearner(OnlineMetaConfig(env="NoSuchEnv-v0"), seed=0)
+
+
 def test_bad_config_values():
   with pytest.raises(errors.ConfigError, match="method must be one of"):
     OnlineMetaConfig(method="ppo").validate()

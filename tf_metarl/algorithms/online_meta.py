@@ -6,6 +6,7 @@ the current agent θ_k and take a differentiable inner update θ_k -> θ_{k+1}; 
 gradient with respect to η; step η with the meta-optimizer; keep θ_M. With no meta-parameters
 (the `a2c` method) it is plain A2C with a fixed n-step target and the held-out trajectory only
 measures. Plugs into `learners.loop.run_training` (progress, TensorBoard, checkpoints, resume).
+Any discrete-action gymnasium id works too (e.g. CartPole-v1): stepped in Python, run eagerly.
 """
 from __future__ import annotations
 
@@ -16,17 +17,18 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metarl import errors
-from tf_metarl.algorithms.frodo import FrodoConfig, FrodoObjective, FrodoStep
+from tf_metarl.algorithms.frodo import FrodoConfig, FrodoObjective, FrodoStep, trajectory_dict
 from tf_metarl.algorithms.targets import FrodoTargetNetwork, LearnedLambdaReturn, NStepTarget
-from tf_metarl.collection import EpisodeStats
+from tf_metarl.collection import EpisodeStats, RolloutCollector, evaluate
 from tf_metarl.envs.batched import batch_major, rollout
 from tf_metarl.envs.catch import NUM_ACTIONS, Catch
+from tf_metarl.envs.gym_envs import describe_env, make_env, make_vector_env
 from tf_metarl.envs.random_walk import RandomWalk
 from tf_metarl.networks import CategoricalPolicy, ValueCritic
 from tf_metarl.networks.functional import functional_call
 
 METHODS = ("frodo", "mgrl", "a2c")
-ENVIRONMENTS = ("catch", "random_walk")
+ENVIRONMENTS = ("catch", "random_walk")  # TF-native and batched; any other value is a gymnasium id
 
 
 @dataclasses.dataclass
@@ -46,8 +48,8 @@ class OnlineMetaConfig:
   frodo: FrodoConfig = dataclasses.field(default_factory=FrodoConfig)
 
   def validate(self):
-    if self.env not in ENVIRONMENTS:
-      raise errors.ConfigError(f"env must be one of {', '.join(ENVIRONMENTS)}, got {self.env!r}")
+    if not isinstance(self.env, str) or not self.env:
+      raise errors.ConfigError(f"env must be 'catch', 'random_walk' or a gymnasium id, got {self.env!r}")
     if self.method not in METHODS:
       raise errors.ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
     if self.meta_optimizer not in ("adam", "rmsprop"):
@@ -70,11 +72,22 @@ class OnlineMetaLearner:
     config.validate()
     self.config, self.seed = config, seed
     keras.utils.set_random_seed(seed)
+    self.native = config.env in ENVIRONMENTS
     if config.env == "catch":
       self.env, num_actions = Catch(config.rows, config.columns), NUM_ACTIONS
-    else:
+    elif config.env == "random_walk":
       self.env, num_actions = RandomWalk(), 1
-    obs_dim = self.env.observation_size
+    else:  # A gymnasium environment, stepped in Python; the iteration runs eagerly (see `_gym_iteration`).
+      info = describe_env(config.env)
+      if info.action_kind != "discrete":
+        raise errors.IncompatibleSpaceError(
+            f"online meta-gradient methods need discrete actions; {config.env} has continuous actions")
+      self.env, num_actions = None, info.num_actions
+      self.collector = RolloutCollector(make_vector_env(config.env, config.num_envs, seed), seed)
+      self.eval_env = make_env(config.env)
+      self.rng = tf.random.Generator.from_seed(seed)
+    obs_dim = self.env.observation_size if self.native else int(np.prod(info.observation_shape))
+    self.observation_size = obs_dim
     self.policy = CategoricalPolicy(obs_dim, num_actions, config.hidden_sizes, "relu", name="policy")
     self.critic = ValueCritic(obs_dim, config.hidden_sizes, "relu", name="critic")
     if config.method == "frodo":
@@ -92,15 +105,20 @@ class OnlineMetaLearner:
     self.meta_optimizer = optimizer(config.meta_learning_rate)
     if self.meta_variables:
       self.meta_optimizer.build(self.meta_variables)
-    state = self.env.reset(tf.constant([seed, 0]), config.num_envs)
-    self.env_state = tf.nest.map_structure(lambda x: tf.Variable(x, trainable=False), state)
+    if self.native:
+      state = self.env.reset(tf.constant([seed, 0]), config.num_envs)
+      self.env_state = tf.nest.map_structure(lambda x: tf.Variable(x, trainable=False), state)
     self.seed_counter = tf.Variable(0, dtype=tf.int64, name="seed_counter")
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
     self.steps_per_iteration = config.num_envs * config.trajectory_length * (config.frodo.inner_steps + 1)
 
   def checkpoint_items(self):
     items = dict(policy=self.policy, critic=self.critic, env_steps=self.env_steps, seed_counter=self.seed_counter,
-                 env_state=list(self.env_state), inner_optimizer_state=list(self.inner_optimizer_state))
+                 inner_optimizer_state=list(self.inner_optimizer_state))
+    if self.native:
+      items["env_state"] = list(self.env_state)
+    else:  # gymnasium copies are not checkpointed: a resumed run starts fresh episodes
+      items["rng"] = self.rng
     if self.meta_variables:
       items.update(target=self.target, meta_optimizer=self.meta_optimizer)
     return items
@@ -150,10 +168,59 @@ class OnlineMetaLearner:
     episode_returns = tf.boolean_mask(rewards, terminated > 0)
     return metrics, episode_returns
 
+  def _gym_iteration(self):
+    """The same iteration on a gymnasium vector env: Python stepping, so it runs eagerly, the tape
+    spanning the M collections and inner updates."""
+    cfg = self.config
+    num_policy = len(self.policy.trainable_variables)
+    params = [tf.identity(v) for v in self.agent_variables]
+    opt_state = [tf.identity(v) for v in self.inner_optimizer_state] or None
+    stats = EpisodeStats()
+
+    def collect(params):
+      policy_params = [tf.stop_gradient(p) for p in params[:num_policy]]
+
+      def act(observations):
+        logits = functional_call(self.policy, policy_params, tf.constant(observations))
+        seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
+        actions = tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+        return {"actions": actions.numpy(), "log_probs": self.policy.log_prob(logits, actions).numpy(),
+                "policy_outputs": logits.numpy()}
+      trajectory, episodes = self.collector.collect(act, cfg.trajectory_length)
+      stats.returns.extend(episodes.returns)
+      stats.lengths.extend(episodes.lengths)
+      return trajectory_dict(trajectory)
+
+    batches, inner_losses = [], []
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch([v.value for v in self.meta_variables])
+      for k in range(cfg.frodo.inner_steps):
+        batch = collect(params)
+        params, opt_state, inner_loss = self.step.inner_update(params, batch, opt_state, k=k)
+        batches.append(batch)
+        inner_losses.append(inner_loss)
+      out = self.step.outer_objective(params, batches, collect(params))
+    metrics = {"outer_loss": out["outer_loss"], "meta_loss": out["meta_loss"],
+               "inner_loss": tf.add_n(inner_losses) / len(inner_losses)}
+    if self.meta_variables:
+      grads = tape.gradient(out["meta_loss"], [v.value for v in self.meta_variables])
+      metrics["meta_grad_norm"] = tf.linalg.global_norm(grads)
+      self.meta_optimizer.apply_gradients(zip(grads, self.meta_variables))
+    for var, value in zip(self.agent_variables, params):
+      var.assign(tf.stop_gradient(value))
+    for var, value in zip(self.inner_optimizer_state, opt_state or []):
+      var.assign(tf.stop_gradient(value))
+    return metrics, stats
+
   def iteration(self):
-    seed = tf.stack([tf.constant(self.seed, tf.int64), self.seed_counter])
-    self.seed_counter.assign_add(1)
-    metrics, episode_returns = self._iteration(tf.cast(seed, tf.int32))
+    if self.native:
+      seed = tf.stack([tf.constant(self.seed, tf.int64), self.seed_counter])
+      self.seed_counter.assign_add(1)
+      metrics, episode_returns = self._iteration(tf.cast(seed, tf.int32))
+      returns = episode_returns.numpy().tolist()
+      stats = EpisodeStats(returns=returns, lengths=[0] * len(returns))
+    else:
+      metrics, stats = self._gym_iteration()
     self.env_steps.assign_add(self.steps_per_iteration)
     metrics = {k: float(v) for k, v in metrics.items()}
     if self.config.method == "mgrl":
@@ -161,14 +228,13 @@ class OnlineMetaLearner:
       metrics["meta/lambda"] = float(self.target.lam)
     if self.config.env == "random_walk":
       metrics["charts/value_error"] = self.curve_metric()
-    returns = episode_returns.numpy().tolist()
-    return metrics, EpisodeStats(returns=returns, lengths=[0] * len(returns))
+    return metrics, stats
 
   def objective(self) -> FrodoObjective:
     """The meta-learned target as an exportable objective (FRODO only)."""
     if self.config.method != "frodo":
       raise errors.ConfigError(f"only FRODO's target network exports as an objective, not {self.config.method!r}")
-    return FrodoObjective(self.target, self.env.observation_size, self.config.frodo.value_coef,
+    return FrodoObjective(self.target, self.observation_size, self.config.frodo.value_coef,
                           self.config.frodo.entropy_coef)
 
   def curve_metric(self) -> float:
@@ -181,7 +247,10 @@ class OnlineMetaLearner:
     return float(np.sqrt(np.mean((values - truth) ** 2)))
 
   def evaluate(self, episodes: int):
-    """Catch: returns of `episodes` greedy episodes (one per copy, run in graph). Random walk: none."""
+    """Returns of `episodes` greedy episodes (Catch: one per copy, in graph). Random walk: none."""
+    if not self.native:
+      greedy = lambda obs: self.policy.mode(self.policy(tf.constant(obs))).numpy()
+      return evaluate(self.eval_env, greedy, episodes, seed=10_000 * (self.seed + 1) + int(self.env_steps.numpy()))
     if self.config.env != "catch":
       return []
     greedy = lambda obs, seed: tf.argmax(self.policy(obs), axis=-1, output_type=tf.int32)

@@ -131,24 +131,24 @@ class OnlineMetaLearner:
       return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
     return act
 
-  @tf.function
-  def _iteration(self, seed):
-    cfg = self.config
-    seeds = tf.random.experimental.stateless_split(seed, num=cfg.frodo.inner_steps + 1)
+  def _meta_step(self, collect):
+    """One meta-iteration given `collect(params, k) -> batch` (k = M: the held-out batch).
+
+    M differentiable inner updates, the outer objective at θ_M, the meta-gradient step on η, and
+    θ_M and the inner optimizer state written back. Returns (metrics, the M + 1 batches).
+    """
     params = [tf.identity(v) for v in self.agent_variables]
     opt_state = [tf.identity(v) for v in self.inner_optimizer_state] or None
-    env_state = tf.nest.map_structure(tf.identity, self.env_state)
+    steps = self.config.frodo.inner_steps
     batches, inner_losses = [], []
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch([v.value for v in self.meta_variables])  # the tf.Variables inside Keras variables
-      for k in range(cfg.frodo.inner_steps):
-        env_state, time_major = rollout(self.env, env_state, self._sampler(params), seeds[k], cfg.trajectory_length)
-        batch = batch_major(time_major)
+      for k in range(steps):
+        batch = collect(params, k)
         params, opt_state, inner_loss = self.step.inner_update(params, batch, opt_state, k=k)
         batches.append(batch)
         inner_losses.append(inner_loss)
-      env_state, time_major = rollout(self.env, env_state, self._sampler(params), seeds[-1], cfg.trajectory_length)
-      outer_batch = batch_major(time_major)
+      outer_batch = collect(params, steps)
       out = self.step.outer_objective(params, batches, outer_batch)
     metrics = {"outer_loss": out["outer_loss"], "meta_loss": out["meta_loss"],
                "inner_loss": tf.add_n(inner_losses) / len(inner_losses)}
@@ -160,8 +160,21 @@ class OnlineMetaLearner:
       var.assign(tf.stop_gradient(value))
     for var, value in zip(self.inner_optimizer_state, opt_state or []):
       var.assign(tf.stop_gradient(value))
-    tf.nest.map_structure(lambda var, value: var.assign(value), self.env_state, env_state)
-    all_batches = batches + [outer_batch]
+    return metrics, batches + [outer_batch]
+
+  @tf.function
+  def _iteration(self, seed):
+    cfg = self.config
+    seeds = tf.random.experimental.stateless_split(seed, num=cfg.frodo.inner_steps + 1)
+    env_state = [tf.nest.map_structure(tf.identity, self.env_state)]  # threaded through `collect`
+
+    def collect(params, k):
+      env_state[0], time_major = rollout(self.env, env_state[0], self._sampler(params), seeds[k],
+                                         cfg.trajectory_length)
+      return batch_major(time_major)
+
+    metrics, all_batches = self._meta_step(collect)
+    tf.nest.map_structure(lambda var, value: var.assign(value), self.env_state, env_state[0])
     terminated = tf.concat([tf.reshape(b["terminated"], [-1]) for b in all_batches], 0)
     rewards = tf.concat([tf.reshape(b["rewards"], [-1]) for b in all_batches], 0)
     # Both environments pay only on the terminating step, so an episode's return is that reward.
@@ -173,11 +186,10 @@ class OnlineMetaLearner:
     spanning the M collections and inner updates."""
     cfg = self.config
     num_policy = len(self.policy.trainable_variables)
-    params = [tf.identity(v) for v in self.agent_variables]
-    opt_state = [tf.identity(v) for v in self.inner_optimizer_state] or None
     stats = EpisodeStats()
 
-    def collect(params):
+    def collect(params, k):
+      del k
       policy_params = [tf.stop_gradient(p) for p in params[:num_policy]]
 
       def act(observations):
@@ -191,25 +203,7 @@ class OnlineMetaLearner:
       stats.lengths.extend(episodes.lengths)
       return trajectory_dict(trajectory)
 
-    batches, inner_losses = [], []
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch([v.value for v in self.meta_variables])
-      for k in range(cfg.frodo.inner_steps):
-        batch = collect(params)
-        params, opt_state, inner_loss = self.step.inner_update(params, batch, opt_state, k=k)
-        batches.append(batch)
-        inner_losses.append(inner_loss)
-      out = self.step.outer_objective(params, batches, collect(params))
-    metrics = {"outer_loss": out["outer_loss"], "meta_loss": out["meta_loss"],
-               "inner_loss": tf.add_n(inner_losses) / len(inner_losses)}
-    if self.meta_variables:
-      grads = tape.gradient(out["meta_loss"], [v.value for v in self.meta_variables])
-      metrics["meta_grad_norm"] = tf.linalg.global_norm(grads)
-      self.meta_optimizer.apply_gradients(zip(grads, self.meta_variables))
-    for var, value in zip(self.agent_variables, params):
-      var.assign(tf.stop_gradient(value))
-    for var, value in zip(self.inner_optimizer_state, opt_state or []):
-      var.assign(tf.stop_gradient(value))
+    metrics, _ = self._meta_step(collect)
     return metrics, stats
 
   def iteration(self):

@@ -47,14 +47,6 @@ class Trajectory(NamedTuple):
     return tf.maximum(self.terminated, self.truncated) if tf.is_tensor(self.terminated) else np.maximum(
         self.terminated, self.truncated)
 
-  @property
-  def batch_size(self) -> int:
-    return int(self.rewards.shape[0])
-
-  @property
-  def length(self) -> int:
-    return int(self.rewards.shape[1])
-
 
 def concat_time(parts):
   """Concatenates trajectories along the time axis."""

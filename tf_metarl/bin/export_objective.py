@@ -34,7 +34,7 @@ def main(argv):
 
   config = _CONFIG.value
   spec = _OBJECTIVE.value or config.objective
-  settings = dict(config.objective_settings.get(spec, {})) if spec in config.objective_settings else {}
+  settings = dict(config.objective_settings.get(spec) or {})
   objective = make_objective(spec, settings)
   if _ACTION_KINDS.value:
     kinds = tuple(_ACTION_KINDS.value)

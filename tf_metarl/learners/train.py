@@ -46,8 +46,7 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
 
   steps = positive_int(config["steps"], "config.steps")
   env_info = describe_env(env_id)
-  settings = dict(config.get("objective_settings", {}).get(objective_spec, {})) if objective_spec in (
-      config.get("objective_settings") or {}) else {}
+  settings = dict((config.get("objective_settings") or {}).get(objective_spec) or {})
   objective = make_objective(objective_spec, settings)
   check_compatible(objective, env_info, objective_spec)
   if objective.learner == ON_POLICY:

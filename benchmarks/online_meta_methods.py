@@ -1,14 +1,14 @@
 r"""FRODO, FRODO + extension, learned γ/λ and A2C (fixed n-step) over many seeds, on Catch or the random walk.
 
-  .venv/bin/python benchmarks/online_meta_methods.py --env=catch --seeds=10 --steps=1000000
-  .venv/bin/python benchmarks/online_meta_methods.py --env=random_walk --seeds=10 --steps=100000
+  .venv/bin/python benchmarks/online_meta_methods.py --env=catch --seeds=10 --steps=4000000 --workers=2
+  .venv/bin/python benchmarks/online_meta_methods.py --env=random_walk --seeds=10 --steps=500000 --workers=2
 
 Random walk: the curve is the critic's RMS value error over the 5 states against the true values
 of the reward phase in force (the `metric` column), recorded every iteration; reported as its mean
 over the run and over the last 20% of it.
 
 Each run is `meta_train`'s learner with configs/meta_train_common.py defaults (16 copies x 16 steps,
-M = 1, RMSProp inner 3e-3, Adam meta 1e-3, 11x6 board), greedy evaluation on 256 episodes every
+M = 3, RMSProp inner 3e-3, Adam meta 1e-3, held-out batch reused, 11x6 board), greedy evaluation on 256 episodes every
 --eval_every steps. Reports, per method, the steps at which the greedy return first reaches
 --threshold (mean ± std over the seeds that reach it, and how many do), and the final return.
 Writes docs/results/<env>_methods.json and docs/figures/<env>_methods.png.
@@ -30,47 +30,68 @@ _THRESHOLD = flags.DEFINE_float("threshold", 0.9, "Mean greedy return to reach."
 _METHODS = flags.DEFINE_list("methods", ["frodo", "frodo_extension", "mgrl", "a2c"], "Methods to run.")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 _LOGDIR = flags.DEFINE_string("logdir", "/tmp/tf_metarl_bench/catch_methods", "Run directories.")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Runs in parallel, one process each (1 TF thread each when > 1).")
 
 
-def main(_):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads):
+  """One (method, seed) run in this process; returns (per-seed record, (steps, curve values))."""
   import numpy as np
-
+  import tensorflow as tf
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
   from configs.meta_train_common import base_config
   from tf_metarl.algorithms.frodo import FrodoConfig
   from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
   from tf_metarl.config_utils import dataclass_from_config
   from tf_metarl.learners.loop import CURVE_FILE, read_learning_curve, run_training
 
+  method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
+  base = base_config(env, method)
+  base.frodo.extension = extension
+  catch = env == "catch"
+  frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
+  config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
+  run_dir = os.path.join(logdir, f"{name}-s{seed}-{int(time.time())}")
+  summary = run_training(OnlineMetaLearner(config, seed), steps, run_dir, {"method": name, "seed": seed},
+                         eval_every=eval_every if catch else 0, eval_episodes=256, checkpoint_every=0,
+                         log_every_seconds=60)
+  key = "eval_return" if catch else "metric"
+  rows = [r for r in read_learning_curve(os.path.join(run_dir, CURVE_FILE)) if r[key] == r[key]]
+  ys = [r[key] for r in rows]
+  if catch:
+    reached = next((r["env_steps"] for r in rows if r["eval_return"] >= threshold), None)
+    record = dict(seed=seed, steps_to_threshold=reached, final_eval_return=summary["final_eval_return"],
+                  wall_time_s=summary["wall_time_s"])
+  else:
+    record = dict(seed=seed, mean_value_error=float(np.mean(ys)),
+                  last20_value_error=float(np.mean(ys[int(0.8 * len(ys)):])), wall_time_s=summary["wall_time_s"])
+  return record, ([r["env_steps"] for r in rows], ys)
+
+
+def main(_):
+  import concurrent.futures
+  import multiprocessing
+
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  import numpy as np
+
+  catch = _ENV.value == "catch"
+  jobs = [(name, seed) for name in _METHODS.value for seed in range(_SEEDS.value)]
+  threads = 1 if _WORKERS.value > 1 else 0
+  with concurrent.futures.ProcessPoolExecutor(_WORKERS.value, mp_context=multiprocessing.get_context("spawn")) as pool:
+    futures = {job: pool.submit(run_one, _ENV.value, job[0], job[1], _STEPS.value, _EVAL_EVERY.value,
+                                _THRESHOLD.value, _LOGDIR.value, threads) for job in jobs}
+    done = {}
+    for job, future in futures.items():
+      done[job] = future.result()
+      logging.info("%s seed %d: %s", job[0], job[1], done[job][0])
   results, curves = {}, {}
   for name in _METHODS.value:
-    method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
-    base = base_config(_ENV.value, method)
-    catch = _ENV.value == "catch"
-    base.frodo.extension = extension
-    per_seed = []
-    for seed in range(_SEEDS.value):
-      frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
-      config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
-      logdir = os.path.join(_LOGDIR.value, f"{name}-s{seed}-{int(time.time())}")
-      summary = run_training(OnlineMetaLearner(config, seed), _STEPS.value, logdir, {"method": name, "seed": seed},
-                             eval_every=_EVAL_EVERY.value if catch else 0, eval_episodes=256, checkpoint_every=0,
-                             log_every_seconds=60)
-      key = "eval_return" if catch else "metric"
-      rows = [r for r in read_learning_curve(os.path.join(logdir, CURVE_FILE)) if r[key] == r[key]]
-      ys = [r[key] for r in rows]
-      if catch:
-        reached = next((r["env_steps"] for r in rows if r["eval_return"] >= _THRESHOLD.value), None)
-        per_seed.append(dict(seed=seed, steps_to_threshold=reached, final_eval_return=summary["final_eval_return"],
-                             wall_time_s=summary["wall_time_s"]))
-      else:
-        per_seed.append(dict(seed=seed, mean_value_error=float(np.mean(ys)),
-                             last20_value_error=float(np.mean(ys[int(0.8 * len(ys)):])),
-                             wall_time_s=summary["wall_time_s"]))
-      curves.setdefault(name, []).append(([r["env_steps"] for r in rows], ys))
-      logging.info("%s seed %d: %s", name, seed, per_seed[-1])
+    per_seed = [done[(name, seed)][0] for seed in range(_SEEDS.value)]
+    curves[name] = [done[(name, seed)][1] for seed in range(_SEEDS.value)]
     if catch:
       hit = [s["steps_to_threshold"] for s in per_seed if s["steps_to_threshold"] is not None]
       finals = [s["final_eval_return"] for s in per_seed]
@@ -98,7 +119,7 @@ def main(_):
     mean, std = ys.mean(0), ys.std(0)
     ax.plot(xs, mean, label=f"{name} ({len(runs)} seeds)")
     ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-  if _ENV.value == "catch":
+  if catch:
     ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
   ax.set_xlabel("environment steps")
   ax.set_ylabel("greedy return (256 episodes)" if _ENV.value == "catch" else "RMS value error (5 states)")

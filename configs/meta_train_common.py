@@ -12,8 +12,12 @@ def base_config(env: str, method: str) -> ml_collections.ConfigDict:
   c.log_every_seconds = 10.0
   c.learner = ml_collections.ConfigDict(dict(
       env=env, rows=11, columns=6, method=method, num_envs=16, trajectory_length=16, hidden_sizes=(64,),
-      target_units=32, meta_optimizer="adam", meta_learning_rate=1e-3, initial_gamma=0.9, initial_lambda=0.9))
+      target_units=32, target_observation_scale=0.1,
+      meta_optimizer="adam", meta_learning_rate=1e-3, initial_gamma=0.9, initial_lambda=0.9,
+      reuse_outer_batch=True))
   c.frodo = ml_collections.ConfigDict(dict(
-      inner_steps=1, inner_optimizer="rmsprop", inner_learning_rate=3e-3, value_coef=0.5, entropy_coef=0.01,
-      gamma=0.99, n_step=5, extension=False, extension_coef=0.1))
+      inner_steps=3, inner_optimizer="rmsprop", inner_learning_rate=3e-3, value_coef=0.5, entropy_coef=0.01,
+      gamma=0.99, n_step=5, extension=False, extension_coef=0.1,
+      outer_value_coef=ml_collections.config_dict.placeholder(float),
+      outer_entropy_coef=ml_collections.config_dict.placeholder(float)))
   return c

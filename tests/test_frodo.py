@@ -127,3 +127,46 @@ def test_semi_gradient_constants_are_replayed():
   assert set(held) >= {"inner0/baseline", "inner1/next_values", "outer/baseline", "revised1/next_values", "outer_loss"}
   again = step.meta_loss(step.agent_params(), inner_batches, outer_batch, held=held)["meta_loss"]
   np.testing.assert_allclose(again.numpy(), first.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("entropy_coef, value_coef, negative", [(2.0, 0.5, True), (0.0, 5.0, False)])
+def test_extension_weight_is_b1_over_the_outer_loss_magnitude(entropy_coef, value_coef, negative):
+  config = FrodoConfig(inner_steps=2, inner_optimizer="sgd", inner_learning_rate=0.05, extension=True,
+                       extension_coef=0.3, entropy_coef=entropy_coef, value_coef=value_coef)
+  step, inner_batches, outer_batch = make_problem(config)
+  out = step.meta_loss(step.agent_params(), inner_batches, outer_batch)
+  outer = float(out["outer_loss"])
+  revised = np.mean([float(step.canonical_loss(out["params"], b)) for b in inner_batches])
+  assert (outer < 0) == negative
+  np.testing.assert_allclose(float(out["meta_loss"]), outer + 0.3 / abs(outer) * revised, rtol=1e-10)
+
+
+def test_outer_coefficients_override_the_inner_ones():
+  step, _, outer_batch = make_problem(FrodoConfig(inner_steps=1, outer_value_coef=0.0, outer_entropy_coef=0.0))
+  critic = step.critic.trainable_variables
+  params = step.agent_params()
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(params)
+    outer = step.canonical_loss(params, outer_batch, outer=True)
+    revised = step.canonical_loss(params, outer_batch)  # the inner coefficients (c1 = 0.5)
+  num_policy = len(params) - len(critic)
+  assert all(g is None or not np.any(g.numpy()) for g in tape.gradient(outer, params[num_policy:]))
+  assert any(g is not None and np.any(g.numpy()) for g in tape.gradient(revised, params[num_policy:]))
+
+
+def test_observation_scale_weights_the_observation_inputs():
+  keras.utils.set_random_seed(0)
+  rng = np.random.default_rng(0)
+  batch = {"observations": tf.constant(rng.normal(size=(2, 5, 4))), "rewards": tf.constant(rng.normal(size=(2, 5))),
+           "discounts": tf.ones((2, 5), tf.float64)}
+  next_values = tf.constant(rng.normal(size=(2, 5)))
+  scaled = FrodoTargetNetwork(4, units=4, observation_scale=0.5, dtype="float64")
+  plain = FrodoTargetNetwork(4, units=4, dtype="float64")
+  plain.set_weights(scaled.get_weights())
+  half = dict(batch, observations=0.5 * batch["observations"])
+  np.testing.assert_allclose(scaled.targets(batch, None, next_values).numpy(),
+                             plain.targets(half, None, next_values).numpy(), rtol=1e-12)
+  blind = FrodoTargetNetwork(4, units=4, observation_scale=0.0, dtype="float64")
+  other = dict(batch, observations=batch["observations"] + 1.0)
+  np.testing.assert_array_equal(blind.targets(batch, None, next_values).numpy(),
+                                blind.targets(other, None, next_values).numpy())

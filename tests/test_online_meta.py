@@ -32,6 +32,49 @@ def test_frodo_iteration_updates_agent_and_meta_network(inner_steps, extension):
   assert set(stats.returns) <= {-1.0, 1.0} and len(stats.returns) > 0
 
 
+def test_held_out_batch_is_the_next_inner_batch():
+  """With reuse_outer_batch, iteration i+1's inner update runs on iteration i's held-out batch
+  (collected with θ_M = the next iteration's starting θ), and only M new trajectories are counted."""
+  import tensorflow as tf
+  frodo = learner("frodo", inner_steps=1)
+  assert int(frodo.env_steps.numpy()) == 16 * 16  # the first held-out batch, collected up front
+  frodo.iteration()
+  assert int(frodo.env_steps.numpy()) == 16 * 16 * 2
+  carried = {k: v.numpy().copy() for k, v in frodo.carried_batch.items()}
+  # The carried batch is the newest rollout: the live state continues from its last next-observations.
+  live = frodo.env.observe(frodo.env_state).numpy()
+  running = carried["terminated"][:, -1] == 0
+  assert running.any()
+  np.testing.assert_array_equal(live[running], carried["next_observations"][running, -1])
+  expected = float(frodo.step.inner_loss(frodo._params(), {k: tf.constant(v) for k, v in carried.items()}))
+  metrics, _ = frodo.iteration()  # M = 1: its only inner update is on the carried batch
+  assert int(frodo.env_steps.numpy()) == 16 * 16 * 3
+  np.testing.assert_allclose(metrics["inner_loss"], expected, rtol=1e-5)
+  assert not np.array_equal(carried["observations"], frodo.carried_batch["observations"].numpy())
+
+
+def test_without_reuse_every_iteration_collects_m_plus_one_batches():
+  config = OnlineMetaConfig(method="a2c", num_envs=8, reuse_outer_batch=False, frodo=FrodoConfig(inner_steps=2))
+  agent = OnlineMetaLearner(config, seed=0)
+  assert agent.carried_batch is None and int(agent.env_steps.numpy()) == 0
+  agent.iteration()
+  assert int(agent.env_steps.numpy()) == 8 * 16 * 3
+
+
+def test_carried_batch_is_checkpointed(tmp_path):
+  import tensorflow as tf
+  first = learner("a2c")
+  first.iteration()
+  tf.train.Checkpoint(**first.checkpoint_items()).write(str(tmp_path / "ckpt"))
+  second = learner("a2c")
+  second.iteration()
+  second.iteration()  # diverge from `first`
+  tf.train.Checkpoint(**second.checkpoint_items()).read(str(tmp_path / "ckpt")).assert_consumed()
+  for k, v in first.carried_batch.items():
+    np.testing.assert_array_equal(second.carried_batch[k].numpy(), v.numpy())
+  assert int(second.env_steps.numpy()) == int(first.env_steps.numpy())
+
+
 def test_learned_gamma_lambda_move_and_are_reported():
   mgrl = learner("mgrl")
   before = (float(mgrl.target.gamma), float(mgrl.target.lam))
@@ -55,8 +98,8 @@ def test_random_walk_value_error_falls_then_jumps_at_the_switch(tmp_path):
   run_training(agent, 30_000, str(tmp_path), {"m": "rw"}, eval_every=0, eval_episodes=0, checkpoint_every=0,
                log_every_seconds=60)
   rows = read_learning_curve(str(tmp_path / "learning_curve.csv"))
-  # 16 copies x 16 steps x 2 trajectories = 32 steps per copy per iteration: the switch is at 960.
-  # The metric uses the phase in force after the row's steps: per copy, env_steps / 16.
+  # 16 copies x 16 steps per trajectory, one new trajectory per iteration (M = 1, the held-out one
+  # reused): the switch is at 960 steps per copy. The metric uses the phase in force after the row's steps: per copy, env_steps / 16.
   before_switch = [r["metric"] for r in rows if r["env_steps"] < 960 * 16]
   after_switch = [r["metric"] for r in rows if 960 * 16 <= r["env_steps"] < 960 * 16 + 1024]
   assert before_switch[-1] < 0.7 * before_switch[0], before_switch

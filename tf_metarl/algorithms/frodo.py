@@ -11,7 +11,8 @@ whose θ-gradient is the issue's (G_η − V)∇log π + c1 (G_η − V)∇V + c
 same form on a held-out trajectory with the canonical n-step return G in place of G_η, evaluated
 at θ_M; ∂L_outer/∂η flows back through every inner update. With `extension=True` (the
 reimplementation report's fix for an untrained meta-network misleading the agent early on) the
-meta-objective adds (b1 / L_outer) × the revised inner loss, which uses G instead of G_η, at θ_M.
+meta-objective adds (b1 / |L_outer|) × the revised inner loss, which uses G instead of G_η, at θ_M
+(1/|L_outer| held constant).
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class FrodoConfig:
   n_step: int = 5                   # n of the canonical return
   extension: bool = False
   extension_coef: float = 0.1       # b1
+  outer_value_coef: Optional[float] = None    # c1 of the outer loss (None: value_coef)
+  outer_entropy_coef: Optional[float] = None  # c2 of the outer loss (None: entropy_coef)
 
 
 def a2c_form_loss(log_probs, values, entropies, targets, baseline, value_coef, entropy_coef):
@@ -72,7 +75,8 @@ class FrodoObjective(Objective):
     self.value_coef, self.entropy_coef = float(value_coef), float(entropy_coef)
 
   def hyperparameters(self):
-    return dict(value_coef=self.value_coef, entropy_coef=self.entropy_coef, observation_dim=self.observation_dim)
+    return dict(value_coef=self.value_coef, entropy_coef=self.entropy_coef, observation_dim=self.observation_dim,
+                observation_scale=self.network.observation_scale, units=self.network.lstm.units)
 
   def constraints(self):
     return dict(super().constraints(), observation_dim=self.observation_dim)
@@ -126,7 +130,7 @@ class FrodoStep:
     next_values = functional_call(self.critic, critic_params, batch["next_observations"])
     return (self.policy.log_prob(outputs, batch["actions"]), values, next_values, self.policy.entropy(outputs))
 
-  def _loss(self, params, batch, use_meta_target: bool, held, name: str):
+  def _loss(self, params, batch, use_meta_target: bool, held, name: str, coefs=None):
     log_probs, values, next_values, entropies = self._agent_outputs(params, batch)
     next_values = _stop(held, f"{name}/next_values", next_values)
     baseline = _stop(held, f"{name}/baseline", values)
@@ -135,16 +139,22 @@ class FrodoStep:
     else:
       targets = returns.n_step_returns(batch["rewards"], batch["discounts"], batch["episode_ends"], next_values,
                                        self.config.gamma, self.config.n_step)
-    return a2c_form_loss(log_probs, values, entropies, targets, baseline, self.config.value_coef,
-                         self.config.entropy_coef)
+    value_coef, entropy_coef = coefs or (self.config.value_coef, self.config.entropy_coef)
+    return a2c_form_loss(log_probs, values, entropies, targets, baseline, value_coef, entropy_coef)
 
   def inner_loss(self, params, batch, held=None, name="inner"):
     """The A2C-form loss towards G_η (differentiable in θ and η)."""
     return self._loss(params, batch, True, held, name)
 
-  def canonical_loss(self, params, batch, held=None, name="outer"):
-    """The same form towards the canonical n-step return (the outer loss; the extension's revised loss)."""
-    return self._loss(params, batch, False, held, name)
+  def canonical_loss(self, params, batch, held=None, name="outer", outer=False):
+    """The same form towards the canonical n-step return: the extension's revised loss, or with
+    `outer=True` the outer loss (its own value and entropy coefficients where set)."""
+    coefs = None
+    if outer:
+      c = self.config
+      coefs = (c.value_coef if c.outer_value_coef is None else c.outer_value_coef,
+               c.entropy_coef if c.outer_entropy_coef is None else c.outer_entropy_coef)
+    return self._loss(params, batch, False, held, name, coefs)
 
   def unroll(self, params: Sequence[tf.Tensor], inner_batches: Sequence[Dict], optimizer_state=None, held=None):
     """M differentiable inner updates, one per batch. Returns (θ_M, optimizer state)."""
@@ -181,12 +191,15 @@ class FrodoStep:
 
   def outer_objective(self, new_params, inner_batches, outer_batch, held=None):
     """{meta_loss, outer_loss} at θ_M: the canonical loss on the held-out batch (plus the extension)."""
-    outer = self.canonical_loss(new_params, outer_batch, held, name="outer")
+    outer = self.canonical_loss(new_params, outer_batch, held, name="outer", outer=True)
     meta = outer
     if self.config.extension:
       revised = tf.add_n([self.canonical_loss(new_params, b, held, name=f"revised{k}")
                           for k, b in enumerate(inner_batches)]) / len(inner_batches)
-      meta = outer + self.config.extension_coef / _stop(held, "outer_loss", outer) * revised
+      # |L_outer|: the actor-critic loss is often negative (log-probability and entropy terms);
+      # dividing by a negative L_outer would flip the revised term into one to maximise.
+      scale = self.config.extension_coef / (tf.abs(_stop(held, "outer_loss", outer)) + 1e-8)
+      meta = outer + scale * revised
     return {"meta_loss": meta, "outer_loss": outer}
 
 

@@ -3,9 +3,10 @@
 Each iteration, in one `tf.function`: M times, roll out a trajectory of every copy in graph with
 the current agent θ_k and take a differentiable inner update θ_k -> θ_{k+1}; roll out one more
 (held-out) trajectory with θ_M; compute the outer loss there and, through all M updates, its
-gradient with respect to η; step η with the meta-optimizer; keep θ_M. With no meta-parameters
-(the `a2c` method) it is plain A2C with a fixed n-step target and the held-out trajectory only
-measures. Plugs into `learners.loop.run_training` (progress, TensorBoard, checkpoints, resume).
+gradient with respect to η; step η with the meta-optimizer; keep θ_M. With `reuse_outer_batch`
+(the default) the held-out trajectory, collected with θ_M, is the next iteration's first inner
+batch, which starts from θ_M: still on-policy, and an iteration costs M trajectories per copy,
+not M + 1. With no meta-parameters (the `a2c` method) it is plain A2C with a fixed n-step target. Plugs into `learners.loop.run_training` (progress, TensorBoard, checkpoints, resume).
 Any discrete-action gymnasium id works too (e.g. CartPole-v1): stepped in Python, run eagerly.
 """
 from __future__ import annotations
@@ -41,10 +42,12 @@ class OnlineMetaConfig:
   trajectory_length: int = 16
   hidden_sizes: tuple = (64,)
   target_units: int = 32
+  target_observation_scale: float = 0.1  # FRODO: weight of the observation inputs of G_η (see FrodoTargetNetwork)
   meta_optimizer: str = "adam"
   meta_learning_rate: float = 1e-3
   initial_gamma: float = 0.9    # mgrl
   initial_lambda: float = 0.9   # mgrl
+  reuse_outer_batch: bool = True  # the held-out batch becomes the next iteration's first inner batch
   frodo: FrodoConfig = dataclasses.field(default_factory=FrodoConfig)
 
   def validate(self):
@@ -56,6 +59,8 @@ class OnlineMetaConfig:
       raise errors.ConfigError(f"meta_optimizer must be 'adam' or 'rmsprop', got {self.meta_optimizer!r}")
     if self.env == "catch" and (self.rows < 2 or self.columns < 1):
       raise errors.ConfigError(f"Catch needs rows >= 2 and columns >= 1, got {self.rows}x{self.columns}")
+    if not self.target_observation_scale >= 0:
+      raise errors.ConfigError(f"target_observation_scale must be >= 0, got {self.target_observation_scale}")
     for name in ("num_envs", "trajectory_length", "target_units"):
       if int(getattr(self, name)) < 1:
         raise errors.ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -91,7 +96,8 @@ class OnlineMetaLearner:
     self.policy = CategoricalPolicy(obs_dim, num_actions, config.hidden_sizes, "relu", name="policy")
     self.critic = ValueCritic(obs_dim, config.hidden_sizes, "relu", name="critic")
     if config.method == "frodo":
-      self.target = FrodoTargetNetwork(obs_dim, units=config.target_units)
+      self.target = FrodoTargetNetwork(obs_dim, units=config.target_units,
+                                       observation_scale=config.target_observation_scale)
     elif config.method == "mgrl":
       self.target = LearnedLambdaReturn(config.initial_gamma, config.initial_lambda)
     else:
@@ -110,18 +116,33 @@ class OnlineMetaLearner:
       self.env_state = tf.nest.map_structure(lambda x: tf.Variable(x, trainable=False), state)
     self.seed_counter = tf.Variable(0, dtype=tf.int64, name="seed_counter")
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
-    self.steps_per_iteration = config.num_envs * config.trajectory_length * (config.frodo.inner_steps + 1)
+    self.steps_per_batch = config.num_envs * config.trajectory_length
+    self.fresh_batches = config.frodo.inner_steps + (0 if config.reuse_outer_batch else 1)
+    self.steps_per_iteration = self.steps_per_batch * self.fresh_batches
+    self.carried_batch = None  # the previous held-out batch (reuse_outer_batch)
+    if self.native and config.reuse_outer_batch:  # collect the first one now; checkpointed from here on
+      state, time_major = rollout(self.env, self.env_state, self._sampler(self._params()),
+                                  tf.constant([seed, -1]), config.trajectory_length)
+      tf.nest.map_structure(lambda var, value: var.assign(value), self.env_state, state)
+      self.carried_batch = {k: tf.Variable(v, trainable=False, name=f"carried_{k}")
+                            for k, v in batch_major(time_major).items()}
+      self.env_steps.assign_add(self.steps_per_batch)
 
   def checkpoint_items(self):
     items = dict(policy=self.policy, critic=self.critic, env_steps=self.env_steps, seed_counter=self.seed_counter,
                  inner_optimizer_state=list(self.inner_optimizer_state))
     if self.native:
       items["env_state"] = list(self.env_state)
+      if self.carried_batch is not None:
+        items["carried_batch"] = dict(self.carried_batch)
     else:  # gymnasium copies are not checkpointed: a resumed run starts fresh episodes
       items["rng"] = self.rng
     if self.meta_variables:
       items.update(target=self.target, meta_optimizer=self.meta_optimizer)
     return items
+
+  def _params(self):
+    return [v.value for v in self.agent_variables]
 
   def _sampler(self, params):
     policy_params = [tf.stop_gradient(p) for p in params[:len(self.policy.trainable_variables)]]
@@ -144,7 +165,7 @@ class OnlineMetaLearner:
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch([v.value for v in self.meta_variables])  # the tf.Variables inside Keras variables
       for k in range(steps):
-        batch = collect(params, k)
+        batch = self._carried() if k == 0 and self.config.reuse_outer_batch else collect(params, k)
         params, opt_state, inner_loss = self.step.inner_update(params, batch, opt_state, k=k)
         batches.append(batch)
         inner_losses.append(inner_loss)
@@ -160,7 +181,22 @@ class OnlineMetaLearner:
       var.assign(tf.stop_gradient(value))
     for var, value in zip(self.inner_optimizer_state, opt_state or []):
       var.assign(tf.stop_gradient(value))
-    return metrics, batches + [outer_batch]
+    if self.config.reuse_outer_batch:
+      self._carry(outer_batch)
+    fresh = batches[1:] if self.config.reuse_outer_batch else batches
+    return metrics, fresh + [outer_batch]
+
+  def _carried(self):
+    if self.native:
+      return {k: v.read_value() for k, v in self.carried_batch.items()}
+    return self.carried_batch
+
+  def _carry(self, batch):
+    if self.native:
+      for k, v in self.carried_batch.items():
+        v.assign(batch[k])
+    else:
+      self.carried_batch = batch
 
   @tf.function
   def _iteration(self, seed):
@@ -203,8 +239,11 @@ class OnlineMetaLearner:
       stats.lengths.extend(episodes.lengths)
       return trajectory_dict(trajectory)
 
+    primed = 0
+    if cfg.reuse_outer_batch and self.carried_batch is None:  # first iteration, or resumed: gym envs restart
+      self.carried_batch, primed = collect(self._params(), -1), 1
     metrics, _ = self._meta_step(collect)
-    return metrics, stats
+    return metrics, stats, primed
 
   def iteration(self):
     if self.native:
@@ -213,9 +252,10 @@ class OnlineMetaLearner:
       metrics, episode_returns = self._iteration(tf.cast(seed, tf.int32))
       returns = episode_returns.numpy().tolist()
       stats = EpisodeStats(returns=returns, lengths=[0] * len(returns))
+      primed = 0
     else:
-      metrics, stats = self._gym_iteration()
-    self.env_steps.assign_add(self.steps_per_iteration)
+      metrics, stats, primed = self._gym_iteration()
+    self.env_steps.assign_add(self.steps_per_iteration + primed * self.steps_per_batch)
     metrics = {k: float(v) for k, v in metrics.items()}
     if self.config.method == "mgrl":
       metrics["meta/gamma"] = float(self.target.gamma)

@@ -30,10 +30,28 @@ _THRESHOLD = flags.DEFINE_float("threshold", 0.9, "Mean greedy return to reach."
 _METHODS = flags.DEFINE_list("methods", ["frodo", "frodo_extension", "mgrl", "a2c"], "Methods to run.")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 _LOGDIR = flags.DEFINE_string("logdir", "/tmp/tf_metarl_bench/catch_methods", "Run directories.")
+_SET = flags.DEFINE_multi_string("set", [], "Config override for every method, section.key=value "
+                                  "(e.g. --set=frodo.inner_steps=1 --set=learner.target_observation_scale=1.0).")
+_TAG = flags.DEFINE_string("tag", "", "Suffix of the output file names (<env>_methods<tag>.json/.png).")
 _WORKERS = flags.DEFINE_integer("workers", 1, "Runs in parallel, one process each (1 TF thread each when > 1).")
 
 
-def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads):
+def apply_overrides(config, overrides):
+  """Sets `section.key=value` strings on an ml_collections config (values parsed as Python literals)."""
+  import ast
+  for item in overrides:
+    path, _, text = item.partition("=")
+    section, _, key = path.partition(".")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    if section not in config or key not in config[section]:
+      raise ValueError(f"--set={item}: no config field {path!r}")
+    config[section][key] = value
+
+
+def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads, overrides=()):
   """One (method, seed) run in this process; returns (per-seed record, (steps, curve values))."""
   import numpy as np
   import tensorflow as tf
@@ -49,6 +67,7 @@ def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads):
   method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
   base = base_config(env, method)
   base.frodo.extension = extension
+  apply_overrides(base, overrides)
   catch = env == "catch"
   frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
   config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
@@ -83,7 +102,7 @@ def main(_):
   threads = 1 if _WORKERS.value > 1 else 0
   with concurrent.futures.ProcessPoolExecutor(_WORKERS.value, mp_context=multiprocessing.get_context("spawn")) as pool:
     futures = {job: pool.submit(run_one, _ENV.value, job[0], job[1], _STEPS.value, _EVAL_EVERY.value,
-                                _THRESHOLD.value, _LOGDIR.value, threads) for job in jobs}
+                                _THRESHOLD.value, _LOGDIR.value, threads, _SET.value) for job in jobs}
     done = {}
     for job, future in futures.items():
       done[job] = future.result()
@@ -104,10 +123,10 @@ def main(_):
           f"{k}_{stat}": float(fn([s[k] for s in per_seed]))
           for k in ("mean_value_error", "last20_value_error") for stat, fn in (("mean", np.mean), ("std", np.std))})
   out = dict(command=" ".join(sys.argv), steps=_STEPS.value, seeds=_SEEDS.value, threshold=_THRESHOLD.value,
-             eval_episodes=256, methods=results)
+             eval_episodes=256, overrides=_SET.value, methods=results)
   os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
-  with open(os.path.join(_OUT.value, "results", f"{_ENV.value}_methods.json"), "w") as f:
+  with open(os.path.join(_OUT.value, "results", f"{_ENV.value}_methods{_TAG.value}.json"), "w") as f:
     json.dump(out, f, indent=2)
   fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
   for name, runs in curves.items():
@@ -123,11 +142,12 @@ def main(_):
     ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
   ax.set_xlabel("environment steps")
   ax.set_ylabel("greedy return (256 episodes)" if _ENV.value == "catch" else "RMS value error (5 states)")
-  ax.set_title(("Catch 11x6" if _ENV.value == "catch" else "Non-stationary random walk") + ": mean ± std over seeds")
+  ax.set_title(("Catch 11x6" if _ENV.value == "catch" else "Non-stationary random walk") + ": mean ± std over seeds"
+               + (f"\n{', '.join(_SET.value)}" if _SET.value else ""), fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(os.path.join(_OUT.value, "figures", f"{_ENV.value}_methods.png"))
+  fig.savefig(os.path.join(_OUT.value, "figures", f"{_ENV.value}_methods{_TAG.value}.png"))
   print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in results.items()}))
 
 

@@ -99,7 +99,8 @@ def test_random_walk_value_error_falls_then_jumps_at_the_switch(tmp_path):
                log_every_seconds=60)
   rows = read_learning_curve(str(tmp_path / "learning_curve.csv"))
   # 16 copies x 16 steps per trajectory, one new trajectory per iteration (M = 1, the held-out one
-  # reused): the switch is at 960 steps per copy. The metric uses the phase in force after the row's steps: per copy, env_steps / 16.
+  # reused): the switch is at 960 steps per copy. The metric uses the phase in force after the
+  # row's steps: per copy, env_steps / 16.
   before_switch = [r["metric"] for r in rows if r["env_steps"] < 960 * 16]
   after_switch = [r["metric"] for r in rows if 960 * 16 <= r["env_steps"] < 960 * 16 + 1024]
   assert before_switch[-1] < 0.7 * before_switch[0], before_switch
@@ -121,6 +122,34 @@ def test_frodo_runs_on_a_gymnasium_environment(tmp_path):
     OnlineMetaLearner(OnlineMetaConfig(env="NoSuchEnv-v0"), seed=0)
 
 
+def test_gym_path_replays_the_inner_updates_it_collected_with():
+  """On a gymnasium env the batches are collected with a first-order pass of the inner updates and
+  the compiled meta-step replays them: θ_M and the meta-gradient must match an eager recomputation."""
+  import tensorflow as tf
+  frodo = OnlineMetaLearner(OnlineMetaConfig(env="CartPole-v1", method="frodo", num_envs=4,
+                                             frodo=FrodoConfig(inner_steps=2)), seed=0)
+  frodo.iteration()  # primes the carried batch and the traces
+  theta = frodo._params()
+  opt_state = [tf.convert_to_tensor(v) for v in frodo.inner_optimizer_state]
+  eta = [v.numpy().copy() for v in frodo.meta_variables]
+  held_out = frodo.carried_batch
+  captured, replay = [], frodo._gym_meta_step
+  frodo._gym_meta_step = lambda batches: (captured.append(batches), replay(batches))[1]
+  metrics, _ = frodo.iteration()
+  batches = captured[0]
+  assert batches[0] is held_out and frodo.carried_batch is batches[2]
+  new_eta = [v.numpy().copy() for v in frodo.meta_variables]
+  for var, value in zip(frodo.meta_variables, eta):
+    var.assign(value)
+  with tf.GradientTape() as tape:
+    out = frodo.step.meta_loss(theta, batches[:2], batches[2], optimizer_state=opt_state)
+  grads = tape.gradient(out["meta_loss"], frodo.meta_variables)
+  np.testing.assert_allclose(float(tf.linalg.global_norm(grads)), metrics["meta_grad_norm"], rtol=1e-4)
+  for var, value in zip(frodo.agent_variables, out["params"]):
+    np.testing.assert_allclose(var.numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
+  assert any(np.any(a != b) for a, b in zip(eta, new_eta))
+
+
 def test_bad_config_values():
   with pytest.raises(errors.ConfigError, match="method must be one of"):
     OnlineMetaConfig(method="ppo").validate()
@@ -131,7 +160,8 @@ def test_bad_config_values():
 def test_meta_train_binary_runs_and_resumes(tmp_path):
   logdir = tmp_path / "run"
   base = [sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/frodo_catch.py:extension",
-          "--config.eval_every=4096", "--config.eval_episodes=32", "--config.checkpoint_every=2048",
+          "--config.frodo.inner_steps=1", "--config.eval_every=4096", "--config.eval_episodes=32",
+          "--config.checkpoint_every=2048",
           f"--logdir={logdir}"]
   first = subprocess.run(base + ["--config.steps=4096"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert first.returncode == 0, first.stderr[-3000:]

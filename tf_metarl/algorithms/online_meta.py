@@ -142,7 +142,8 @@ class OnlineMetaLearner:
     return items
 
   def _params(self):
-    return [v.value for v in self.agent_variables]
+    """θ as tensors (a snapshot of the agent's variables)."""
+    return [tf.convert_to_tensor(v.value) for v in self.agent_variables]
 
   def _sampler(self, params):
     policy_params = [tf.stop_gradient(p) for p in params[:len(self.policy.trainable_variables)]]
@@ -156,7 +157,8 @@ class OnlineMetaLearner:
     """One meta-iteration given `collect(params, k) -> batch` (k = M: the held-out batch).
 
     M differentiable inner updates, the outer objective at θ_M, the meta-gradient step on η, and
-    θ_M and the inner optimizer state written back. Returns (metrics, the M + 1 batches).
+    θ_M and the inner optimizer state written back. Returns (metrics, the batches new this
+    iteration: all M + 1, or M without the carried first one; the held-out batch last).
     """
     params = [tf.identity(v) for v in self.agent_variables]
     opt_state = [tf.identity(v) for v in self.inner_optimizer_state] or None
@@ -165,7 +167,7 @@ class OnlineMetaLearner:
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch([v.value for v in self.meta_variables])  # the tf.Variables inside Keras variables
       for k in range(steps):
-        batch = self._carried() if k == 0 and self.config.reuse_outer_batch else collect(params, k)
+        batch = collect(params, k)
         params, opt_state, inner_loss = self.step.inner_update(params, batch, opt_state, k=k)
         batches.append(batch)
         inner_losses.append(inner_loss)
@@ -181,22 +183,15 @@ class OnlineMetaLearner:
       var.assign(tf.stop_gradient(value))
     for var, value in zip(self.inner_optimizer_state, opt_state or []):
       var.assign(tf.stop_gradient(value))
-    if self.config.reuse_outer_batch:
-      self._carry(outer_batch)
     fresh = batches[1:] if self.config.reuse_outer_batch else batches
     return metrics, fresh + [outer_batch]
 
   def _carried(self):
-    if self.native:
-      return {k: v.read_value() for k, v in self.carried_batch.items()}
-    return self.carried_batch
+    return {k: v.read_value() for k, v in self.carried_batch.items()}
 
   def _carry(self, batch):
-    if self.native:
-      for k, v in self.carried_batch.items():
-        v.assign(batch[k])
-    else:
-      self.carried_batch = batch
+    for k, v in self.carried_batch.items():
+      v.assign(batch[k])
 
   @tf.function
   def _iteration(self, seed):
@@ -205,11 +200,15 @@ class OnlineMetaLearner:
     env_state = [tf.nest.map_structure(tf.identity, self.env_state)]  # threaded through `collect`
 
     def collect(params, k):
+      if k == 0 and cfg.reuse_outer_batch:
+        return self._carried()
       env_state[0], time_major = rollout(self.env, env_state[0], self._sampler(params), seeds[k],
                                          cfg.trajectory_length)
       return batch_major(time_major)
 
     metrics, all_batches = self._meta_step(collect)
+    if cfg.reuse_outer_batch:
+      self._carry(all_batches[-1])
     tf.nest.map_structure(lambda var, value: var.assign(value), self.env_state, env_state[0])
     terminated = tf.concat([tf.reshape(b["terminated"], [-1]) for b in all_batches], 0)
     rewards = tf.concat([tf.reshape(b["rewards"], [-1]) for b in all_batches], 0)
@@ -218,22 +217,20 @@ class OnlineMetaLearner:
     return metrics, episode_returns
 
   def _gym_iteration(self):
-    """The same iteration on a gymnasium vector env: Python stepping, so it runs eagerly, the tape
-    spanning the M collections and inner updates."""
+    """The same iteration on a gymnasium vector env, whose stepping is Python. The M + 1 batches are
+    collected first, each with the θ_k of a first-order pass of the inner updates (compiled); then
+    one compiled `_meta_step` replays the M updates differentiably on them (same θ_k) and steps η.
+    Returns (metrics, episode statistics, 1 if a first held-out batch had to be collected)."""
     cfg = self.config
-    num_policy = len(self.policy.trainable_variables)
     stats = EpisodeStats()
 
-    def collect(params, k):
-      del k
-      policy_params = [tf.stop_gradient(p) for p in params[:num_policy]]
+    def collect(params):
+      policy_params = params[:len(self.policy.trainable_variables)]
 
       def act(observations):
-        logits = functional_call(self.policy, policy_params, tf.constant(observations))
         seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
-        actions = tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
-        return {"actions": actions.numpy(), "log_probs": self.policy.log_prob(logits, actions).numpy(),
-                "policy_outputs": logits.numpy()}
+        actions, log_probs, logits = self._gym_act(policy_params, tf.constant(observations), seed)
+        return {"actions": actions.numpy(), "log_probs": log_probs.numpy(), "policy_outputs": logits.numpy()}
       trajectory, episodes = self.collector.collect(act, cfg.trajectory_length)
       stats.returns.extend(episodes.returns)
       stats.lengths.extend(episodes.lengths)
@@ -241,9 +238,33 @@ class OnlineMetaLearner:
 
     primed = 0
     if cfg.reuse_outer_batch and self.carried_batch is None:  # first iteration, or resumed: gym envs restart
-      self.carried_batch, primed = collect(self._params(), -1), 1
-    metrics, _ = self._meta_step(collect)
+      self.carried_batch, primed = collect(self._params()), 1
+    params = self._params()
+    opt_state = [v.value() for v in self.inner_optimizer_state] or None
+    batches = []
+    for k in range(cfg.frodo.inner_steps):
+      batches.append(self.carried_batch if k == 0 and cfg.reuse_outer_batch else collect(params))
+      params, opt_state = self._gym_first_order_update(params, batches[-1], opt_state)
+    batches.append(collect(params))
+    metrics = self._gym_meta_step(batches)
+    if cfg.reuse_outer_batch:
+      self.carried_batch = batches[-1]
     return metrics, stats, primed
+
+  @tf.function
+  def _gym_act(self, policy_params, observations, seed):
+    logits = functional_call(self.policy, policy_params, observations)
+    actions = tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+    return actions, self.policy.log_prob(logits, actions), logits
+
+  @tf.function
+  def _gym_first_order_update(self, params, batch, opt_state):
+    params, opt_state, _ = self.step.inner_update(params, batch, opt_state)
+    return params, opt_state
+
+  @tf.function
+  def _gym_meta_step(self, batches):
+    return self._meta_step(lambda params, k: batches[k])[0]
 
   def iteration(self):
     if self.native:

@@ -1,7 +1,9 @@
 r"""FRODO, FRODO + extension, learned γ/λ and A2C (fixed n-step) over many seeds, on Catch or the random walk.
 
   .venv/bin/python benchmarks/online_meta_methods.py --env=catch --seeds=10 --steps=4000000 --workers=2
-  .venv/bin/python benchmarks/online_meta_methods.py --env=random_walk --seeds=10 --steps=500000 --workers=2
+  .venv/bin/python benchmarks/online_meta_methods.py --env=random_walk --seeds=10 --steps=2000000 --workers=2
+  .venv/bin/python benchmarks/online_meta_methods.py --env=CartPole-v1 --seeds=3 --steps=300000 --workers=2 \
+      --threshold=475 --eval_episodes=10
 
 Random walk: the curve is the critic's RMS value error over the 5 states against the true values
 of the reward phase in force (the `metric` column), recorded every iteration; reported as its mean
@@ -22,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
-_ENV = flags.DEFINE_enum("env", "catch", ["catch", "random_walk"], "Environment.")
+_ENV = flags.DEFINE_string("env", "catch", "catch, random_walk, or a discrete-action gymnasium id (e.g. CartPole-v1).")
+_EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 256, "Greedy evaluation episodes (not on the random walk).")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds per method.")
 _STEPS = flags.DEFINE_integer("steps", 1_000_000, "Environment steps per run.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 25_000, "Evaluation period in environment steps.")
@@ -51,7 +54,7 @@ def apply_overrides(config, overrides):
     config[section][key] = value
 
 
-def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads, overrides=()):
+def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads, overrides=(), eval_episodes=256):
   """One (method, seed) run in this process; returns (per-seed record, (steps, curve values))."""
   import numpy as np
   import tensorflow as tf
@@ -68,17 +71,17 @@ def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads, over
   base = base_config(env, method)
   base.frodo.extension = extension
   apply_overrides(base, overrides)
-  catch = env == "catch"
+  evaluated = env != "random_walk"
   frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
   config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
   run_dir = os.path.join(logdir, f"{name}-s{seed}-{int(time.time())}")
   summary = run_training(OnlineMetaLearner(config, seed), steps, run_dir, {"method": name, "seed": seed},
-                         eval_every=eval_every if catch else 0, eval_episodes=256, checkpoint_every=0,
+                         eval_every=eval_every if evaluated else 0, eval_episodes=eval_episodes, checkpoint_every=0,
                          log_every_seconds=60)
-  key = "eval_return" if catch else "metric"
+  key = "eval_return" if evaluated else "metric"
   rows = [r for r in read_learning_curve(os.path.join(run_dir, CURVE_FILE)) if r[key] == r[key]]
   ys = [r[key] for r in rows]
-  if catch:
+  if evaluated:
     reached = next((r["env_steps"] for r in rows if r["eval_return"] >= threshold), None)
     record = dict(seed=seed, steps_to_threshold=reached, final_eval_return=summary["final_eval_return"],
                   wall_time_s=summary["wall_time_s"])
@@ -97,12 +100,13 @@ def main(_):
   import matplotlib.pyplot as plt
   import numpy as np
 
-  catch = _ENV.value == "catch"
+  evaluated = _ENV.value != "random_walk"
   jobs = [(name, seed) for name in _METHODS.value for seed in range(_SEEDS.value)]
   threads = 1 if _WORKERS.value > 1 else 0
   with concurrent.futures.ProcessPoolExecutor(_WORKERS.value, mp_context=multiprocessing.get_context("spawn")) as pool:
     futures = {job: pool.submit(run_one, _ENV.value, job[0], job[1], _STEPS.value, _EVAL_EVERY.value,
-                                _THRESHOLD.value, _LOGDIR.value, threads, _SET.value) for job in jobs}
+                                _THRESHOLD.value, _LOGDIR.value, threads, _SET.value, _EVAL_EPISODES.value)
+               for job in jobs}
     done = {}
     for job, future in futures.items():
       done[job] = future.result()
@@ -111,7 +115,7 @@ def main(_):
   for name in _METHODS.value:
     per_seed = [done[(name, seed)][0] for seed in range(_SEEDS.value)]
     curves[name] = [done[(name, seed)][1] for seed in range(_SEEDS.value)]
-    if catch:
+    if evaluated:
       hit = [s["steps_to_threshold"] for s in per_seed if s["steps_to_threshold"] is not None]
       finals = [s["final_eval_return"] for s in per_seed]
       results[name] = dict(per_seed=per_seed, seeds_reaching=len(hit),
@@ -123,7 +127,7 @@ def main(_):
           f"{k}_{stat}": float(fn([s[k] for s in per_seed]))
           for k in ("mean_value_error", "last20_value_error") for stat, fn in (("mean", np.mean), ("std", np.std))})
   out = dict(command=" ".join(sys.argv), steps=_STEPS.value, seeds=_SEEDS.value, threshold=_THRESHOLD.value,
-             eval_episodes=256, overrides=_SET.value, methods=results)
+             eval_episodes=_EVAL_EPISODES.value, overrides=_SET.value, methods=results)
   os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
   with open(os.path.join(_OUT.value, "results", f"{_ENV.value}_methods{_TAG.value}.json"), "w") as f:
@@ -138,11 +142,12 @@ def main(_):
     mean, std = ys.mean(0), ys.std(0)
     ax.plot(xs, mean, label=f"{name} ({len(runs)} seeds)")
     ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-  if catch:
+  if evaluated:
     ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
   ax.set_xlabel("environment steps")
-  ax.set_ylabel("greedy return (256 episodes)" if _ENV.value == "catch" else "RMS value error (5 states)")
-  ax.set_title(("Catch 11x6" if _ENV.value == "catch" else "Non-stationary random walk") + ": mean ± std over seeds"
+  ax.set_ylabel(f"greedy return ({_EVAL_EPISODES.value} episodes)" if evaluated else "RMS value error (5 states)")
+  title = {"catch": "Catch 11x6", "random_walk": "Non-stationary random walk"}.get(_ENV.value, _ENV.value)
+  ax.set_title(title + ": mean ± std over seeds"
                + (f"\n{', '.join(_SET.value)}" if _SET.value else ""), fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

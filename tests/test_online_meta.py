@@ -1,5 +1,6 @@
 """Online meta-gradient training on batched TF environments: FRODO, learned γ/λ, A2C; the binary."""
 import json
+import os
 import subprocess
 import sys
 
@@ -227,3 +228,27 @@ def test_frodo_target_exports_loads_without_tf_metarl_and_trains_a_fresh_agent(t
 
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_shipped_frodo_target_rewards_catches_over_misses():
+  """export/frodo_catch (meta-trained on Catch, docs/RESULTS.md): its targets at the steps where a
+  pellet is caught must exceed those where one is missed; the metadata carries the input weight."""
+  import tensorflow as tf
+  from tf_metarl.envs.batched import batch_major, rollout
+  from tf_metarl.envs.catch import Catch
+  from tf_metarl.export import load_metadata, load_objective
+  metadata = load_metadata(os.path.join(REPO, "export", "frodo_catch"))
+  assert metadata["kind"] == "frodo" and metadata["constraints"]["observation_dim"] == 66
+  assert metadata["hyperparameters"]["observation_scale"] == 0.1
+  objective = load_objective(os.path.join(REPO, "export", "frodo_catch"))
+  env = Catch(11, 6)
+  random_policy = lambda obs, seed: tf.random.stateless_uniform([256], seed, 0, 3, tf.int32)
+  _, time_major = rollout(env, env.reset(tf.constant([0, 1]), 256), random_policy, tf.constant([3, 4]), 16)
+  batch = batch_major(time_major)
+  zeros = tf.zeros_like(batch["rewards"])
+  targets = objective({"observations": batch["observations"], "rewards": batch["rewards"],
+                       "discounts": batch["discounts"], "next_values": zeros, "values": zeros, "log_probs": zeros,
+                       "entropies": zeros})["targets"].numpy()
+  rewards = batch["rewards"].numpy()
+  assert targets.shape == (256, 16) and np.isfinite(targets).all()
+  assert targets[rewards > 0].mean() > targets[rewards < 0].mean() + 0.5

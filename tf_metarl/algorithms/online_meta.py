@@ -308,7 +308,12 @@ class OnlineMetaLearner:
       return evaluate(self.eval_env, greedy, episodes, seed=10_000 * (self.seed + 1) + int(self.env_steps.numpy()))
     if self.config.env != "catch":
       return []
+    return self._greedy_catch_returns(episodes).numpy().tolist()
+
+  @tf.function
+  def _greedy_catch_returns(self, episodes: int):
+    """Returns [episodes] of the greedy policy, one Catch episode per copy, in one graph."""
     greedy = lambda obs, seed: tf.argmax(self.policy(obs), axis=-1, output_type=tf.int32)
     state = self.env.reset(tf.constant([self.seed, 7]), episodes)
     _, out = rollout(self.env, state, greedy, tf.constant([0, 0]), self.env.rows - 1)
-    return tf.reduce_sum(out["rewards"], axis=0).numpy().tolist()
+    return tf.reduce_sum(out["rewards"], axis=0)

@@ -6,8 +6,9 @@ the current agent θ_k and take a differentiable inner update θ_k -> θ_{k+1}; 
 gradient with respect to η; step η with the meta-optimizer; keep θ_M. With `reuse_outer_batch`
 (the default) the held-out trajectory, collected with θ_M, is the next iteration's first inner
 batch, which starts from θ_M: still on-policy, and an iteration costs M trajectories per copy,
-not M + 1. With no meta-parameters (the `a2c` method) it is plain A2C with a fixed n-step target. Plugs into `learners.loop.run_training` (progress, TensorBoard, checkpoints, resume).
-Any discrete-action gymnasium id works too (e.g. CartPole-v1): stepped in Python, run eagerly.
+not M + 1. With no meta-parameters (the `a2c` method) it is plain A2C with a fixed n-step target.
+Plugs into `learners.loop.run_training` (progress, TensorBoard, checkpoints, resume). Any
+discrete-action gymnasium id works too (e.g. CartPole-v1): stepped in Python, see `_gym_iteration`.
 """
 from __future__ import annotations
 
@@ -117,8 +118,8 @@ class OnlineMetaLearner:
     self.seed_counter = tf.Variable(0, dtype=tf.int64, name="seed_counter")
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
     self.steps_per_batch = config.num_envs * config.trajectory_length
-    self.fresh_batches = config.frodo.inner_steps + (0 if config.reuse_outer_batch else 1)
-    self.steps_per_iteration = self.steps_per_batch * self.fresh_batches
+    new_batches = config.frodo.inner_steps + (0 if config.reuse_outer_batch else 1)
+    self.steps_per_iteration = self.steps_per_batch * new_batches
     self.carried_batch = None  # the previous held-out batch (reuse_outer_batch)
     if self.native and config.reuse_outer_batch:  # collect the first one now; checkpointed from here on
       state, time_major = rollout(self.env, self.env_state, self._sampler(self._params()),

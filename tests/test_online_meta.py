@@ -156,6 +156,8 @@ def test_bad_config_values():
     OnlineMetaConfig(method="ppo").validate()
   with pytest.raises(errors.ConfigError, match="inner_steps \\(M\\) must be >= 1"):
     OnlineMetaConfig(frodo=FrodoConfig(inner_steps=0)).validate()
+  with pytest.raises(errors.ConfigError, match="target_observation_scale must be >= 0, got -1.0"):
+    OnlineMetaConfig(target_observation_scale=-1.0).validate()
 
 
 def test_meta_train_binary_runs_and_resumes(tmp_path):

@@ -36,6 +36,7 @@ _LOGDIR = flags.DEFINE_string("logdir", "/tmp/tf_metarl_bench/catch_methods", "R
 _SET = flags.DEFINE_multi_string("set", [], "Config override for every method, section.key=value "
                                   "(e.g. --set=frodo.inner_steps=1 --set=learner.target_observation_scale=1.0).")
 _TAG = flags.DEFINE_string("tag", "", "Suffix of the output file names (<env>_methods<tag>.json/.png).")
+_REPLOT = flags.DEFINE_bool("replot", False, "Do not train: summarise and plot the newest finished runs in --logdir.")
 _WORKERS = flags.DEFINE_integer("workers", 1, "Runs in parallel, one process each (1 TF thread each when > 1).")
 
 
@@ -54,9 +55,8 @@ def apply_overrides(config, overrides):
     config[section][key] = value
 
 
-def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads, overrides=(), eval_episodes=256):
-  """One (method, seed) run in this process; returns (per-seed record, (steps, curve values))."""
-  import numpy as np
+def run_one(env, name, seed, steps, eval_every, logdir, threads, overrides=(), eval_episodes=256):
+  """Trains one (method, seed) run in this process; returns its run directory."""
   import tensorflow as tf
   if threads:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -65,19 +65,27 @@ def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads, over
   from tf_metarl.algorithms.frodo import FrodoConfig
   from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
   from tf_metarl.config_utils import dataclass_from_config
-  from tf_metarl.learners.loop import CURVE_FILE, read_learning_curve, run_training
+  from tf_metarl.learners.loop import run_training
 
   method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
   base = base_config(env, method)
   base.frodo.extension = extension
   apply_overrides(base, overrides)
-  evaluated = env != "random_walk"
   frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
   config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
   run_dir = os.path.join(logdir, f"{name}-s{seed}-{int(time.time())}")
-  summary = run_training(OnlineMetaLearner(config, seed), steps, run_dir, {"method": name, "seed": seed},
-                         eval_every=eval_every if evaluated else 0, eval_episodes=eval_episodes, checkpoint_every=0,
-                         log_every_seconds=60)
+  run_training(OnlineMetaLearner(config, seed), steps, run_dir, {"method": name, "seed": seed},
+               eval_every=eval_every if env != "random_walk" else 0, eval_episodes=eval_episodes, checkpoint_every=0,
+               log_every_seconds=60)
+  return run_dir
+
+
+def summarize(run_dir, seed, evaluated, threshold):
+  """(per-seed record, (steps, curve values)) of a finished run, from its learning curve and summary."""
+  import numpy as np
+  from tf_metarl.learners.loop import CURVE_FILE, read_learning_curve
+  with open(os.path.join(run_dir, "summary.json")) as f:
+    summary = json.load(f)
   key = "eval_return" if evaluated else "metric"
   rows = [r for r in read_learning_curve(os.path.join(run_dir, CURVE_FILE)) if r[key] == r[key]]
   ys = [r[key] for r in rows]
@@ -91,6 +99,49 @@ def run_one(env, name, seed, steps, eval_every, threshold, logdir, threads, over
   return record, ([r["env_steps"] for r in rows], ys)
 
 
+def latest_run_dir(logdir, name, seed):
+  """The newest `<name>-s<seed>-<time>` directory under `logdir` with a summary (for --replot)."""
+  prefix = f"{name}-s{seed}-"
+  found = sorted((d for d in os.listdir(logdir) if d.startswith(prefix) and d[len(prefix):].isdigit()
+                  and os.path.exists(os.path.join(logdir, d, "summary.json"))), key=lambda d: int(d[len(prefix):]))
+  if not found:
+    raise FileNotFoundError(f"--replot: no finished run {prefix}* in {logdir}")
+  return os.path.join(logdir, found[-1])
+
+
+def mean_and_std(runs):
+  """Curves of several seeds, cut to the shortest -> (steps, mean, std) arrays."""
+  import numpy as np
+  length = min(len(xs) for xs, _ in runs)
+  ys = np.array([y[:length] for _, y in runs])
+  return np.array(runs[0][0][:length]), ys.mean(0), ys.std(0)
+
+
+def plot_random_walk(ax_phases, ax_zoom, curves):
+  """Left: the error averaged over each reward phase (960 steps per copy = 15,360 environment steps
+  with 16 copies); right: the raw curves over the last four phases, where the switches show."""
+  import numpy as np
+  period = 960 * 16
+  for name, runs in curves.items():
+    xs, mean, std = mean_and_std(runs)
+    phase = (xs - 1) // period
+    phases = np.arange(xs[-1] // period)  # whole phases only
+    per_seed = np.array([[np.mean(np.array(y[:len(xs)])[phase == p]) for p in phases] for _, y in runs])
+    line, = ax_phases.plot((phases + 0.5) * period, per_seed.mean(0), label=f"{name} ({len(runs)} seeds)")
+    ax_phases.fill_between((phases + 0.5) * period, per_seed.mean(0) - per_seed.std(0),
+                           per_seed.mean(0) + per_seed.std(0), alpha=0.2, color=line.get_color())
+    zoom = xs > xs[-1] - 4 * period
+    ax_zoom.plot(xs[zoom], mean[zoom], color=line.get_color())
+    ax_zoom.fill_between(xs[zoom], (mean - std)[zoom], (mean + std)[zoom], alpha=0.2, color=line.get_color())
+  ax_phases.set_title("mean error per reward phase", fontsize=9)
+  ax_zoom.set_title("the last four phases (switches every 15,360 steps)", fontsize=9)
+  for ax in (ax_phases, ax_zoom):
+    ax.set_xlabel("environment steps")
+    ax.grid(alpha=0.3)
+  ax_phases.set_ylabel("RMS value error (5 states)")
+  ax_phases.legend(fontsize=8)
+
+
 def main(_):
   import concurrent.futures
   import multiprocessing
@@ -102,15 +153,18 @@ def main(_):
 
   evaluated = _ENV.value != "random_walk"
   jobs = [(name, seed) for name in _METHODS.value for seed in range(_SEEDS.value)]
-  threads = 1 if _WORKERS.value > 1 else 0
-  with concurrent.futures.ProcessPoolExecutor(_WORKERS.value, mp_context=multiprocessing.get_context("spawn")) as pool:
-    futures = {job: pool.submit(run_one, _ENV.value, job[0], job[1], _STEPS.value, _EVAL_EVERY.value,
-                                _THRESHOLD.value, _LOGDIR.value, threads, _SET.value, _EVAL_EPISODES.value)
-               for job in jobs}
-    done = {}
-    for job, future in futures.items():
-      done[job] = future.result()
-      logging.info("%s seed %d: %s", job[0], job[1], done[job][0])
+  if _REPLOT.value:
+    run_dirs = {job: latest_run_dir(_LOGDIR.value, *job) for job in jobs}
+  else:
+    threads = 1 if _WORKERS.value > 1 else 0
+    with concurrent.futures.ProcessPoolExecutor(_WORKERS.value,
+                                                mp_context=multiprocessing.get_context("spawn")) as pool:
+      futures = {job: pool.submit(run_one, _ENV.value, job[0], job[1], _STEPS.value, _EVAL_EVERY.value,
+                                  _LOGDIR.value, threads, _SET.value, _EVAL_EPISODES.value) for job in jobs}
+      run_dirs = {job: future.result() for job, future in futures.items()}
+  done = {job: summarize(run_dirs[job], job[1], evaluated, _THRESHOLD.value) for job in jobs}
+  for job in jobs:
+    logging.info("%s seed %d: %s", job[0], job[1], done[job][0])
   results, curves = {}, {}
   for name in _METHODS.value:
     per_seed = [done[(name, seed)][0] for seed in range(_SEEDS.value)]
@@ -130,27 +184,30 @@ def main(_):
              eval_episodes=_EVAL_EPISODES.value, overrides=_SET.value, methods=results)
   os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
-  with open(os.path.join(_OUT.value, "results", f"{_ENV.value}_methods{_TAG.value}.json"), "w") as f:
+  result_path = os.path.join(_OUT.value, "results", f"{_ENV.value}_methods{_TAG.value}.json")
+  if _REPLOT.value and os.path.exists(result_path):  # keep the command that trained the runs
+    with open(result_path) as f:
+      out.update(command=json.load(f)["command"], replot_command=" ".join(sys.argv))
+  with open(result_path, "w") as f:
     json.dump(out, f, indent=2)
-  fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
-  for name, runs in curves.items():
-    length = min(len(xs) for xs, _ in runs)
-    if length == 0:
-      continue
-    xs = np.array(runs[0][0][:length])
-    ys = np.array([y[:length] for _, y in runs])
-    mean, std = ys.mean(0), ys.std(0)
-    ax.plot(xs, mean, label=f"{name} ({len(runs)} seeds)")
-    ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-  if evaluated:
-    ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
-  ax.set_xlabel("environment steps")
-  ax.set_ylabel(f"greedy return ({_EVAL_EPISODES.value} episodes)" if evaluated else "RMS value error (5 states)")
   title = {"catch": "Catch 11x6", "random_walk": "Non-stationary random walk"}.get(_ENV.value, _ENV.value)
-  ax.set_title(title + ": mean ± std over seeds"
-               + (f"\n{', '.join(_SET.value)}" if _SET.value else ""), fontsize=9)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  title += ": mean ± std over seeds" + (f"\n{', '.join(_SET.value)}" if _SET.value else "")
+  if evaluated:
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+    for name, runs in curves.items():
+      xs, mean, std = mean_and_std(runs)
+      ax.plot(xs, mean, label=f"{name} ({len(runs)} seeds)")
+      ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
+    ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(f"greedy return ({_EVAL_EPISODES.value} episodes)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  else:
+    fig, (ax_phases, ax_zoom) = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+    plot_random_walk(ax_phases, ax_zoom, curves)
+    fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(os.path.join(_OUT.value, "figures", f"{_ENV.value}_methods{_TAG.value}.png"))
   print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "per_seed"} for k, v in results.items()}))

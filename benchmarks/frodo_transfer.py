@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 
 from benchmarks.results_io import write_result  # noqa: E402
+from benchmarks.seed_curves import mean_and_std, threshold_summary  # noqa: E402
 
 _OBJECTIVES = flags.DEFINE_list("objectives", ["export/frodo_catch", "a2c"], "Objectives to compare.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per objective.")
@@ -57,7 +58,6 @@ def main(_):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  import numpy as np
 
   jobs = [(objective, seed) for objective in _OBJECTIVES.value for seed in range(_SEEDS.value)]
   threads = 1 if _WORKERS.value > 1 else 0
@@ -69,19 +69,12 @@ def main(_):
   fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
   for objective in _OBJECTIVES.value:
     per_seed = [done[(objective, seed)][0] for seed in range(_SEEDS.value)]
-    hit = [s["steps_to_threshold"] for s in per_seed if s["steps_to_threshold"] is not None]
-    finals = [s["final_eval_return"] for s in per_seed]
-    result["objectives"][objective] = dict(
-        per_seed=per_seed, seeds_reaching=len(hit), steps_to_threshold_mean=float(np.mean(hit)) if hit else None,
-        steps_to_threshold_std=float(np.std(hit)) if hit else None, final_eval_return_mean=float(np.mean(finals)),
-        final_eval_return_std=float(np.std(finals)))
+    result["objectives"][objective] = dict(per_seed=per_seed, **threshold_summary(per_seed))
     logging.info("%s: %s", objective, {k: v for k, v in result["objectives"][objective].items() if k != "per_seed"})
     curves = [done[(objective, seed)][1] for seed in range(_SEEDS.value)]
-    length = min(len(xs) for xs, _ in curves)
-    xs = np.array(curves[0][0][:length])
-    ys = np.array([y[:length] for _, y in curves])
-    ax.plot(xs, ys.mean(0), label=f"{objective} ({_SEEDS.value} seeds)")
-    ax.fill_between(xs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.2)
+    xs, mean, std = mean_and_std(curves)
+    ax.plot(xs, mean, label=f"{objective} ({_SEEDS.value} seeds)")
+    ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
   ax.axhline(_THRESHOLD.value, color="gray", ls=":", lw=1)
   ax.set_xlabel("environment steps")
   ax.set_ylabel("greedy return (50 episodes)")

@@ -24,6 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
+from benchmarks.seed_curves import mean_and_std, threshold_summary  # noqa: E402
+
 _ENV = flags.DEFINE_string("env", "catch", "catch, random_walk, or a discrete-action gymnasium id (e.g. CartPole-v1).")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 256, "Greedy evaluation episodes (not on the random walk).")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds per method.")
@@ -109,14 +111,6 @@ def latest_run_dir(logdir, name, seed):
   return os.path.join(logdir, found[-1])
 
 
-def mean_and_std(runs):
-  """Curves of several seeds, cut to the shortest -> (steps, mean, std) arrays."""
-  import numpy as np
-  length = min(len(xs) for xs, _ in runs)
-  ys = np.array([y[:length] for _, y in runs])
-  return np.array(runs[0][0][:length]), ys.mean(0), ys.std(0)
-
-
 def plot_random_walk(ax_phases, ax_zoom, curves):
   """Left: the error averaged over each reward phase (960 steps per copy = 15,360 environment steps
   with 16 copies); right: the raw curves over the last four phases, where the switches show."""
@@ -170,12 +164,7 @@ def main(_):
     per_seed = [done[(name, seed)][0] for seed in range(_SEEDS.value)]
     curves[name] = [done[(name, seed)][1] for seed in range(_SEEDS.value)]
     if evaluated:
-      hit = [s["steps_to_threshold"] for s in per_seed if s["steps_to_threshold"] is not None]
-      finals = [s["final_eval_return"] for s in per_seed]
-      results[name] = dict(per_seed=per_seed, seeds_reaching=len(hit),
-                           steps_to_threshold_mean=float(np.mean(hit)) if hit else None,
-                           steps_to_threshold_std=float(np.std(hit)) if hit else None,
-                           final_eval_return_mean=float(np.mean(finals)), final_eval_return_std=float(np.std(finals)))
+      results[name] = dict(per_seed=per_seed, **threshold_summary(per_seed))
     else:
       results[name] = dict(per_seed=per_seed, **{
           f"{k}_{stat}": float(fn([s[k] for s in per_seed]))

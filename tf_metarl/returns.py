@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-
-def _check(name, x, rank):
-  x = tf.convert_to_tensor(x)
-  if x.shape.rank is not None and x.shape.rank != rank:
-    raise ValueError(f"{name} must have rank {rank} [batch, time], got shape {x.shape}")
-  return x
+from tf_metarl.shapes import check_rank
 
 
 def _reverse_recursion(deltas, coefficients):
@@ -30,7 +25,7 @@ def _reverse_recursion(deltas, coefficients):
 
 def td_errors(rewards, discounts, values, next_values, gamma):
   """One-step TD errors δ_t = r_t + γ d_t V(s'_t) − V(s_t), [B, T]."""
-  rewards = _check("rewards", rewards, 2)
+  rewards = check_rank("rewards", rewards, 2)
   return rewards + gamma * discounts * next_values - values
 
 
@@ -42,7 +37,7 @@ def generalized_advantage_estimates(rewards, discounts, episode_ends, values, ne
   """
   for name, x in (("rewards", rewards), ("discounts", discounts), ("episode_ends", episode_ends),
                   ("values", values), ("next_values", next_values)):
-    _check(name, x, 2)
+    check_rank(name, x, 2)
   deltas = td_errors(rewards, discounts, values, next_values, gamma)
   return _reverse_recursion(deltas, gamma * lam * (1.0 - episode_ends))
 
@@ -57,7 +52,7 @@ def discounted_returns(rewards, discounts, episode_ends, bootstrap_values, gamma
   """Discounted returns inside each episode, [B, T], bootstrapping `bootstrap_values` ([B, T]) at
   the last step of the segment and at truncations: G_t = r_t + γ d_t [end_t V'_t + (1 − end_t) G_{t+1}],
   where V'_t is only used where the recursion stops (an episode end or the segment's last step)."""
-  rewards = _check("rewards", rewards, 2)
+  rewards = check_rank("rewards", rewards, 2)
   last = tf.one_hot(tf.shape(rewards)[1] - 1, tf.shape(rewards)[1], dtype=rewards.dtype)[None, :]
   stop = tf.maximum(episode_ends, last)
   deltas = rewards + gamma * discounts * stop * bootstrap_values
@@ -71,7 +66,7 @@ def n_step_returns(rewards, discounts, episode_ends, next_values, gamma, n: int)
   stops after n steps, at an episode end, or at the segment's last step, whichever comes first;
   it bootstraps from `next_values` of the step where it stops (zero weight after termination).
   """
-  rewards = _check("rewards", rewards, 2)
+  rewards = check_rank("rewards", rewards, 2)
   if n < 1:
     raise ValueError(f"n must be >= 1, got {n}")
   length = rewards.shape[1]

@@ -6,18 +6,97 @@ import csv
 import json
 import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from tf_metarl import errors
+from tf_metarl.collection import EpisodeStats
 from tf_metarl.progress import ProgressMeter
 
 CURVE_FILE = "learning_curve.csv"
 CURVE_FIELDS = ("env_steps", "wall_time_s", "train_return", "train_episodes", "eval_return", "metric")
 RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+
+
+class Trainable:
+  """What `run_training` and `fit` drive: a learner (train_agent) or a meta-trainer (meta_train).
+
+  Subclasses set `env_steps` (an int64 tf.Variable) and implement `checkpoint_items`,
+  `iteration` and `evaluate`; the hooks below default to doing nothing.
+  """
+  env_steps: tf.Variable
+
+  def checkpoint_items(self) -> Dict[str, object]:
+    """Trackables to checkpoint (tf.train.Checkpoint keyword arguments)."""
+    raise NotImplementedError
+
+  def iteration(self) -> Tuple[Dict[str, float], EpisodeStats]:
+    """One unit of work (collect and update); advances `env_steps`. Returns (scalar metrics,
+    episodes finished during it)."""
+    raise NotImplementedError
+
+  def evaluate(self, episodes: int) -> Sequence[float]:
+    """Returns of `episodes` greedy episodes (empty where the task has no episodic return)."""
+    raise NotImplementedError
+
+  def save_extra(self, checkpoint_path: str) -> None:
+    """Saves state that lives outside TF variables beside a checkpoint (e.g. a replay buffer)."""
+
+  def restore_extra(self, checkpoint_path: str) -> None:
+    """Restores what `save_extra` wrote, after the variables are restored."""
+
+  def curve_metric(self) -> float:
+    """A learner-specific number for the learning curve's `metric` column (NaN: none)."""
+    return float("nan")
+
+
+def mean_metrics(updates: Sequence[Mapping[str, object]]) -> Dict[str, float]:
+  """Averages each scalar metric over an iteration's updates, ignoring NaN entries (e.g. TD3's
+  actor loss on updates that skipped the actor)."""
+  names = sorted({k for u in updates for k in u})
+  out = {}
+  for name in names:
+    values = np.array([float(u[name]) for u in updates if name in u], np.float64)
+    finite = values[~np.isnan(values)]
+    out[name] = float(finite.mean()) if finite.size else float("nan")
+  return out
+
+
+def fit(learner: Trainable, total_steps: int) -> Dict:
+  """Trains until `total_steps` environment steps, writing nothing (for workers and tests that
+  must not create logdirs). Returns {env_steps, episodes, train_return_last100, metrics}."""
+  returns: List[float] = []
+  episodes = 0
+  metrics: Dict[str, float] = {}
+  while int(learner.env_steps.numpy()) < total_steps:
+    metrics, stats = learner.iteration()
+    returns = (returns + list(stats.returns))[-100:]
+    episodes += len(stats.returns)
+  return dict(env_steps=int(learner.env_steps.numpy()), episodes=episodes, train_return_last100=_mean(returns),
+              metrics=metrics)
+
+
+def write_config(logdir: str, config: Mapping) -> str:
+  """Writes the fully resolved config as `<logdir>/config.json` (replaced on every start, so a
+  resumed run records the settings it continued with)."""
+  path = os.path.join(logdir, CONFIG_FILE)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(dict(config), f, indent=2, sort_keys=True, default=_json_default)
+  os.replace(tmp, path)
+  return path
+
+
+def _json_default(value):
+  if isinstance(value, (np.integer, np.floating)):
+    return value.item()
+  if isinstance(value, tuple):
+    return list(value)
+  return str(value)
 
 
 class LearningCurve:
@@ -70,20 +149,18 @@ def _mean(xs):
   return float(np.mean(xs)) if len(xs) else float("nan")
 
 
-def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_every: int,
+def run_training(learner: Trainable, total_steps: int, logdir: str, identity: Dict, eval_every: int,
                  eval_episodes: int, checkpoint_every: int, log_every_seconds: float = 10.0,
-                 max_checkpoints: int = 2) -> Dict:
-  """Trains `learner` until it has taken `total_steps` environment steps.
+                 max_checkpoints: int = 2, config: Optional[Mapping] = None) -> Dict:
+  """Trains `learner` until it has taken `total_steps` environment steps, with progress lines,
+  TensorBoard summaries, a learning curve, checkpoints and resumption.
 
-  `learner` provides: `env_steps` (tf.Variable int64), `checkpoint_items()` (dict of trackables),
-  `iteration()` -> (metrics dict of floats, EpisodeStats), `evaluate(episodes)` -> list of returns,
-  and optionally `save_extra(path)` / `restore_extra(path)` for state outside TF variables and
-  `curve_metric()` -> float, a learner-specific number for the curve's `metric` column.
-
+  `config`: the fully resolved configuration, written to `<logdir>/config.json`.
   Returns the summary dict (also written to `<logdir>/summary.json`).
   """
   os.makedirs(logdir, exist_ok=True)
   _check_run_identity(logdir, identity)
+  write_config(logdir, dict(config if config is not None else {}, identity=identity))
   checkpoint = tf.train.Checkpoint(**learner.checkpoint_items())
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(logdir, "checkpoints"), max_to_keep=max_checkpoints)
   restored = 0
@@ -93,8 +170,7 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
     except (tf.errors.OpError, AssertionError, ValueError) as e:
       msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise errors.CheckpointError(f"cannot restore {manager.latest_checkpoint}: {msg}") from None
-    if hasattr(learner, "restore_extra"):
-      learner.restore_extra(manager.latest_checkpoint)
+    learner.restore_extra(manager.latest_checkpoint)
     restored = int(learner.env_steps.numpy())
     logging.info("resumed from %s at %d environment steps", manager.latest_checkpoint, restored)
   curve = LearningCurve(logdir, restored)
@@ -110,9 +186,7 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
   best_eval = max([r["eval_return"] for r in curve.rows if r["eval_return"] == r["eval_return"]] or [float("-inf")])
 
   def save():
-    path = manager.save(checkpoint_number=int(learner.env_steps.numpy()))
-    if hasattr(learner, "save_extra"):
-      learner.save_extra(path)
+    learner.save_extra(manager.save(checkpoint_number=int(learner.env_steps.numpy())))
 
   while int(learner.env_steps.numpy()) < total_steps:
     metrics, stats = learner.iteration()
@@ -122,6 +196,7 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
     with writer.as_default(step=steps):
       if len(stats.returns) > 20:  # batched environments: one mean per iteration, not thousands of points
         tf.summary.scalar("charts/episodic_return", _mean(stats.returns))
+        tf.summary.scalar("charts/episodic_length", _mean(stats.lengths))
       else:
         for ret, length in zip(stats.returns, stats.lengths):
           tf.summary.scalar("charts/episodic_return", ret)
@@ -138,7 +213,7 @@ def run_training(learner, total_steps: int, logdir: str, identity: Dict, eval_ev
         tf.summary.scalar("charts/eval_return", eval_return)
       row = dict(eval_return=eval_return)
     if row is not None or stats.returns and len(pending_returns) >= 10:
-      metric = learner.curve_metric() if hasattr(learner, "curve_metric") else float("nan")
+      metric = learner.curve_metric()
       row = dict(row or {}, metric=metric, env_steps=steps, wall_time_s=round(time.monotonic() - start_time, 3),
                  train_return=_mean(pending_returns), train_episodes=len(pending_returns))
       curve.append(row)

@@ -15,11 +15,15 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metarl import compilation, errors
+from tf_metarl.agents.optimizers import Adam
+from tf_metarl.agents.td3 import TD3, TD3Settings
 from tf_metarl.collection import RolloutCollector, evaluate
 from tf_metarl.envs.gym_envs import EnvInfo, make_env, make_vector_env
+from tf_metarl.learners.loop import Trainable, mean_metrics
 from tf_metarl.learners.replay import SequenceReplay
 from tf_metarl.networks import DeterministicPolicy, TwinQCritic
 from tf_metarl.objectives.base import Objective
+from tf_metarl.state_variables import StateVariables
 from tf_metarl.trajectories import Trajectory
 
 
@@ -54,8 +58,10 @@ class OffPolicyConfig:
       raise errors.ConfigError(f"off_policy.tau must be in (0, 1], got {self.tau}")
 
 
-class OffPolicyLearner:
-  """See the module docstring."""
+class OffPolicyLearner(Trainable):
+  """See the module docstring. The agent is `agents.TD3` (explicit state, pure update); this class
+  holds its state in variables (the Keras models' own weights for the four networks), keeps the
+  replay buffer, and steps the environments."""
 
   def __init__(self, env_info: EnvInfo, objective: Objective, config: OffPolicyConfig, seed: int):
     config.validate()
@@ -71,17 +77,19 @@ class OffPolicyLearner:
     self.critic, self.target_critic = make_critic("critic"), make_critic("target_critic")
     self.target_policy.set_weights(self.policy.get_weights())
     self.target_critic.set_weights(self.critic.get_weights())
-    self.actor_optimizer = keras.optimizers.Adam(config.actor_learning_rate)
-    self.critic_optimizer = keras.optimizers.Adam(config.critic_learning_rate)
-    self.actor_optimizer.build(self.policy.trainable_variables)
-    self.critic_optimizer.build(self.critic.trainable_variables)
-    self.half_range = tf.constant((np.asarray(env_info.action_high) - np.asarray(env_info.action_low)) / 2, tf.float32)
-    self.low = tf.constant(env_info.action_low, tf.float32)
-    self.high = tf.constant(env_info.action_high, tf.float32)
+    settings = TD3Settings(gamma=config.gamma, tau=config.tau, policy_delay=config.policy_delay,
+                           target_noise=config.target_noise, target_noise_clip=config.target_noise_clip)
+    self.agent = TD3(self.policy, self.critic, Adam(config.actor_learning_rate), Adam(config.critic_learning_rate),
+                     settings)
+    initial = self.agent.init()
+    self.state = StateVariables(initial._replace(
+        policy=self.policy.trainable_variables, critic=self.critic.trainable_variables,
+        target_policy=self.target_policy.trainable_variables, target_critic=self.target_critic.trainable_variables),
+        name="agent_state")
+    self.low, self.high = self.agent.low.numpy(), self.agent.high.numpy()
     self.rng = tf.random.Generator.from_seed(seed)
     self.np_rng = np.random.default_rng(seed)
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
-    self.updates = tf.Variable(0, dtype=tf.int64, name="updates")
     self.env = make_vector_env(env_info.env_id, config.num_envs, seed)
     self.eval_env = make_env(env_info.env_id)
     self.collector = RolloutCollector(self.env, seed)
@@ -91,8 +99,7 @@ class OffPolicyLearner:
 
   def checkpoint_items(self):
     return dict(policy=self.policy, target_policy=self.target_policy, critic=self.critic,
-                target_critic=self.target_critic, actor_optimizer=self.actor_optimizer,
-                critic_optimizer=self.critic_optimizer, rng=self.rng, env_steps=self.env_steps, updates=self.updates)
+                target_critic=self.target_critic, agent_state=self.state, rng=self.rng, env_steps=self.env_steps)
 
   def save_extra(self, checkpoint_path):
     """Saves the replay buffer beside the checkpoint (written to a temp file, then renamed)."""
@@ -116,73 +123,49 @@ class OffPolicyLearner:
     self.np_rng = np.random.default_rng(self.seed + int(self.env_steps.numpy()))
     self.collector = RolloutCollector(self.env, self.seed + int(self.env_steps.numpy()))
 
+  def _seed(self):
+    return tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
+
   @tf.function
   def _act(self, observations):
-    actions = self.policy(observations)
-    noise = self.rng.normal(tf.shape(actions)) * self.config.exploration_noise * self.half_range
-    return {"actions": tf.clip_by_value(actions + noise, self.low, self.high),
-            "log_probs": tf.zeros(tf.shape(actions)[:1]), "policy_outputs": actions}
+    actions = self.agent.explore(self.state.read().policy, observations, self._seed(), self.config.exploration_noise)
+    return {"actions": actions, "log_probs": tf.zeros(tf.shape(actions)[:1]), "policy_outputs": actions}
 
   def act(self, observations):
     if int(self.env_steps.numpy()) < self.config.warmup_steps:
-      actions = self.np_rng.uniform(self.low.numpy(), self.high.numpy(),
+      actions = self.np_rng.uniform(self.low, self.high,
                                     (observations.shape[0], self.env_info.action_dim)).astype(np.float32)
       return {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
     return {k: v.numpy() for k, v in self._act(tf.constant(observations)).items()}
 
   @tf.function(jit_compile=compilation.JIT_COMPILE)
-  def _critic_step(self, batch: Trajectory):
-    cfg = self.config
-    noise = tf.clip_by_value(self.rng.normal(tf.shape(batch.actions)) * cfg.target_noise,
-                             -cfg.target_noise_clip, cfg.target_noise_clip) * self.half_range
-    next_actions = tf.clip_by_value(self.target_policy(batch.next_observations) + noise, self.low, self.high)
-    next_q = tf.reduce_min(self.target_critic((batch.next_observations, next_actions)), axis=0)
-    targets = tf.stop_gradient(batch.rewards + cfg.gamma * batch.discounts * next_q)
-    with tf.GradientTape() as tape:
-      q = self.critic((batch.observations, batch.actions))
-      loss = tf.reduce_sum(tf.reduce_mean(tf.square(q - targets[None]), axis=[1, 2]))
-    grads = tape.gradient(loss, self.critic.trainable_variables)
-    self.critic_optimizer.apply_gradients(zip(grads, self.critic.trainable_variables))
-    return {"critic_loss": loss, "q_mean": tf.reduce_mean(q)}
+  def _update(self, batch: Trajectory):
+    state, metrics = self.agent.update(self.state.read(), batch, self._seed(), self.objective)
+    self.state.assign(state)
+    return metrics
 
-  @tf.function(jit_compile=compilation.JIT_COMPILE)
-  def _actor_step(self, batch: Trajectory):
-    with tf.GradientTape() as tape:
-      actions = self.policy(batch.observations)
-      inputs = {"rewards": batch.rewards, "discounts": batch.discounts, "episode_ends": batch.episode_ends,
-                "q_values": self.critic((batch.observations, actions))[0], "actions": actions,
-                "behaviour_actions": batch.actions}
-      loss = self.objective(inputs)["loss"]
-    grads = tape.gradient(loss, self.policy.trainable_variables)
-    self.actor_optimizer.apply_gradients(zip(grads, self.policy.trainable_variables))
-    tau = self.config.tau
-    for target, source in ((self.target_policy, self.policy), (self.target_critic, self.critic)):
-      for t, s in zip(target.trainable_variables, source.trainable_variables):
-        t.assign((1.0 - tau) * t + tau * s)
-    return {"actor_loss": loss}
+  @tf.function
+  def _greedy(self, observations):
+    return self.agent.actions(self.state.read().policy, observations)
 
   def iteration(self):
-    """One vector step of every copy, then the due gradient updates."""
+    """One vector step of every copy, then the due gradient updates (metrics averaged over them)."""
     cfg = self.config
     trajectory, stats = self.collector.collect(self.act, 1)
     step = {k: getattr(trajectory, k)[:, 0] for k in ("observations", "actions", "rewards", "next_observations",
                                                       "terminated", "truncated")}
     self.replay.add(**step)
     self.env_steps.assign_add(cfg.num_envs)
-    metrics = {}
+    updates = []
     if int(self.env_steps.numpy()) >= cfg.warmup_steps:
       self._update_credit += cfg.updates_per_step * cfg.num_envs
       while self._update_credit >= 1.0:
         self._update_credit -= 1.0
         batch = self.replay.sample(self.np_rng, cfg.batch_size, cfg.sequence_length)
-        batch = tf.nest.map_structure(tf.constant, batch)
-        metrics.update({k: float(v) for k, v in self._critic_step(batch).items()})
-        self.updates.assign_add(1)
-        if int(self.updates.numpy()) % cfg.policy_delay == 0:
-          metrics.update({k: float(v) for k, v in self._actor_step(batch).items()})
-    return metrics, stats
+        updates.append(self._update(tf.nest.map_structure(tf.constant, batch)))
+    return mean_metrics(updates), stats
 
   def evaluate(self, episodes: int):
     self._evaluations += 1
-    act = lambda obs: self.policy(tf.constant(obs)).numpy()
+    act = lambda obs: self._greedy(tf.constant(obs)).numpy()
     return evaluate(self.eval_env, act, episodes, seed=10_000 * (self.seed + 1) + 100 * self._evaluations)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_metarl import losses
 from tf_metarl.objectives.base import OFF_POLICY, Objective
 
 
@@ -14,5 +15,5 @@ class TD3ActorObjective(Objective):
   input_names = ("q_values",)
 
   def _loss(self, inputs):
-    per_step = -inputs["q_values"]
+    per_step = losses.deterministic_policy_gradient(inputs["q_values"])
     return {"per_step": per_step, "loss": tf.reduce_mean(per_step)}

@@ -1,4 +1,5 @@
-"""Hand-designed on-policy objectives: REINFORCE with GAE, A2C and PPO-clip.
+"""Hand-designed on-policy objectives: REINFORCE with GAE, A2C and PPO-clip, thin wrappers over
+`tf_metarl.losses`.
 
 Each computes its advantages inside, from the critic's values with gradients stopped, so the same
 named inputs serve all of them and an exported objective is self-contained. The critic is
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_metarl import returns
+from tf_metarl import losses, returns
 from tf_metarl.objectives.base import ON_POLICY, Objective
 
 
@@ -18,11 +19,14 @@ def _normalise(x):
 
 
 class _ActorCriticObjective(Objective):
+  """−A_t log π(a_t|s_t) − c_e H(π) + c_v ½(G^λ_t − V(s_t))², A = GAE(γ, λ) with gradients stopped.
+
+  Subclasses change the defaults, the inputs they read, and (PPO) the policy term.
+  """
   learner = ON_POLICY
   trains_critic = True
 
-  def __init__(self, gamma=0.99, lam=0.95, value_coef=0.5, entropy_coef=0.0, normalise_advantages=True,
-               name=None):
+  def __init__(self, gamma, lam, value_coef, entropy_coef, normalise_advantages, name=None):
     super().__init__(name=name)
     self.gamma, self.lam = float(gamma), float(lam)
     self.value_coef, self.entropy_coef = float(value_coef), float(entropy_coef)
@@ -43,16 +47,16 @@ class _ActorCriticObjective(Objective):
       advantages = _normalise(advantages)
     return tf.stop_gradient(advantages), tf.stop_gradient(targets)
 
-  def _combine(self, policy_term, inputs, targets, extra):
-    value_term = 0.5 * tf.square(targets - inputs["values"])
-    entropies = inputs.get("entropies")
-    entropy_term = entropies if entropies is not None else tf.zeros_like(policy_term)
-    per_step = policy_term + self.value_coef * value_term - self.entropy_coef * entropy_term
-    out = {"per_step": per_step, "loss": tf.reduce_mean(per_step),
-           "policy_loss": tf.reduce_mean(policy_term), "value_loss": tf.reduce_mean(value_term),
-           "entropy": tf.reduce_mean(entropy_term)}
-    out.update(extra)
-    return out
+  def _policy_term(self, inputs, advantages):
+    """Returns (per-step policy term [B, T], extra scalar diagnostics)."""
+    return losses.policy_gradient(inputs["log_probs"], advantages), {}
+
+  def _loss(self, inputs):
+    advantages, targets = self._targets(inputs)
+    policy_term, extra = self._policy_term(inputs, advantages)
+    per_step, parts = losses.actor_critic(policy_term, inputs["values"], targets, inputs.get("entropies"),
+                                          self.value_coef, self.entropy_coef)
+    return dict(parts, per_step=per_step, loss=tf.reduce_mean(per_step), **extra)
 
 
 class ReinforceObjective(_ActorCriticObjective):
@@ -62,10 +66,6 @@ class ReinforceObjective(_ActorCriticObjective):
 
   def __init__(self, gamma=0.99, lam=0.95, value_coef=0.5, normalise_advantages=True, name=None):
     super().__init__(gamma, lam, value_coef, 0.0, normalise_advantages, name=name)
-
-  def _loss(self, inputs):
-    advantages, targets = self._targets(inputs)
-    return self._combine(-advantages * inputs["log_probs"], inputs, targets, {})
 
 
 class A2CObjective(_ActorCriticObjective):
@@ -77,10 +77,6 @@ class A2CObjective(_ActorCriticObjective):
   def __init__(self, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01, normalise_advantages=False,
                name=None):
     super().__init__(gamma, lam, value_coef, entropy_coef, normalise_advantages, name=name)
-
-  def _loss(self, inputs):
-    advantages, targets = self._targets(inputs)
-    return self._combine(-advantages * inputs["log_probs"], inputs, targets, {})
 
 
 class PPOObjective(_ActorCriticObjective):
@@ -101,12 +97,5 @@ class PPOObjective(_ActorCriticObjective):
   def hyperparameters(self):
     return dict(super().hyperparameters(), clip_epsilon=self.clip_epsilon)
 
-  def _loss(self, inputs):
-    advantages, targets = self._targets(inputs)
-    log_ratio = inputs["log_probs"] - inputs["behaviour_log_probs"]
-    ratio = tf.exp(log_ratio)
-    clipped = tf.clip_by_value(ratio, 1.0 - self.clip_epsilon, 1.0 + self.clip_epsilon)
-    policy_term = -tf.minimum(ratio * advantages, clipped * advantages)
-    extra = {"clip_fraction": tf.reduce_mean(tf.cast(tf.abs(ratio - 1.0) > self.clip_epsilon, tf.float32)),
-             "approx_kl": tf.reduce_mean((ratio - 1.0) - log_ratio)}
-    return self._combine(policy_term, inputs, targets, extra)
+  def _policy_term(self, inputs, advantages):
+    return losses.ppo_clip(inputs["log_probs"], inputs["behaviour_log_probs"], advantages, self.clip_epsilon)

@@ -1,0 +1,117 @@
+"""An actor-critic agent (stochastic policy π_θ and state-value critic V_θ) with explicit state
+and a pure update: the on-policy learner's step (PPO, A2C, REINFORCE or any exported objective)
+and FRODO's differentiable inner step are both `ActorCritic.update`.
+
+The Keras models only give the networks' structure: every call substitutes parameters
+(`functional_call`), so the state can be stacked for a population or differentiated through.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
+
+import tensorflow as tf
+
+from tf_metarl import losses, returns
+from tf_metarl.agents.optimizers import clip_by_global_norm
+from tf_metarl.networks.functional import functional_call
+from tf_metarl.trajectories import Trajectory
+
+# objective_fn(inputs: dict of named [B, T] tensors, see objectives.base.INPUT_DESCRIPTIONS) -> dict with "loss".
+ObjectiveFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
+
+
+class ActorCriticState(NamedTuple):
+  """policy, critic: lists of parameter tensors (the Keras models' trainable variables' order);
+  optimizer: the functional optimizer's state over policy + critic."""
+  policy: list
+  critic: list
+  optimizer: tuple
+
+
+class ActorCritic:
+  """Pure functions over `ActorCriticState` for one policy/critic architecture.
+
+  Args:
+    policy: a `networks.policies` model (categorical or Gaussian).
+    critic: a `ValueCritic`.
+    optimizer: an `agents.optimizers` optimizer over policy + critic parameters.
+    max_grad_norm: clip the update's global gradient norm (None: no clipping).
+    critic_return: (γ, λ) to regress V on λ-returns with its own loss, for objectives that do not
+      train the critic; None when the objective's loss trains it.
+  """
+
+  def __init__(self, policy, critic, optimizer, max_grad_norm: Optional[float] = None,
+               critic_return: Optional[Tuple[float, float]] = None):
+    self.policy, self.critic, self.optimizer = policy, critic, optimizer
+    self.max_grad_norm = max_grad_norm
+    self.critic_return = critic_return
+
+  def init(self) -> ActorCriticState:
+    """The state holding the Keras models' current parameters and a fresh optimizer state."""
+    policy = [tf.convert_to_tensor(v.value) for v in self.policy.trainable_variables]
+    critic = [tf.convert_to_tensor(v.value) for v in self.critic.trainable_variables]
+    return ActorCriticState(policy, critic, self.optimizer.init(policy + critic))
+
+  def policy_outputs(self, policy_params, observations):
+    """Raw policy outputs [..., P] (logits, or mean and log-std)."""
+    return functional_call(self.policy, policy_params, observations)
+
+  def act(self, policy_params, observations, seed) -> Dict[str, tf.Tensor]:
+    """Samples actions for observations [N, O]; seed: int32 [2]. Returns actions, log_probs [N], policy_outputs."""
+    outputs = self.policy_outputs(policy_params, observations)
+    actions = self.policy.sample(outputs, seed)
+    return {"actions": actions, "log_probs": self.policy.log_prob(outputs, actions), "policy_outputs": outputs}
+
+  def greedy(self, policy_params, observations):
+    """The policy's mode for observations [N, O]."""
+    return self.policy.mode(self.policy_outputs(policy_params, observations))
+
+  def values(self, critic_params, observations):
+    return functional_call(self.critic, critic_params, observations)
+
+  def objective_inputs(self, policy_params, critic_params, batch: Trajectory) -> Dict[str, tf.Tensor]:
+    """Every named objective input for a batch [B, T, ...], differentiable in the parameters."""
+    outputs = self.policy_outputs(policy_params, batch.observations)
+    return {
+        "rewards": batch.rewards,
+        "discounts": batch.discounts,
+        "episode_ends": batch.episode_ends,
+        "values": self.values(critic_params, batch.observations),
+        "next_values": self.values(critic_params, batch.next_observations),
+        "log_probs": self.policy.log_prob(outputs, batch.actions),
+        "behaviour_log_probs": batch.log_probs,
+        "entropies": self.policy.entropy(outputs),
+        "observations": tf.reshape(batch.observations, tf.concat([tf.shape(batch.rewards), [-1]], 0)),
+    }
+
+  def loss(self, policy_params, critic_params, batch: Trajectory, objective_fn: ObjectiveFn):
+    """Returns (scalar loss, scalar metrics): the objective's loss, plus the critic's own λ-return
+    regression when `critic_return` is set."""
+    inputs = self.objective_inputs(policy_params, critic_params, batch)
+    out = objective_fn(inputs)
+    loss = out["loss"]
+    metrics = {k: v for k, v in out.items() if v.shape.rank == 0}
+    if self.critic_return is not None:
+      gamma, lam = self.critic_return
+      values = inputs["values"]
+      targets = returns.lambda_returns(inputs["rewards"], inputs["discounts"], inputs["episode_ends"],
+                                       tf.stop_gradient(values), tf.stop_gradient(inputs["next_values"]), gamma, lam)
+      critic_loss = tf.reduce_mean(losses.value_regression(values, tf.stop_gradient(targets)))
+      metrics["critic_loss"] = critic_loss
+      loss = loss + critic_loss
+    return loss, metrics
+
+  def update(self, state: ActorCriticState, batch: Trajectory, objective_fn: ObjectiveFn,
+             learning_rate=None) -> Tuple[ActorCriticState, Dict[str, tf.Tensor]]:
+    """One gradient step on the objective. Differentiable in anything `objective_fn` closes over
+    (an enclosing tape sees through it: the inner tape records only θ)."""
+    params = list(state.policy) + list(state.critic)
+    num_policy = len(state.policy)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(params)
+      loss, metrics = self.loss(params[:num_policy], params[num_policy:], batch, objective_fn)
+    grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads, norm = clip_by_global_norm(grads, self.max_grad_norm)
+    params, opt_state = self.optimizer.update(params, grads, state.optimizer, learning_rate)
+    metrics = dict(metrics, grad_norm=norm)
+    return ActorCriticState(params[:num_policy], params[num_policy:], opt_state), metrics

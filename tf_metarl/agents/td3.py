@@ -1,0 +1,129 @@
+"""TD3 (Fujimoto et al. 2018) with explicit state and pure updates: twin-Q critics with clipped
+double-Q targets and target-policy smoothing, a deterministic actor trained every `policy_delay`
+critic updates by any off-policy objective (TD3's −Q1, or a learned objective), Polyak-averaged
+target networks. The off-policy learner wraps it; MetaGenRL stacks N of these states
+(`agents.population`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, NamedTuple, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tf_metarl import losses
+from tf_metarl.agents.actor_critic import ObjectiveFn
+from tf_metarl.networks.functional import functional_call
+from tf_metarl.trajectories import Trajectory
+
+
+class TD3State(NamedTuple):
+  """Parameter lists of the actor, twin critic and their target copies; functional optimizer
+  states; `updates`: critic updates taken so far (int64 scalar)."""
+  policy: list
+  critic: list
+  target_policy: list
+  target_critic: list
+  actor_optimizer: tuple
+  critic_optimizer: tuple
+  updates: tf.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class TD3Settings:
+  gamma: float = 0.99
+  tau: float = 0.005
+  policy_delay: int = 2
+  target_noise: float = 0.2        # std of the target-policy smoothing noise, in half action ranges
+  target_noise_clip: float = 0.5
+
+
+class TD3:
+  """Pure functions over `TD3State` for a `DeterministicPolicy` and a `TwinQCritic`."""
+
+  def __init__(self, policy, critic, actor_optimizer, critic_optimizer, settings: TD3Settings = TD3Settings()):
+    self.policy, self.critic = policy, critic
+    self.actor_optimizer, self.critic_optimizer = actor_optimizer, critic_optimizer
+    self.settings = settings
+    low, high = np.asarray(policy.action_low, np.float32), np.asarray(policy.action_high, np.float32)
+    self.low, self.high, self.half_range = tf.constant(low), tf.constant(high), tf.constant((high - low) / 2)
+
+  def init(self) -> TD3State:
+    """The Keras models' current parameters, identical target copies, fresh optimizer states."""
+    policy = [tf.convert_to_tensor(v.value) for v in self.policy.trainable_variables]
+    critic = [tf.convert_to_tensor(v.value) for v in self.critic.trainable_variables]
+    return TD3State(policy, critic, list(policy), list(critic), self.actor_optimizer.init(policy),
+                    self.critic_optimizer.init(critic), tf.zeros([], tf.int64))
+
+  def actions(self, policy_params, observations):
+    """π(s) for observations [..., O] -> [..., A], within the action bounds."""
+    return functional_call(self.policy, policy_params, observations)
+
+  def explore(self, policy_params, observations, seed, noise_std: float):
+    """π(s) + N(0, (noise_std · half range)²), clipped to the bounds; observations [N, O]; seed int32 [2]."""
+    actions = self.actions(policy_params, observations)
+    noise = tf.random.stateless_normal(tf.shape(actions), seed, dtype=actions.dtype) * noise_std * self.half_range
+    return tf.clip_by_value(actions + noise, self.low, self.high)
+
+  def q_values(self, critic_params, observations, actions):
+    """[2, ...]: both critics' Q(s, a)."""
+    return functional_call(self.critic, critic_params, (observations, actions))
+
+  def critic_update(self, state: TD3State, batch: Trajectory, seed) -> Tuple[TD3State, Dict[str, tf.Tensor]]:
+    s = self.settings
+    noise = tf.clip_by_value(tf.random.stateless_normal(tf.shape(batch.actions), seed) * s.target_noise,
+                             -s.target_noise_clip, s.target_noise_clip) * self.half_range
+    next_actions = tf.clip_by_value(self.actions(state.target_policy, batch.next_observations) + noise,
+                                    self.low, self.high)
+    next_q = self.q_values(state.target_critic, batch.next_observations, next_actions)
+    targets = tf.stop_gradient(losses.clipped_double_q_targets(batch.rewards, batch.discounts, next_q, s.gamma))
+    params = list(state.critic)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(params)
+      q = self.q_values(params, batch.observations, batch.actions)
+      loss = losses.twin_q_regression(q, targets)
+    grads = tape.gradient(loss, params)
+    critic, opt_state = self.critic_optimizer.update(params, grads, state.critic_optimizer)
+    state = state._replace(critic=critic, critic_optimizer=opt_state, updates=state.updates + 1)
+    return state, {"critic_loss": loss, "q_mean": tf.reduce_mean(q)}
+
+  def actor_inputs(self, policy_params, critic_params, batch: Trajectory) -> Dict[str, tf.Tensor]:
+    """Named objective inputs (off-policy), differentiable in the actor's parameters."""
+    actions = self.actions(policy_params, batch.observations)
+    return {"rewards": batch.rewards, "discounts": batch.discounts, "episode_ends": batch.episode_ends,
+            "q_values": self.q_values(critic_params, batch.observations, actions)[0], "actions": actions,
+            "behaviour_actions": batch.actions}
+
+  def actor_update(self, state: TD3State, batch: Trajectory, objective_fn: ObjectiveFn):
+    """One actor step on the objective, then Polyak averaging of both target networks."""
+    params = list(state.policy)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(params)
+      loss = objective_fn(self.actor_inputs(params, state.critic, batch))["loss"]
+    grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    policy, opt_state = self.actor_optimizer.update(params, grads, state.actor_optimizer)
+    tau = self.settings.tau
+    polyak = lambda targets, sources: [(1.0 - tau) * t + tau * x for t, x in zip(targets, sources)]
+    state = state._replace(policy=policy, actor_optimizer=opt_state,
+                           target_policy=polyak(state.target_policy, policy),
+                           target_critic=polyak(state.target_critic, state.critic))
+    return state, {"actor_loss": loss}
+
+  def update(self, state: TD3State, batch: Trajectory, seed, objective_fn: ObjectiveFn):
+    """A critic update, then the actor update when `updates` is a multiple of `policy_delay`.
+
+    Returns (state, metrics): critic_loss, q_mean, actor_loss (NaN where the actor was not
+    updated: average it with a NaN-aware mean).
+    """
+    state, metrics = self.critic_update(state, batch, seed)
+
+    def with_actor():
+      new, m = self.actor_update(state, batch, objective_fn)
+      return new, m["actor_loss"]
+
+    def without_actor():
+      return state, tf.constant(np.nan, metrics["critic_loss"].dtype)
+
+    state, actor_loss = tf.cond(state.updates % self.settings.policy_delay == 0, with_actor, without_actor)
+    return state, dict(metrics, actor_loss=actor_loss)

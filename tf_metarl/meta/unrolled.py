@@ -1,28 +1,39 @@
-"""Meta-gradients through K differentiable inner updates (MetaGenRL, FRODO, learned γ/λ)."""
+"""Outer gradient by backpropagation through K unrolled inner steps (FRODO, MetaGenRL).
+
+With θ_{k+1} = update(η, θ_k, batch_k) differentiable (functional calls, functional optimizers),
+the gradient of the meta-loss at θ_K with respect to η is exact, second-order terms included.
+"""
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple
+import dataclasses
 
-import keras
 import tensorflow as tf
 
-from tf_metarl.networks.functional import sgd_unroll
+from tf_metarl.meta.problem import merge_metrics
 
 
-def unrolled_meta_gradient(agent_params: Sequence[tf.Tensor], meta_variables: Sequence[tf.Variable],
-                           inner_loss: Callable[[List[tf.Tensor]], tf.Tensor],
-                           outer_loss: Callable[[List[tf.Tensor]], tf.Tensor],
-                           learning_rate, steps: int) -> Tuple[tf.Tensor, List[tf.Tensor], List[tf.Tensor]]:
-  """Returns (L_outer(θ_K), ∂L_outer/∂η, θ_K) for θ_K = K SGD steps on `inner_loss` from `agent_params`.
+@dataclasses.dataclass(frozen=True)
+class UnrolledEstimator:
+  """K inner steps under one tape, then the meta-loss on a held-out batch.
 
-  `inner_loss(θ)` must depend on the meta-variables η (e.g. a learned objective evaluated on the
-  agent's outputs under θ, obtained with `functional_call`); `outer_loss(θ)` usually does not.
-  The gradient is exact (full backpropagation through every inner step, second order included).
+  Returns the inner state after the K steps (truncated backpropagation: the next call starts
+  from it, with gradients stopped).
   """
-  # Keras 3 variables wrap a tf.Variable; the tape needs the wrapped one to report zero gradients.
-  meta_variables = [v.value if isinstance(v, keras.Variable) else v for v in meta_variables]
-  with tf.GradientTape() as tape:
-    params = sgd_unroll(agent_params, inner_loss, learning_rate, steps)
-    loss = outer_loss(params)
-  grads = tape.gradient(loss, meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-  return loss, grads, params
+  unroll_steps: int = 1
+
+  def estimate(self, problem, eta, state, seed):
+    """Returns (∂L_meta/∂η as a list like η, new state, metrics incl. `meta_loss`)."""
+    seeds = tf.random.experimental.stateless_split(seed, num=self.unroll_steps + 1)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(eta)
+      batches, parts = [], []
+      for k in range(self.unroll_steps):
+        state, batch, metrics = problem.unroll(eta, state, seeds[k])
+        batches.append(batch)
+        parts.append(metrics)
+      state, held_out, metrics = problem.meta_batch(state, seeds[-1])
+      parts.append(metrics)
+      loss, meta_metrics = problem.meta_loss(eta, state, held_out, batches)
+    grads = tape.gradient(loss, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    state = tf.nest.map_structure(tf.stop_gradient, state)
+    return grads, state, dict(merge_metrics(parts), meta_loss=loss, **meta_metrics)

@@ -1,0 +1,137 @@
+"""Outer gradient by evolution strategies (EPG; any problem, differentiable or not).
+
+A population of V perturbations η + σ ε_i (antithetic pairs ± ε optional), each evaluated by K
+inner steps and the meta-loss from the same inner state and the same seed (common random
+numbers); the shaped losses s_i give the estimate g = 1/(Vσ) Σ s_i ε_i of ∇_η E[L(η + σε)].
+The meta-loss is minimised (fitness = −loss), so g is applied by the meta-optimizer like any
+gradient.
+
+Members run in one graph: a loop over members, or with `vectorize=True` one `tf.vectorized_map`
+over them (for problems whose ops pfor can batch). The loop traces one copy of the member program
+per member, so compiled graphs grow with V: beyond a few dozen members, vectorise or evaluate
+members remotely with the protocol below.
+
+Fitness-from-seeds protocol, for members evaluated elsewhere (Ray workers): a member is fully
+described by (η, noise seed, inner seed, index) (`split_seed` gives the two seeds of an
+estimate): `member_eta` rebuilds its parameters, `member_loss` evaluates it, and `gradient`
+turns the V scalar losses back into the estimate (ε_i regenerated from the noise seed).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import List
+
+import tensorflow as tf
+
+from tf_metarl import errors
+from tf_metarl.meta.problem import Episodes, merge_metrics
+
+SHAPINGS = ("none", "centered_rank", "z_score")
+
+
+def shape_losses(losses, shaping: str):
+  """Fitness shaping of [V] losses: `none` (raw), `centered_rank` (ranks mapped to [−0.5, 0.5],
+  lowest loss −0.5), `z_score` ((L − mean) / std)."""
+  if shaping == "none":
+    return losses
+  if shaping == "centered_rank":
+    size = tf.shape(losses)[0]
+    ranks = tf.cast(tf.argsort(tf.argsort(losses)), losses.dtype)
+    return ranks / tf.cast(tf.maximum(size - 1, 1), losses.dtype) - 0.5
+  if shaping == "z_score":
+    mean, variance = tf.nn.moments(losses, axes=[0])
+    return (losses - mean) / (tf.sqrt(variance) + 1e-8)
+  raise errors.ConfigError(f"fitness shaping must be one of {', '.join(SHAPINGS)}, got {shaping!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionStrategiesEstimator:
+  """population: V members (V/2 antithetic pairs); sigma: perturbation std; unroll_steps: K
+  inner steps per member before the meta-loss; vectorize: evaluate members with one
+  `tf.vectorized_map` instead of a loop."""
+  population: int = 16
+  sigma: float = 0.02
+  antithetic: bool = True
+  shaping: str = "centered_rank"
+  unroll_steps: int = 1
+  vectorize: bool = False
+
+  def __post_init__(self):
+    if self.population < 2 or (self.antithetic and self.population % 2):
+      raise errors.ConfigError(f"ES population must be >= 2 (and even with antithetic pairs), got {self.population}")
+    if not self.sigma > 0:
+      raise errors.ConfigError(f"ES sigma must be > 0, got {self.sigma}")
+    shape_losses(tf.zeros([2]), self.shaping)  # validates the name
+
+  @staticmethod
+  def split_seed(seed):
+    """(noise seed, inner seed) of one estimate."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+
+  def noise(self, eta, noise_seed) -> List[tf.Tensor]:
+    """ε for all members, one [V, *shape] tensor per η tensor; with antithetic pairs member
+    2j+1 is −(member 2j)."""
+    draws = self.population // 2 if self.antithetic else self.population
+    seeds = tf.random.experimental.stateless_split(noise_seed, num=max(len(eta), 1))
+    out = []
+    for i, p in enumerate(eta):
+      eps = tf.random.stateless_normal(tf.concat([[draws], tf.shape(p)], 0), seeds[i], dtype=p.dtype)
+      if self.antithetic:
+        eps = tf.reshape(tf.stack([eps, -eps], axis=1), tf.concat([[self.population], tf.shape(p)], 0))
+      out.append(eps)
+    return out
+
+  def member_eta(self, eta, noise_seed, index: int):
+    """η + σ ε_index."""
+    return [p + self.sigma * n[index] for p, n in zip(eta, self.noise(eta, noise_seed))]
+
+  def member_loss(self, problem, eta, state, inner_seed):
+    """K inner steps and the meta-loss at η (no gradients). Returns (loss, metrics)."""
+    seeds = tf.random.experimental.stateless_split(inner_seed, num=self.unroll_steps + 1)
+    batches, parts = [], []
+    for k in range(self.unroll_steps):
+      state, batch, metrics = problem.unroll(eta, state, seeds[k])
+      batches.append(batch)
+      parts.append(metrics)
+    state, held_out, metrics = problem.meta_batch(state, seeds[-1])
+    parts.append(metrics)
+    loss, _ = problem.meta_loss(eta, state, held_out, batches)
+    return tf.stop_gradient(loss), merge_metrics(parts)
+
+  def gradient(self, eta, noise_seed, losses):
+    """The estimate from the members' losses [V] (in member order)."""
+    shaped = shape_losses(tf.convert_to_tensor(losses), self.shaping)
+    scale = 1.0 / (self.population * self.sigma)
+    return [scale * tf.tensordot(tf.cast(shaped, n.dtype), n, axes=1) for n in self.noise(eta, noise_seed)]
+
+  def estimate(self, problem, eta, state, seed):
+    """Returns (gradient estimate, the unchanged inner state, metrics): every member starts from
+    `state`; a problem that must move on re-initialises it (EPG samples new tasks)."""
+    noise_seed, inner_seed = self.split_seed(seed)
+    noise = self.noise(eta, noise_seed)
+    if self.vectorize:
+      member = lambda eps: self.member_loss(problem, [p + self.sigma * e for p, e in zip(eta, eps)], state, inner_seed)
+      losses, stacked = tf.vectorized_map(member, noise)
+      metrics = _merge_stacked(stacked)
+    else:
+      losses, parts = [], []
+      for i in range(self.population):
+        loss, m = self.member_loss(problem, [p + self.sigma * n[i] for p, n in zip(eta, noise)], state, inner_seed)
+        losses.append(loss)
+        parts.append(m)
+      losses, metrics = tf.stack(losses), merge_metrics(parts)
+    grads = self.gradient(eta, noise_seed, losses)
+    return grads, state, dict(metrics, meta_loss=tf.reduce_mean(losses), member_loss_std=tf.math.reduce_std(losses))
+
+
+def _merge_stacked(stacked):
+  """`merge_metrics` for metrics stacked over members by vectorized_map."""
+  out = {}
+  for k, v in stacked.items():
+    if k == "env_steps":
+      out[k] = tf.reduce_sum(v)
+    elif k == "episodes":
+      out[k] = Episodes(*[tf.reshape(x, [-1]) for x in v])
+    else:
+      out[k] = tf.reduce_mean(v)
+  return out

@@ -1,0 +1,106 @@
+"""Outer gradient by implicit differentiation (the LLM-augmented reward method's estimator).
+
+At an inner optimum θ*(η), ∇_θ L_in(θ*, η) = 0, so dθ*/dη = −H_θθ⁻¹ H_θη and
+
+  dL_out/dη = ∂_η L_out − H_ηθ v,   v = H_θθ⁻¹ ∂_θ L_out,
+
+with H = second derivatives of L_in at θ*. v comes from a pluggable solver
+(`meta.linear_solvers`) that sees H_θθ only through Hessian-vector products: exact (double
+backpropagation) or the gradient-difference approximation
+H v ≈ (∇L(θ + εv) − ∇L(θ − εv)) / 2ε. The mixed term H_ηθ v is the η-gradient of
+⟨∇_θ L_in(θ*, η), v⟩ with v held constant. The solve's relative residual ‖H v − b‖/‖b‖ is
+reported, so a user can see when the approximation is poor.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from tf_metarl import errors
+from tf_metarl.meta.linear_solvers import NeumannSolver
+from tf_metarl.meta.problem import merge_metrics
+
+HVP_MODES = ("exact", "finite_difference")
+
+
+def flatten(tensors):
+  return tf.concat([tf.reshape(t, [-1]) for t in tensors], 0)
+
+
+def unflatten(vector, like):
+  sizes = [int(tf.size(t)) for t in like]
+  return [tf.reshape(part, tf.shape(t)) for part, t in zip(tf.split(vector, sizes), like)]
+
+
+def gradient_of(loss_fn, params):
+  with tf.GradientTape(watch_accessed_variables=False) as tape:
+    tape.watch(params)
+    loss = loss_fn(params)
+  return tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def hessian_vector_product(loss_fn, params, vector, mode: str = "exact", epsilon: float = 1e-3):
+  """H v for the Hessian of `loss_fn` at `params` (a list); `vector` is flat [n]. Returns flat [n]."""
+  if mode == "exact":
+    with tf.GradientTape(watch_accessed_variables=False) as outer:
+      outer.watch(params)
+      grads = gradient_of(loss_fn, params)
+      dot = tf.reduce_sum(flatten(grads) * tf.stop_gradient(vector))
+    return flatten(outer.gradient(dot, params, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+  if mode == "finite_difference":
+    # ε relative to the scales of θ and v, so the step is neither lost in rounding nor nonlocal.
+    scale = epsilon * (1.0 + tf.norm(flatten(params))) / (tf.norm(vector) + 1e-12)
+    step = unflatten(scale * vector, params)
+    plus = flatten(gradient_of(loss_fn, [p + s for p, s in zip(params, step)]))
+    minus = flatten(gradient_of(loss_fn, [p - s for p, s in zip(params, step)]))
+    return (plus - minus) / (2.0 * scale)
+  raise errors.ConfigError(f"hessian-vector product mode must be one of {', '.join(HVP_MODES)}, got {mode!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitEstimator:
+  """unroll_steps: inner steps K taken (without differentiation) to approach θ*(η) from the
+  current state; the inner loss at θ_K uses the last of their batches, the outer loss a
+  held-out batch."""
+  solver: object = NeumannSolver()
+  unroll_steps: int = 1
+  hvp: str = "exact"
+  hvp_epsilon: float = 1e-3
+
+  def estimate(self, problem, eta, state, seed):
+    if self.hvp not in HVP_MODES:
+      raise errors.ConfigError(f"hvp must be one of {', '.join(HVP_MODES)}, got {self.hvp!r}")
+    seeds = tf.random.experimental.stateless_split(seed, num=self.unroll_steps + 2)
+    batches, parts = [], []
+    for k in range(self.unroll_steps):
+      state, batch, metrics = problem.unroll(eta, state, seeds[k])
+      batches.append(batch)
+      parts.append(metrics)
+    state = tf.nest.map_structure(tf.stop_gradient, state)
+    state, held_out, metrics = problem.meta_batch(state, seeds[self.unroll_steps])
+    parts.append(metrics)
+    theta = problem.params(state)
+    inner_batch = batches[-1] if batches else held_out
+
+    with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+      tape.watch(theta)
+      tape.watch(eta)
+      outer, meta_metrics = problem.meta_loss(eta, problem.with_params(state, theta), held_out, batches)
+    b = flatten(tape.gradient(outer, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+    direct = tape.gradient(outer, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    del tape
+
+    inner = lambda params: problem.inner_loss(eta, params, inner_batch)
+    matvec = lambda v: hessian_vector_product(inner, theta, v, self.hvp, self.hvp_epsilon)
+    v, solver_metrics = self.solver.solve(matvec, b, seeds[-1])
+    v = tf.stop_gradient(v)
+    residual = tf.norm(matvec(v) - b) / (tf.norm(b) + 1e-12)
+
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(eta)
+      dot = tf.reduce_sum(flatten(gradient_of(lambda params: problem.inner_loss(eta, params, inner_batch), theta)) * v)
+    mixed = tape.gradient(dot, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads = [d - m for d, m in zip(direct, mixed)]
+    return grads, state, dict(merge_metrics(parts), meta_loss=outer, solver_residual=residual, **meta_metrics,
+                              **solver_metrics)

@@ -1,0 +1,84 @@
+"""The inner problem: what a meta-learner learns on (learned_optimization's split, in TensorFlow).
+
+η (the meta-parameters) is always a list of tensors passed in explicitly, never read from
+variables, so an estimator can differentiate with respect to it (unrolled backpropagation,
+implicit differentiation) or evaluate many perturbed copies η + σε (evolution strategies).
+The inner state is a nest of tensors (agent parameters and optimizer state, environment state,
+any carried batch) passed in and out; the meta-trainer keeps it in variables between steps.
+
+A new method is a new `InnerProblem` (its algorithm box), not a new training loop.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, NamedTuple, Sequence, Tuple
+
+import tensorflow as tf
+
+
+class Episodes(NamedTuple):
+  """Per-step episode bookkeeping of a collection, flattened to [N]: `finished` is 1 where an
+  episode ended at that step, with its undiscounted `returns` and `lengths` there (else 0)."""
+  returns: tf.Tensor
+  lengths: tf.Tensor
+  finished: tf.Tensor
+
+
+def no_episodes() -> Episodes:
+  return Episodes(tf.zeros([0]), tf.zeros([0], tf.int32), tf.zeros([0]))
+
+
+class InnerProblem:
+  """Interface. Collect-like methods return metrics with `env_steps` (int64 scalar: environment
+  steps they consumed) and `episodes` (`Episodes`); estimators sum the first and concatenate the
+  second across everything they run, so the trainer counts every step any member took."""
+
+  # Environment steps `init` consumes (e.g. a first batch collected up front).
+  init_env_steps: int = 0
+
+  def init(self, eta: List[tf.Tensor], seed) -> object:
+    """The initial inner state for meta-parameters η and a seed (int32 [2])."""
+    raise NotImplementedError
+
+  def unroll(self, eta, state, seed) -> Tuple[object, object, Dict]:
+    """One inner step (collect and update). Returns (state, the batch the update used, metrics)."""
+    raise NotImplementedError
+
+  def meta_batch(self, state, seed) -> Tuple[object, object, Dict]:
+    """The held-out batch for the meta-loss, collected with the current inner parameters.
+    Returns (state, batch, metrics)."""
+    raise NotImplementedError
+
+  def meta_loss(self, eta, state, batch, inner_batches: Sequence = ()) -> Tuple[tf.Tensor, Dict]:
+    """The outer objective to minimise at the current inner state. Returns (scalar, metrics)."""
+    raise NotImplementedError
+
+  # For implicit differentiation: the inner objective whose θ-gradient vanishes at θ*(η).
+  def inner_loss(self, eta, params: List[tf.Tensor], batch) -> tf.Tensor:
+    raise NotImplementedError
+
+  def params(self, state) -> List[tf.Tensor]:
+    """The inner parameters θ inside a state."""
+    raise NotImplementedError
+
+  def with_params(self, state, params: List[tf.Tensor]):
+    """A copy of `state` with θ replaced."""
+    raise NotImplementedError
+
+
+def merge_metrics(parts: Sequence[Dict]) -> Dict:
+  """Combines the metrics of several unrolls: `env_steps` summed, `episodes` concatenated, other
+  scalars averaged (non-scalars dropped)."""
+  merged: Dict = {"env_steps": tf.zeros([], tf.int64)}
+  episodes = [p["episodes"] for p in parts if "episodes" in p]
+  if episodes:
+    merged["episodes"] = Episodes(*[tf.concat(list(xs), 0) for xs in zip(*episodes)])
+  scalars: Dict[str, list] = {}
+  for p in parts:
+    for k, v in p.items():
+      if k == "env_steps":
+        merged["env_steps"] += tf.cast(v, tf.int64)
+      elif k != "episodes" and tf.convert_to_tensor(v).shape.rank == 0:
+        scalars.setdefault(k, []).append(tf.cast(v, tf.float32))
+  for k, vs in scalars.items():
+    merged[k] = tf.add_n(vs) / len(vs)
+  return merged

@@ -32,14 +32,13 @@ METHODS = {"frodo": ("frodo", False), "frodo_extension": ("frodo", True), "mgrl"
 def main(_):
   import numpy as np
 
-  from tf_metarl.algorithms.frodo import FrodoConfig
-  from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
-
+  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
+  
   learners = {}
   for name, (method, extension) in METHODS.items():
     config = OnlineMetaConfig(env="catch", method=method, num_envs=_COPIES.value,
                               frodo=FrodoConfig(inner_steps=_INNER_STEPS.value, extension=extension))
-    learners[name] = OnlineMetaLearner(config, seed=0)
+    learners[name] = OnlineMetaTrainer(config, seed=0)
     for _ in range(2):
       learners[name].iteration()
   seconds = {name: [] for name in METHODS}

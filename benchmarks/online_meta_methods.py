@@ -64,9 +64,8 @@ def run_one(env, name, seed, steps, eval_every, logdir, threads, overrides=(), e
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
   from configs.meta_train_common import base_config
-  from tf_metarl.algorithms.frodo import FrodoConfig
-  from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
-  from tf_metarl.config_utils import dataclass_from_config
+  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
+    from tf_metarl.config_utils import dataclass_from_config
   from tf_metarl.learners.loop import run_training
 
   method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
@@ -76,7 +75,7 @@ def run_one(env, name, seed, steps, eval_every, logdir, threads, overrides=(), e
   frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
   config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
   run_dir = os.path.join(logdir, f"{name}-s{seed}-{int(time.time())}")
-  run_training(OnlineMetaLearner(config, seed), steps, run_dir, {"method": name, "seed": seed},
+  run_training(OnlineMetaTrainer(config, seed), steps, run_dir, {"method": name, "seed": seed},
                eval_every=eval_every if env != "random_walk" else 0, eval_episodes=eval_episodes, checkpoint_every=0,
                log_every_seconds=60)
   return run_dir

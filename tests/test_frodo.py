@@ -5,10 +5,14 @@ import pytest
 import tensorflow as tf
 
 from tf_metarl import returns
-from tf_metarl.algorithms.frodo import FrodoConfig, FrodoStep
+from tf_metarl.agents import ActorCritic, RMSProp, make_optimizer
+from tf_metarl.algorithms.frodo import FrodoConfig, FrodoProblem
 from tf_metarl.algorithms.targets import FrodoTargetNetwork, LearnedLambdaReturn
-from tf_metarl.meta.inner_optimizers import rmsprop
+from tf_metarl.meta.problem import Episodes
+from tf_metarl.meta.trainer import MetaTrainer
+from tf_metarl.meta.unrolled import UnrolledEstimator
 from tf_metarl.networks import CategoricalPolicy, ValueCritic
+from tf_metarl.trajectories import Trajectory
 
 
 def reference_n_step(r, d, end, nv, gamma, n):
@@ -47,13 +51,32 @@ def test_one_step_return_by_hand():
 
 
 def test_rmsprop_by_hand():
-  params, state = rmsprop([tf.constant(1.0)], [tf.constant(2.0)], [tf.constant(0.5)], 0.1, decay=0.9, epsilon=0.0)
+  params, state = RMSProp(0.1, decay=0.9, epsilon=0.0).update([tf.constant(1.0)], [tf.constant(2.0)],
+                                                              ([tf.constant(0.5)],))
   v = 0.9 * 0.5 + 0.1 * 4.0
-  np.testing.assert_allclose(state[0].numpy(), v)
+  np.testing.assert_allclose(state[0][0].numpy(), v)
   np.testing.assert_allclose(params[0].numpy(), 1.0 - 0.1 * 2.0 / np.sqrt(v))
 
 
+class FixedBatches:
+  """A task that serves pre-made batches in order: its state is the index of the next one."""
+  observation_size, num_actions = 4, 3
+
+  def __init__(self, batches):
+    self.stacked = tf.nest.map_structure(lambda *xs: tf.stack(xs), *batches)
+
+  def reset(self, seed, num_envs):
+    return tf.constant(0)
+
+  def rollout(self, env_state, policy_fn, policy_params, seed, length):
+    batch = tf.nest.map_structure(lambda x: tf.gather(x, env_state), self.stacked)
+    n = tf.size(batch.rewards)
+    return env_state + 1, batch, Episodes(tf.zeros([n], batch.rewards.dtype), tf.zeros([n], tf.int32),
+                                          tf.zeros([n], batch.rewards.dtype))
+
+
 def make_problem(config, seed=0, target="frodo"):
+  """FRODO on M + 1 fixed float64 batches (B = 2, T = 5): M inner updates, then the held-out one."""
   keras.utils.set_random_seed(seed)
   obs_dim, B, T = 4, 2, 5
   policy = CategoricalPolicy(obs_dim, 3, hidden_sizes=(5,), dtype="float64")
@@ -64,15 +87,33 @@ def make_problem(config, seed=0, target="frodo"):
 
   def batch():
     end = (rng.random((B, T)) < 0.2).astype(np.float64)
-    return {"observations": tf.constant(rng.normal(size=(B, T, obs_dim))),
-            "actions": tf.constant(rng.integers(0, 3, size=(B, T)), tf.int32),
-            "rewards": tf.constant(rng.normal(size=(B, T))),
-            "discounts": tf.constant(1.0 - end * (rng.random((B, T)) < 0.5)),
-            "episode_ends": tf.constant(end),
-            "next_observations": tf.constant(rng.normal(size=(B, T, obs_dim)))}
+    terminated = end * (rng.random((B, T)) < 0.5)
+    return Trajectory(observations=tf.constant(rng.normal(size=(B, T, obs_dim))),
+                      actions=tf.constant(rng.integers(0, 3, size=(B, T)), tf.int32),
+                      rewards=tf.constant(rng.normal(size=(B, T))),
+                      next_observations=tf.constant(rng.normal(size=(B, T, obs_dim))),
+                      terminated=tf.constant(terminated), truncated=tf.constant(end - terminated),
+                      policy_outputs=tf.zeros((B, T, 3), tf.float64), log_probs=tf.zeros((B, T), tf.float64))
 
-  step = FrodoStep(policy, critic, target_network, config)
-  return step, [batch() for _ in range(config.inner_steps)], batch()
+  agent = ActorCritic(policy, critic, make_optimizer(config.inner_optimizer, config.inner_learning_rate))
+  task = FixedBatches([batch() for _ in range(config.inner_steps + 1)])
+  problem = FrodoProblem(task, agent, target_network, config, num_envs=B, trajectory_length=T)
+  return problem, target_network
+
+
+def eta_of(model):
+  return [tf.convert_to_tensor(v) for v in model.trainable_variables]
+
+
+def meta_loss_at(problem, eta, seed=tf.constant([0, 0])):
+  """M unrolls and the meta-loss from a fresh initial state (the fixed batches restart)."""
+  state = problem.init(eta, seed)
+  batches = []
+  for _ in range(problem.config.inner_steps):
+    state, batch, _ = problem.unroll(eta, state, seed)
+    batches.append(batch)
+  state, held_out, _ = problem.meta_batch(state, seed)
+  return problem.meta_loss(eta, state, held_out, batches)[0], state
 
 
 @pytest.mark.parametrize("inner_steps, optimizer, extension, target", [
@@ -80,52 +121,63 @@ def make_problem(config, seed=0, target="frodo"):
     (3, "rmsprop", False, "frodo"), (1, "rmsprop", True, "frodo"), (3, "rmsprop", True, "frodo"),
     (1, "sgd", False, "gamma_lambda"), (3, "rmsprop", False, "gamma_lambda")])
 def test_meta_gradient_matches_central_finite_differences(inner_steps, optimizer, extension, target):
+  """The estimator the meta-trainer uses (UnrolledEstimator over FrodoProblem) against central
+  differences of the same meta-loss, with the semi-gradient constants held fixed."""
   config = FrodoConfig(inner_steps=inner_steps, inner_optimizer=optimizer, inner_learning_rate=0.05, n_step=3,
                        gamma=0.9, extension=extension, extension_coef=0.3)
-  step, inner_batches, outer_batch = make_problem(config, target=target)
-  params = step.agent_params()
-  eta = step.target_network.trainable_variables
-  held = {}  # semi-gradient constants (baselines, bootstrapped targets) recorded at η, replayed below
-  with tf.GradientTape() as tape:
-    meta = step.meta_loss(params, inner_batches, outer_batch, held=held)["meta_loss"]
-  grads = tape.gradient(meta, eta)
+  problem, model = make_problem(config, target=target)
+  problem.semi_gradient_constants = {}  # recorded at η by the estimate, replayed by every evaluation below
+  eta = eta_of(model)
+  seed = tf.constant([0, 0])
+  grads, _, _ = UnrolledEstimator(unroll_steps=inner_steps).estimate(problem, eta, problem.init(eta, seed), seed)
   flat = np.concatenate([g.numpy().ravel() for g in grads])
   assert np.linalg.norm(flat) > 1e-8, "∂L_outer/∂η must not vanish: the inner updates must stay differentiable"
-
-  def loss_at(direction, scale):
-    for var, base, dv in zip(eta, bases, direction):
-      var.assign(base + scale * dv)
-    value = float(step.meta_loss(params, inner_batches, outer_batch, held=held)["meta_loss"])
-    for var, base in zip(eta, bases):
-      var.assign(base)
-    return value
-
-  bases = [v.numpy().copy() for v in eta]
   rng = np.random.default_rng(1)
   eps = 1e-6
   for _ in range(3):  # directional derivatives along random directions: g·v against central differences
-    direction = [rng.normal(size=b.shape) for b in bases]
+    direction = [rng.normal(size=e.shape) for e in eta]
     analytic = sum(float(np.sum(g.numpy() * dv)) for g, dv in zip(grads, direction))
-    numeric = (loss_at(direction, eps) - loss_at(direction, -eps)) / (2 * eps)
+    shifted = lambda s: float(meta_loss_at(problem, [e + s * dv for e, dv in zip(eta, direction)])[0])
+    numeric = (shifted(eps) - shifted(-eps)) / (2 * eps)
     assert abs(analytic - numeric) <= 1e-4 * abs(numeric) + 1e-12, (analytic, numeric)
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_one_meta_step_lowers_the_meta_loss(flip):
+  """One step of the meta-trainer on fixed batches must lower the meta-loss on those batches;
+  the same step applied with the opposite sign must raise it (so the test can fail)."""
+  config = FrodoConfig(inner_steps=2, inner_optimizer="rmsprop", inner_learning_rate=0.05, n_step=3, gamma=0.9)
+  problem, model = make_problem(config)
+  eta = eta_of(model)
+  grads, _, _ = UnrolledEstimator(unroll_steps=2).estimate(problem, eta, problem.init(eta, tf.constant([0, 0])),
+                                                           tf.constant([0, 0]))
+  # A step of length 1e-2 along the gradient: small enough for the first-order decrease to show.
+  learning_rate = 1e-2 / float(tf.linalg.global_norm(grads))
+  trainer = MetaTrainer(problem, UnrolledEstimator(unroll_steps=2), model,
+                        make_optimizer("sgd", -learning_rate if flip else learning_rate), seed=0)
+  before = float(meta_loss_at(problem, eta)[0])
+  trainer.iteration()
+  after = float(meta_loss_at(problem, trainer.eta.read())[0])
+  assert (after > before) if flip else (after < before), (before, after)
+
+
 def test_outer_loss_uses_canonical_return_not_the_meta_target():
-  config = FrodoConfig(inner_steps=1, inner_optimizer="sgd")
-  step, inner_batches, outer_batch = make_problem(config)
-  eta = step.target_network.trainable_variables
+  problem, model = make_problem(FrodoConfig(inner_steps=1, inner_optimizer="sgd"))
+  eta = eta_of(model)
+  state = problem.init(eta, tf.constant([0, 0]))
   with tf.GradientTape() as tape:
-    outer = step.canonical_loss(step.agent_params(), outer_batch)  # no inner update: independent of η
+    tape.watch(eta)
+    outer, _ = problem.meta_loss(eta, state, state.batch)  # no inner update: independent of η
   assert all(g is None for g in tape.gradient(outer, eta))
 
 
 def test_semi_gradient_constants_are_replayed():
-  config = FrodoConfig(inner_steps=2, inner_optimizer="rmsprop", extension=True)
-  step, inner_batches, outer_batch = make_problem(config)
-  held = {}
-  first = step.meta_loss(step.agent_params(), inner_batches, outer_batch, held=held)["meta_loss"]
-  assert set(held) >= {"inner0/baseline", "inner1/next_values", "outer/baseline", "revised1/next_values", "outer_loss"}
-  again = step.meta_loss(step.agent_params(), inner_batches, outer_batch, held=held)["meta_loss"]
+  problem, model = make_problem(FrodoConfig(inner_steps=2, inner_optimizer="rmsprop", extension=True))
+  problem.semi_gradient_constants = {}
+  first, _ = meta_loss_at(problem, eta_of(model))
+  assert set(problem.semi_gradient_constants) >= {"inner0/baseline", "inner1/next_values", "outer/baseline",
+                                                  "revised1/next_values", "outer_loss"}
+  again, _ = meta_loss_at(problem, eta_of(model))
   np.testing.assert_allclose(again.numpy(), first.numpy(), rtol=1e-12)
 
 
@@ -133,25 +185,32 @@ def test_semi_gradient_constants_are_replayed():
 def test_extension_weight_is_b1_over_the_outer_loss_magnitude(entropy_coef, value_coef, negative):
   config = FrodoConfig(inner_steps=2, inner_optimizer="sgd", inner_learning_rate=0.05, extension=True,
                        extension_coef=0.3, entropy_coef=entropy_coef, value_coef=value_coef)
-  step, inner_batches, outer_batch = make_problem(config)
-  out = step.meta_loss(step.agent_params(), inner_batches, outer_batch)
-  outer = float(out["outer_loss"])
-  revised = np.mean([float(step.canonical_loss(out["params"], b)) for b in inner_batches])
+  problem, model = make_problem(config)
+  eta = eta_of(model)
+  state = problem.init(eta, tf.constant([0, 0]))
+  inner_batches = []
+  for _ in range(2):
+    state, batch, _ = problem.unroll(eta, state, tf.constant([0, 0]))
+    inner_batches.append(batch)
+  meta, metrics = problem.meta_loss(eta, state, state.batch, inner_batches)
+  outer = float(metrics["outer_loss"])
+  revised = np.mean([float(problem.canonical_loss(state.agent, b, "r", outer=False)) for b in inner_batches])
   assert (outer < 0) == negative
-  np.testing.assert_allclose(float(out["meta_loss"]), outer + 0.3 / abs(outer) * revised, rtol=1e-10)
+  # rtol 1e-8: the implementation guards the division with |L_outer| + 1e-8.
+  np.testing.assert_allclose(float(meta), outer + 0.3 / abs(outer) * revised, rtol=1e-8)
 
 
 def test_outer_coefficients_override_the_inner_ones():
-  step, _, outer_batch = make_problem(FrodoConfig(inner_steps=1, outer_value_coef=0.0, outer_entropy_coef=0.0))
-  critic = step.critic.trainable_variables
-  params = step.agent_params()
+  problem, model = make_problem(FrodoConfig(inner_steps=1, outer_value_coef=0.0, outer_entropy_coef=0.0))
+  state = problem.init(eta_of(model), tf.constant([0, 0]))
+  critic = list(state.agent.critic)
   with tf.GradientTape(persistent=True) as tape:
-    tape.watch(params)
-    outer = step.canonical_loss(params, outer_batch, outer=True)
-    revised = step.canonical_loss(params, outer_batch)  # the inner coefficients (c1 = 0.5)
-  num_policy = len(params) - len(critic)
-  assert all(g is None or not np.any(g.numpy()) for g in tape.gradient(outer, params[num_policy:]))
-  assert any(g is not None and np.any(g.numpy()) for g in tape.gradient(revised, params[num_policy:]))
+    tape.watch(critic)
+    agent = state.agent._replace(critic=critic)
+    outer = problem.canonical_loss(agent, state.batch, "o", outer=True)
+    revised = problem.canonical_loss(agent, state.batch, "r", outer=False)  # the inner coefficients (c1 = 0.5)
+  assert all(g is None or not np.any(g.numpy()) for g in tape.gradient(outer, critic))
+  assert any(g is not None and np.any(g.numpy()) for g in tape.gradient(revised, critic))
 
 
 def test_observation_scale_weights_the_observation_inputs():
@@ -166,6 +225,9 @@ def test_observation_scale_weights_the_observation_inputs():
   half = dict(batch, observations=0.5 * batch["observations"])
   np.testing.assert_allclose(scaled.targets(batch, None, next_values).numpy(),
                              plain.targets(half, None, next_values).numpy(), rtol=1e-12)
+  # Explicit η gives the same targets as the variables.
+  np.testing.assert_allclose(scaled.targets(batch, None, next_values, params=eta_of(scaled)).numpy(),
+                             scaled.targets(batch, None, next_values).numpy(), rtol=1e-12)
   blind = FrodoTargetNetwork(4, units=4, observation_scale=0.0, dtype="float64")
   other = dict(batch, observations=batch["observations"] + 1.0)
   np.testing.assert_array_equal(blind.targets(batch, None, next_values).numpy(),

@@ -9,55 +9,59 @@ import pytest
 
 from tests.conftest import REPO
 from tf_metarl import errors
-from tf_metarl.algorithms.frodo import FrodoConfig
-from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
+from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
 from tf_metarl.learners.loop import read_learning_curve, run_training
 
 
-def learner(method, env="catch", inner_steps=1, extension=False, num_envs=16):
+def learner(method, env="catch", inner_steps=1, extension=False, num_envs=16, **kwargs):
   config = OnlineMetaConfig(env=env, method=method, num_envs=num_envs,
-                            frodo=FrodoConfig(inner_steps=inner_steps, inner_learning_rate=3e-3, extension=extension))
-  return OnlineMetaLearner(config, seed=0)
+                            frodo=FrodoConfig(inner_steps=inner_steps, inner_learning_rate=3e-3, extension=extension),
+                            **kwargs)
+  return OnlineMetaTrainer(config, seed=0)
+
+
+def agent_params(trainer):
+  return [p.numpy().copy() for p in trainer.problem.params(trainer.state.read())]
 
 
 @pytest.mark.parametrize("inner_steps, extension", [(1, False), (2, True)])
 def test_frodo_iteration_updates_agent_and_meta_network(inner_steps, extension):
   frodo = learner("frodo", inner_steps=inner_steps, extension=extension)
-  theta = [v.numpy().copy() for v in frodo.agent_variables]
-  eta = [v.numpy().copy() for v in frodo.meta_variables]
+  theta = agent_params(frodo)
+  eta = [v.numpy().copy() for v in frodo.target.trainable_variables]
   metrics, stats = frodo.iteration()
   assert int(frodo.env_steps.numpy()) == 16 * 16 * (inner_steps + 1)
   assert metrics["meta_grad_norm"] > 0 and np.isfinite(metrics["outer_loss"])
-  assert any(np.any(a != b.numpy()) for a, b in zip(theta, frodo.agent_variables))
-  assert any(np.any(a != b.numpy()) for a, b in zip(eta, frodo.meta_variables))
-  assert set(stats.returns) <= {-1.0, 1.0} and len(stats.returns) > 0
+  assert any(np.any(a != b) for a, b in zip(theta, agent_params(frodo)))
+  assert any(np.any(a != b.numpy()) for a, b in zip(eta, frodo.target.trainable_variables))
+  # Catch pays ±1 once, at the end of an episode of rows − 1 = 10 steps.
+  assert set(stats.returns) <= {-1.0, 1.0} and len(stats.returns) > 0 and set(stats.lengths) == {10}
 
 
 def test_held_out_batch_is_the_next_inner_batch():
   """With reuse_outer_batch, iteration i+1's inner update runs on iteration i's held-out batch
   (collected with θ_M = the next iteration's starting θ), and only M new trajectories are counted."""
-  import tensorflow as tf
   frodo = learner("frodo", inner_steps=1)
   assert int(frodo.env_steps.numpy()) == 16 * 16  # the first held-out batch, collected up front
   frodo.iteration()
   assert int(frodo.env_steps.numpy()) == 16 * 16 * 2
-  carried = {k: v.numpy().copy() for k, v in frodo.carried_batch.items()}
+  state = frodo.state.read()
+  carried = state.batch
   # The carried batch is the newest rollout: the live state continues from its last next-observations.
-  live = frodo.env.observe(frodo.env_state).numpy()
-  running = carried["terminated"][:, -1] == 0
+  live = frodo.task.env.observe(state.env.env).numpy()
+  running = carried.terminated.numpy()[:, -1] == 0
   assert running.any()
-  np.testing.assert_array_equal(live[running], carried["next_observations"][running, -1])
-  expected = float(frodo.step.inner_loss(frodo._params(), {k: tf.constant(v) for k, v in carried.items()}))
+  np.testing.assert_array_equal(live[running], carried.next_observations.numpy()[running, -1])
+  expected = float(frodo.problem.inner_loss(frodo.eta.read(), frodo.problem.params(state), carried))
   metrics, _ = frodo.iteration()  # M = 1: its only inner update is on the carried batch
   assert int(frodo.env_steps.numpy()) == 16 * 16 * 3
   np.testing.assert_allclose(metrics["inner_loss"], expected, rtol=1e-5)
-  assert not np.array_equal(carried["observations"], frodo.carried_batch["observations"].numpy())
+  assert not np.array_equal(carried.observations.numpy(), frodo.state.read().batch.observations.numpy())
 
 
 def test_without_reuse_every_iteration_collects_m_plus_one_batches():
-  config = OnlineMetaConfig(method="a2c", num_envs=8, reuse_outer_batch=False, frodo=FrodoConfig(inner_steps=2))
-  agent = OnlineMetaLearner(config, seed=0)
-  assert agent.carried_batch is None and int(agent.env_steps.numpy()) == 0
+  agent = learner("a2c", inner_steps=2, num_envs=8, reuse_outer_batch=False)
+  assert agent.state.read().batch == () and int(agent.env_steps.numpy()) == 0
   agent.iteration()
   assert int(agent.env_steps.numpy()) == 8 * 16 * 3
 
@@ -71,20 +75,22 @@ def test_carried_batch_is_checkpointed(tmp_path):
   second.iteration()
   second.iteration()  # diverge from `first`
   tf.train.Checkpoint(**second.checkpoint_items()).read(str(tmp_path / "ckpt")).assert_consumed()
-  for k, v in first.carried_batch.items():
-    np.testing.assert_array_equal(second.carried_batch[k].numpy(), v.numpy())
+  for a, b in zip(tf.nest.flatten(first.state.read()), tf.nest.flatten(second.state.read())):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert int(second.env_steps.numpy()) == int(first.env_steps.numpy())
 
 
 def test_learned_gamma_lambda_move_and_are_reported():
   mgrl = learner("mgrl")
-  before = (float(mgrl.target.gamma), float(mgrl.target.lam))
+  before = [float(x) for x in mgrl.target.gamma_lambda()]
   for _ in range(5):
     metrics, _ = mgrl.iteration()
-  assert (metrics["meta/gamma"], metrics["meta/lambda"]) != before
-  assert 0 < metrics["meta/gamma"] < 1 and 0 < metrics["meta/lambda"] < 1
+  now = [float(x) for x in mgrl.target.gamma_lambda()]
+  assert now != before
+  np.testing.assert_allclose([metrics["meta/gamma"], metrics["meta/lambda"]], now, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["a2c", "mgrl"])
 def test_agents_learn_catch(method, tmp_path):
   agent = learner(method)
@@ -109,46 +115,39 @@ def test_random_walk_value_error_falls_then_jumps_at_the_switch(tmp_path):
 
 
 def test_frodo_runs_on_a_gymnasium_environment(tmp_path):
-  frodo = OnlineMetaLearner(OnlineMetaConfig(env="CartPole-v1", method="frodo", num_envs=4,
-                                             frodo=FrodoConfig(inner_steps=2)), seed=0)
-  eta = [v.numpy().copy() for v in frodo.meta_variables]
-  summary = run_training(frodo, 3 * 4 * 16 * 3, str(tmp_path), {"m": "cartpole"}, eval_every=576, eval_episodes=2,
+  """CartPole through the same trainer: the rollout runs as a py_function inside the compiled step."""
+  frodo = learner("frodo", env="CartPole-v1", inner_steps=2, num_envs=4)
+  eta = [v.numpy().copy() for v in frodo.target.trainable_variables]
+  summary = run_training(frodo, 4 * 16 * 7, str(tmp_path), {"m": "cartpole"}, eval_every=448, eval_episodes=2,
                          checkpoint_every=0, log_every_seconds=60)
-  assert summary["env_steps"] == 576 and summary["final_eval_return"] > 0
-  assert any(np.any(a != b.numpy()) for a, b in zip(eta, frodo.meta_variables))
+  assert summary["env_steps"] == 448
+  assert any(np.any(a != b.numpy()) for a, b in zip(eta, frodo.target.trainable_variables))
   assert frodo.objective().constraints()["observation_dim"] == 4
   with pytest.raises(errors.IncompatibleSpaceError, match="need discrete actions; Pendulum-v1"):
-    OnlineMetaLearner(OnlineMetaConfig(env="Pendulum-v1"), seed=0)
+    OnlineMetaTrainer(OnlineMetaConfig(env="Pendulum-v1"), seed=0)
   with pytest.raises(errors.UnknownEnvironmentError):
-    OnlineMetaLearner(OnlineMetaConfig(env="NoSuchEnv-v0"), seed=0)
+    OnlineMetaTrainer(OnlineMetaConfig(env="NoSuchEnv-v0"), seed=0)
 
 
-def test_gym_path_replays_the_inner_updates_it_collected_with():
-  """On a gymnasium env the batches are collected with a first-order pass of the inner updates and
-  the compiled meta-step replays them: θ_M and the meta-gradient must match an eager recomputation."""
+def test_gymnasium_rollout_reports_episodes_where_they_end():
+  """CartPole pays 1 per step, so an episode's return equals its length; both sit at the step
+  where the trajectory marks its end, and nowhere else."""
   import tensorflow as tf
-  frodo = OnlineMetaLearner(OnlineMetaConfig(env="CartPole-v1", method="frodo", num_envs=4,
-                                             frodo=FrodoConfig(inner_steps=2)), seed=0)
-  frodo.iteration()  # primes the carried batch and the traces
-  theta = frodo._params()
-  opt_state = [tf.convert_to_tensor(v) for v in frodo.inner_optimizer_state]
-  eta = [v.numpy().copy() for v in frodo.meta_variables]
-  held_out = frodo.carried_batch
-  captured, replay = [], frodo._gym_meta_step
-  frodo._gym_meta_step = lambda batches: (captured.append(batches), replay(batches))[1]
-  metrics, _ = frodo.iteration()
-  batches = captured[0]
-  assert batches[0] is held_out and frodo.carried_batch is batches[2]
-  new_eta = [v.numpy().copy() for v in frodo.meta_variables]
-  for var, value in zip(frodo.meta_variables, eta):
-    var.assign(value)
-  with tf.GradientTape() as tape:
-    out = frodo.step.meta_loss(theta, batches[:2], batches[2], optimizer_state=opt_state)
-  grads = tape.gradient(out["meta_loss"], frodo.meta_variables)
-  np.testing.assert_allclose(float(tf.linalg.global_norm(grads)), metrics["meta_grad_norm"], rtol=1e-4)
-  for var, value in zip(frodo.agent_variables, out["params"]):
-    np.testing.assert_allclose(var.numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
-  assert any(np.any(a != b) for a, b in zip(eta, new_eta))
+  from tf_metarl.tasks import make_task
+  frodo = learner("a2c", env="CartPole-v1", num_envs=3)
+  task = make_task("CartPole-v1", 3, seed=0)
+  policy = frodo.problem.params(frodo.state.read())[:len(frodo.policy.trainable_variables)]
+  _, trajectory, episodes = task.rollout(task.reset(None, 3), frodo.problem._policy, policy, tf.constant([0, 1]), 60)
+  ends = np.maximum(trajectory.terminated.numpy(), trajectory.truncated.numpy()).reshape(-1)
+  np.testing.assert_array_equal(episodes.finished.numpy(), ends)
+  assert ends.sum() >= 3
+  np.testing.assert_array_equal(episodes.returns.numpy()[ends > 0], episodes.lengths.numpy()[ends > 0])
+  assert not episodes.returns.numpy()[ends == 0].any()
+  # Each copy's first episode length is the index of its first end + 1.
+  rows = np.maximum(trajectory.terminated.numpy(), trajectory.truncated.numpy())
+  first_ends = {i: int(np.argmax(row > 0)) for i, row in enumerate(rows) if row.any()}
+  lengths = episodes.lengths.numpy().reshape(3, 60)
+  assert first_ends and all(int(lengths[i, t]) == t + 1 for i, t in first_ends.items())
 
 
 def test_bad_config_values():

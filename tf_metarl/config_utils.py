@@ -2,9 +2,30 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Mapping
 
+import ml_collections
+
 from tf_metarl import errors
+
+
+def config_from_dataclass(instance) -> ml_collections.ConfigDict:
+  """A ConfigDict holding a dataclass instance's fields (nested dataclasses become sections), so
+  configs take their defaults from the dataclasses that define them. `None` defaults of
+  `Optional[float]`/`Optional[int]` fields become typed placeholders, settable from flags."""
+  hints = typing.get_type_hints(type(instance))
+  out = ml_collections.ConfigDict()
+  for f in dataclasses.fields(instance):
+    value = getattr(instance, f.name)
+    if dataclasses.is_dataclass(value):
+      out[f.name] = config_from_dataclass(value)
+    elif value is None:
+      kind = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), object)
+      out[f.name] = ml_collections.config_dict.placeholder(kind)
+    else:
+      out[f.name] = value
+  return out
 
 
 def dataclass_from_config(cls, values: Mapping, section: str):

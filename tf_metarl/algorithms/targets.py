@@ -1,10 +1,11 @@
 """Update targets for the online meta-gradient family, one interface:
 
-  target_model.targets(batch, values, next_values) -> [B, T]
+  target_model.targets(batch, values, next_values, params=None) -> [B, T]
 
-with `batch` a dict of [B, T] tensors (rewards, discounts, episode_ends, observations, ...),
-`values` and `next_values` the critic's V(s_t), V(s'_t) with gradients stopped. Variables of the
-target model are the meta-parameters η.
+with `batch` a dict of [B, T] tensors (rewards, discounts, episode_ends, observations [B, T, O]),
+`values` and `next_values` the critic's V(s_t), V(s'_t) with gradients stopped. The model's
+trainable variables define η; `params` substitutes explicit tensors for them (the meta level
+always passes η explicitly), None reads the variables (an exported objective).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from tf_metarl import returns
+from tf_metarl.networks.functional import functional_call
 from tf_metarl.objectives.learned import BackwardLSTMNetwork
 
 
@@ -21,7 +23,7 @@ class FrodoTargetNetwork(BackwardLSTMNetwork):
   `observation_scale` multiplies the observation features. On Catch the 66 grid cells otherwise
   outweigh the three scalar inputs: the meta-gradient then fits a state-value-like G whose
   advantages carry no action information, and the agent stalls (docs/RESULTS.md: with the
-  online_meta defaults, 0/4 seeds solve Catch in 4 M steps at scale 1, 10/10 at 0.1).
+  meta_train defaults, 0/4 seeds solve Catch in 4 M steps at scale 1, 10/10 at 0.1).
   """
 
   def __init__(self, observation_dim: int, units: int = 32, observation_scale: float = 1.0, dtype="float32",
@@ -37,9 +39,10 @@ class FrodoTargetNetwork(BackwardLSTMNetwork):
                         tf.cast(next_values, dtype)], axis=-1)
     return tf.concat([batch["observations"] * tf.constant(self.observation_scale, dtype), scalars], axis=-1)
 
-  def targets(self, batch, values, next_values):
+  def targets(self, batch, values, next_values, params=None):
     del values
-    return self(self.features(batch, next_values))
+    features = self.features(batch, next_values)
+    return self(features) if params is None else functional_call(self, params, features)
 
 
 class LearnedLambdaReturn(keras.Model):
@@ -53,17 +56,15 @@ class LearnedLambdaReturn(keras.Model):
     self.lambda_logit = self.add_weight(shape=(), name="lambda_logit",
                                         initializer=keras.initializers.Constant(logit(initial_lambda)))
 
-  @property
-  def gamma(self):
-    return tf.sigmoid(self.gamma_logit)
+  def gamma_lambda(self, params=None):
+    """(γ, λ) from η = [γ logit, λ logit] (or the variables)."""
+    gamma_logit, lambda_logit = params if params is not None else (self.gamma_logit, self.lambda_logit)
+    return tf.sigmoid(gamma_logit), tf.sigmoid(lambda_logit)
 
-  @property
-  def lam(self):
-    return tf.sigmoid(self.lambda_logit)
-
-  def targets(self, batch, values, next_values):
+  def targets(self, batch, values, next_values, params=None):
+    gamma, lam = self.gamma_lambda(params)
     return returns.lambda_returns(batch["rewards"], batch["discounts"], batch["episode_ends"], values, next_values,
-                                  tf.cast(self.gamma, values.dtype), tf.cast(self.lam, values.dtype))
+                                  tf.cast(gamma, values.dtype), tf.cast(lam, values.dtype))
 
   def call(self, inputs):  # Keras needs a call; the targets come from `targets`.
     return inputs
@@ -76,8 +77,8 @@ class NStepTarget(keras.Model):
     super().__init__(name=kwargs.pop("name", "n_step_target"), **kwargs)
     self.gamma, self.n_step = float(gamma), int(n_step)
 
-  def targets(self, batch, values, next_values):
-    del values
+  def targets(self, batch, values, next_values, params=None):
+    del values, params
     return returns.n_step_returns(batch["rewards"], batch["discounts"], batch["episode_ends"], next_values,
                                   self.gamma, self.n_step)
 

@@ -1,4 +1,4 @@
-r"""Online meta-gradient training (FRODO, learned γ/λ, A2C baseline) on TF-native batched environments.
+r"""Online meta-gradient training (FRODO, learned γ/λ, A2C baseline) with the meta-trainer.
 
   meta_train --config=configs/frodo_catch.py --seed=1 --logdir=runs/frodo-catch-s1
   meta_train --config=configs/frodo_catch.py:extension --config.frodo.inner_steps=3
@@ -6,7 +6,7 @@ r"""Online meta-gradient training (FRODO, learned γ/λ, A2C baseline) on TF-nat
 
 Writes TensorBoard summaries (meta/gamma and meta/lambda for learned γ/λ; charts/value_error on
 the random walk), checkpoints (a rerun with the same --logdir resumes), a learning curve (CSV,
-PNG) and summary.json to --logdir, and prints the summary as one JSON line.
+PNG), config.json and summary.json to --logdir, and prints the summary as one JSON line.
 """
 import json
 import os
@@ -29,8 +29,7 @@ _EXPORT = flags.DEFINE_string("export", None,
 def main(argv):
   if len(argv) > 1:
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
-  from tf_metarl.algorithms.frodo import FrodoConfig
-  from tf_metarl.algorithms.online_meta import OnlineMetaConfig, OnlineMetaLearner
+  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
   from tf_metarl.config_utils import dataclass_from_config, positive_int
   from tf_metarl.learners import loop
 
@@ -39,18 +38,19 @@ def main(argv):
   steps = positive_int(config.steps, "config.steps")
   frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
   learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
-  learner = OnlineMetaLearner(learner_config, seed)
+  learner_config.validate()
   if _EXPORT.value and learner_config.method != "frodo":
     common.fail(f"--export needs the frodo method; this config trains {learner_config.method!r}")
+  trainer = OnlineMetaTrainer(learner_config, seed)
   name = f"{learner_config.method}{'-ext' if frodo.extension else ''}-{learner_config.env}"
   logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
   identity = dict(method=learner_config.method, extension=frodo.extension, env=learner_config.env, seed=seed)
-  summary = loop.run_training(learner, steps, logdir, identity, eval_every=int(config.eval_every),
+  summary = loop.run_training(trainer, steps, logdir, identity, eval_every=int(config.eval_every),
                               eval_episodes=int(config.eval_episodes), checkpoint_every=int(config.checkpoint_every),
-                              log_every_seconds=float(config.log_every_seconds))
+                              log_every_seconds=float(config.log_every_seconds), config=dict(config.to_dict(), seed=seed))
   if _EXPORT.value:
     from tf_metarl.export import export_objective
-    summary["exported"] = export_objective(learner.objective(), _EXPORT.value, training_config=config.to_dict(),
+    summary["exported"] = export_objective(trainer.objective(), _EXPORT.value, training_config=config.to_dict(),
                                            provenance={"source": "meta_train", "logdir": logdir,
                                                        "env_steps": summary["env_steps"], "seed": seed})
   if _PLOT.value:

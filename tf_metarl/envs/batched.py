@@ -2,36 +2,52 @@
 
 An environment here is an object with `reset(seed, batch_size) -> state`, `observe(state) ->
 [B, O]` and `step_autoreset(state, actions, seed) -> (state, true next observations, rewards,
-terminated)`, all pure TensorFlow, so a whole rollout of many copies is one `tf.while_loop`.
+terminated[, info])`, all pure TensorFlow, so a whole rollout of many copies is one
+`tf.while_loop`. An optional fifth element `info` is a dict of [B] tensors recorded per step.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, NamedTuple, Tuple, Union
 
 import tensorflow as tf
 
-# policy(observations [B, O], seed [2]) -> actions int32 [B]
-Policy = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+from tf_metarl.trajectories import Trajectory
+
+# policy(observations [B, O], seed [2]) -> actions [B], or a dict with "actions" and any other
+# [B, ...] outputs to record (e.g. "log_probs", "policy_outputs").
+Policy = Callable[[tf.Tensor, tf.Tensor], Union[tf.Tensor, Dict[str, tf.Tensor]]]
+
+
+def _step(env, state, actions, seed):
+  out = env.step_autoreset(state, actions, seed)
+  return out if len(out) == 5 else tuple(out) + ({},)
 
 
 def rollout(env, state, policy: Policy, seed: tf.Tensor, length: int) -> Tuple[object, Dict[str, tf.Tensor]]:
   """Runs `length` steps of every copy in graph.
 
   Returns:
-    (final state, dict of time-major [T, B, ...] tensors: observations, actions, rewards,
-    next_observations, terminated (float32)).
+    (final state, dict of time-major [T, B, ...] tensors: observations, rewards,
+    next_observations, terminated (float32), every output of the policy (at least actions)
+    and every `info` entry of the environment).
   """
   seeds = tf.random.experimental.stateless_split(seed, num=2 * length)
-  arrays = {k: tf.TensorArray(dtype, size=length) for k, dtype in (
-      ("observations", tf.float32), ("actions", tf.int32), ("rewards", tf.float32),
-      ("next_observations", tf.float32), ("terminated", tf.float32))}
+  observations = env.observe(state)
+  first = policy(observations, seeds[0])
+  first = first if isinstance(first, dict) else {"actions": first}
+  _, _, _, _, first_info = _step(env, state, first["actions"], seeds[1])
+  specs = dict(observations=observations.dtype, rewards=tf.float32, next_observations=tf.float32,
+               terminated=tf.float32, **{k: v.dtype for k, v in first.items()},
+               **{k: v.dtype for k, v in first_info.items()})
+  arrays = {k: tf.TensorArray(dtype, size=length) for k, dtype in specs.items()}
 
   def body(t, state, arrays):
     observations = env.observe(state)
-    actions = policy(observations, seeds[2 * t])
-    state, next_observations, rewards, terminated = env.step_autoreset(state, actions, seeds[2 * t + 1])
-    values = dict(observations=observations, actions=actions, rewards=rewards,
-                  next_observations=next_observations, terminated=tf.cast(terminated, tf.float32))
+    out = policy(observations, seeds[2 * t])
+    out = out if isinstance(out, dict) else {"actions": out}
+    state, next_observations, rewards, terminated, info = _step(env, state, out["actions"], seeds[2 * t + 1])
+    values = dict(observations=observations, rewards=rewards, next_observations=next_observations,
+                  terminated=tf.cast(terminated, tf.float32), **out, **info)
     return t + 1, state, {k: arrays[k].write(t, values[k]) for k in arrays}
 
   _, state, arrays = tf.while_loop(lambda t, *_: t < length, body, (tf.constant(0), state, arrays))
@@ -47,3 +63,43 @@ def batch_major(time_major: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   out["discounts"] = 1.0 - out["terminated"]
   out["episode_ends"] = out["terminated"]
   return out
+
+
+def to_trajectory(time_major: Dict[str, tf.Tensor]) -> Trajectory:
+  """A rollout's time-major dict as a batch-major `Trajectory` (nothing is truncated; log_probs
+  and policy_outputs are zeros / the actions where the policy did not return them)."""
+  batch = batch_major(time_major)
+  log_probs = batch.get("log_probs", tf.zeros_like(batch["rewards"]))
+  outputs = batch.get("policy_outputs", tf.cast(batch["actions"], tf.float32)[..., None])
+  return Trajectory(observations=batch["observations"], actions=batch["actions"], rewards=batch["rewards"],
+                    next_observations=batch["next_observations"], terminated=batch["terminated"],
+                    truncated=tf.zeros_like(batch["terminated"]), policy_outputs=outputs, log_probs=log_probs)
+
+
+class CountedState(NamedTuple):
+  """An environment's state with per-copy running episode return (float32 [B]) and length (int32 [B])."""
+  env: object
+  returns: tf.Tensor
+  lengths: tf.Tensor
+
+
+class EpisodeCounting:
+  """Wraps a batched environment to report finished episodes: `info["episode_returns"]` and
+  `info["episode_lengths"]` hold an episode's return and length at the step it ends (else 0)."""
+
+  def __init__(self, env):
+    self.env = env
+
+  def reset(self, seed, batch_size: int) -> CountedState:
+    return CountedState(self.env.reset(seed, batch_size), tf.zeros([batch_size]), tf.zeros([batch_size], tf.int32))
+
+  def observe(self, state: CountedState):
+    return self.env.observe(state.env)
+
+  def step_autoreset(self, state: CountedState, actions, seed):
+    inner, next_observations, rewards, terminated, info = _step(self.env, state.env, actions, seed)
+    returns, lengths = state.returns + rewards, state.lengths + 1
+    info = dict(info, episode_returns=tf.where(terminated, returns, 0.0),
+                episode_lengths=tf.where(terminated, lengths, 0))
+    state = CountedState(inner, tf.where(terminated, 0.0, returns), tf.where(terminated, 0, lengths))
+    return state, next_observations, rewards, terminated, info

@@ -64,6 +64,19 @@ class InnerProblem:
     """A copy of `state` with θ replaced."""
     raise NotImplementedError
 
+  # Reporting hooks for the meta-trainer (eager, outside the compiled step).
+  def evaluate(self, state, episodes: int, seed: int) -> List[float]:
+    """Returns of greedy episodes of the current inner agent (empty: not episodic)."""
+    return []
+
+  def report(self, eta) -> Dict[str, float]:
+    """Extra scalars to log (e.g. meta/gamma)."""
+    return {}
+
+  def curve_metric(self, state) -> float:
+    """The learning curve's `metric` column (NaN: none)."""
+    return float("nan")
+
 
 def merge_metrics(parts: Sequence[Dict]) -> Dict:
   """Combines the metrics of several unrolls: `env_steps` summed, `episodes` concatenated, other

@@ -6,7 +6,7 @@ outer loss of θ' flow back to η through every inner step (second-order meta-gr
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from typing import Sequence
 
 import keras
 import tensorflow as tf
@@ -23,21 +23,3 @@ def functional_call(model: keras.Model, trainable_values: Sequence[tf.Tensor], *
   outputs, _ = model.stateless_call(list(trainable_values), [v.value for v in model.non_trainable_variables],
                                     *args, **kwargs)
   return outputs
-
-
-def sgd_unroll(params: Sequence[tf.Tensor], loss_fn: Callable[[List[tf.Tensor]], tf.Tensor],
-               learning_rate, steps: int) -> List[tf.Tensor]:
-  """K differentiable SGD steps θ_{k+1} = θ_k − α ∇θ loss_fn(θ_k).
-
-  Each inner gradient is taken under its own tape while any enclosing tape keeps recording, so the
-  returned θ_K is a differentiable function of `params` and of whatever `loss_fn` closes over.
-  """
-  params = list(params)
-  for _ in range(steps):
-    # Only θ needs inner gradients; not recording the other variables `loss_fn` reads saves work.
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(params)
-      loss = loss_fn(params)
-    grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    params = [p - learning_rate * g for p, g in zip(params, grads)]
-  return params

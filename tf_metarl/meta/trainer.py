@@ -1,0 +1,102 @@
+"""The one meta-trainer: every method's outer loop.
+
+Each `iteration()` is one compiled call: read η and the inner state from variables, ask the
+estimator for the outer gradient (`estimate(problem, η, state, seed)`), apply the meta-optimizer
+(a functional optimizer, so its state is explicit), and write everything back. A non-finite
+gradient (or non-finite inner parameters) never reaches η: the step keeps η, the meta-optimizer
+state and the inner state as they were, and counts the skip (`meta/skipped_updates`). It plugs into `learners.loop.run_training`
+(progress, TensorBoard, checkpoints, resume) like any learner.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from tf_metarl.collection import EpisodeStats
+from tf_metarl.learners.loop import Trainable
+from tf_metarl.meta.problem import InnerProblem
+from tf_metarl.state_variables import StateVariables
+
+
+def _all_finite(tensors) -> tf.Tensor:
+  flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t.dtype.is_floating]
+  return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+
+class MetaTrainer(Trainable):
+  """Args:
+    problem: an `InnerProblem`.
+    estimator: an outer-gradient estimator (`meta.UnrolledEstimator`, `EvolutionStrategiesEstimator`,
+      `ImplicitEstimator`).
+    meta_model: the Keras model whose trainable variables are η (exported afterwards); it may
+      have none (a fixed-target baseline), in which case only the inner problem advances.
+    meta_optimizer: an `agents.optimizers` optimizer.
+    seed: seeds η's initial inner state and every iteration's randomness.
+  """
+
+  def __init__(self, problem: InnerProblem, estimator, meta_model, meta_optimizer, seed: int):
+    self.problem, self.estimator, self.meta_model, self.meta_optimizer = problem, estimator, meta_model, meta_optimizer
+    self.seed = int(seed)
+    self.eta = StateVariables(list(meta_model.trainable_variables), name="eta")
+    eta = self.eta.read()
+    self.state = StateVariables(problem.init(eta, tf.constant([self.seed, -1])), name="inner_state")
+    self.meta_optimizer_state = StateVariables(meta_optimizer.init(eta), name="meta_optimizer_state")
+    self.env_steps = tf.Variable(problem.init_env_steps, dtype=tf.int64, name="env_steps")
+    self.seed_counter = tf.Variable(0, dtype=tf.int64, name="seed_counter")
+    self.skipped_updates = tf.Variable(0, dtype=tf.int64, name="skipped_updates")
+
+  def checkpoint_items(self):
+    return dict(meta_model=self.meta_model, eta=self.eta, inner_state=self.state,
+                meta_optimizer_state=self.meta_optimizer_state, env_steps=self.env_steps,
+                seed_counter=self.seed_counter, skipped_updates=self.skipped_updates)
+
+  @tf.function
+  def _step(self, seed):
+    eta, state, opt_state = self.eta.read(), self.state.read(), self.meta_optimizer_state.read()
+    grads, new_state, metrics = self.estimator.estimate(self.problem, eta, state, seed)
+    metrics = dict(metrics)
+    new_eta, new_opt_state = eta, opt_state
+    if eta:
+      metrics["meta_grad_norm"] = tf.linalg.global_norm(grads)
+      new_eta, new_opt_state = self.meta_optimizer.update(eta, grads, opt_state)
+    # Checked on what could go non-finite (gradients and inner parameters), not on collected data.
+    finite = tf.logical_and(_all_finite(grads), _all_finite(self.problem.params(new_state)))
+
+    def apply():
+      self.eta.assign(new_eta)
+      self.meta_optimizer_state.assign(new_opt_state)
+      self.state.assign(new_state)
+      return tf.constant(0, tf.int64)
+
+    self.skipped_updates.assign_add(tf.cond(finite, apply, lambda: tf.constant(1, tf.int64)))
+    return metrics
+
+  def iteration(self):
+    seed = tf.cast(tf.stack([tf.constant(self.seed, tf.int64), self.seed_counter]), tf.int32)
+    self.seed_counter.assign_add(1)
+    metrics = self._step(seed)
+    self.env_steps.assign_add(metrics.pop("env_steps"))
+    stats = EpisodeStats()
+    episodes = metrics.pop("episodes", None)
+    if episodes is not None:
+      finished = episodes.finished.numpy() > 0
+      stats = EpisodeStats(returns=episodes.returns.numpy()[finished].tolist(),
+                           lengths=episodes.lengths.numpy()[finished].astype(int).tolist())
+    out = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
+    out["meta/skipped_updates"] = float(self.skipped_updates.numpy())
+    out.update(self.problem.report(self.eta.read()))
+    return out, stats
+
+  def evaluate(self, episodes: int) -> List[float]:
+    seed = 10_000 * (self.seed + 1) + int(self.env_steps.numpy())
+    return self.problem.evaluate(self.state.read(), episodes, seed)
+
+  def curve_metric(self) -> float:
+    return float(self.problem.curve_metric(self.state.read()))
+
+  def eta_values(self) -> List[tf.Tensor]:
+    return self.eta.read()
+
+

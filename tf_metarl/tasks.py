@@ -1,0 +1,181 @@
+"""Tasks: what an inner problem collects experience from, behind one interface.
+
+  task = make_task("catch" | "random_walk" | <gymnasium id>, num_envs, seed)
+  env_state = task.reset(seed, num_envs)
+  env_state, trajectory, episodes = task.rollout(env_state, policy_fn, policy_params, seed, length)
+
+`policy_fn(policy_params, observations [N, O], seed [2]) -> {"actions", "log_probs",
+"policy_outputs"}` is pure, so the same code collects in graph (Catch, the random walk: the
+whole rollout is one `tf.while_loop`) or from Python gymnasium environments (the rollout runs as
+a `tf.py_function` that steps them with a compiled policy; gradients never flow through it).
+Either way the result is a `Trajectory` [num_envs, length, ...] and `Episodes` of the episodes
+that ended, so inner problems and estimators never branch on where data comes from.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from tf_metarl import errors
+from tf_metarl.collection import RolloutCollector, evaluate
+from tf_metarl.envs import batched
+from tf_metarl.envs.catch import NUM_ACTIONS, Catch
+from tf_metarl.envs.gym_envs import DISCRETE, describe_env, make_env, make_vector_env
+from tf_metarl.envs.random_walk import NUM_STATES, RandomWalk
+from tf_metarl.meta.problem import Episodes
+from tf_metarl.trajectories import Trajectory
+
+PolicyFn = Callable[[List[tf.Tensor], tf.Tensor, tf.Tensor], Dict[str, tf.Tensor]]
+NATIVE_TASKS = ("catch", "random_walk")
+
+
+class Task:
+  """Interface; see the module docstring. `observation_size`, `num_actions` describe the spaces."""
+  name: str
+  observation_size: int
+  num_actions: int
+
+  def reset(self, seed, num_envs: int):
+    raise NotImplementedError
+
+  def rollout(self, env_state, policy_fn: PolicyFn, policy_params, seed, length: int):
+    raise NotImplementedError
+
+  def evaluate(self, greedy_fn, policy_params, episodes: int, seed: int) -> List[float]:
+    """Returns of `episodes` greedy episodes (`greedy_fn(params, observations) -> actions`)."""
+    return []
+
+  def diagnostics(self, value_fn, critic_params, env_state, gamma: float) -> Dict[str, float]:
+    """Task-specific measurements of the agent (e.g. value error); `value_fn(params, obs) -> V`."""
+    return {}
+
+
+def _flat_episodes(time_major) -> Episodes:
+  ends = time_major["terminated"]
+  return Episodes(tf.reshape(time_major["episode_returns"], [-1]), tf.reshape(time_major["episode_lengths"], [-1]),
+                  tf.reshape(ends, [-1]))
+
+
+class BatchedTask(Task):
+  """A TensorFlow-native batched environment (`envs.batched` protocol); everything in graph."""
+
+  def __init__(self, name: str, env, num_actions: int, evaluation_steps: int = 0):
+    self.name, self.env, self.num_actions = name, env, int(num_actions)
+    self.observation_size = int(env.observation_size)
+    self._counting = batched.EpisodeCounting(env)
+    self.evaluation_steps = int(evaluation_steps)
+    self._greedy_returns = tf.function(self._greedy_returns_graph)
+
+  def reset(self, seed, num_envs: int):
+    return self._counting.reset(seed, num_envs)
+
+  def rollout(self, env_state, policy_fn, policy_params, seed, length: int):
+    params = [tf.stop_gradient(p) for p in policy_params]  # collection is never differentiated
+    policy = lambda observations, s: policy_fn(params, observations, s)
+    env_state, time_major = batched.rollout(self._counting, env_state, policy, seed, length)
+    return env_state, batched.to_trajectory(time_major), _flat_episodes(time_major)
+
+  def _greedy_returns_graph(self, greedy_fn, policy_params, episodes: int, seed):
+    """Each copy's first episode (copies that do not finish within `evaluation_steps` score 0)."""
+    state = self._counting.reset(seed, episodes)
+    policy = lambda observations, s: greedy_fn(policy_params, observations)
+    _, out = batched.rollout(self._counting, state, policy, seed, self.evaluation_steps)
+    ends = out["terminated"] > 0
+    first = tf.logical_and(ends, tf.equal(tf.cumsum(tf.cast(ends, tf.int32), axis=0), 1))
+    return tf.reduce_sum(tf.where(first, out["episode_returns"], 0.0), axis=0)
+
+  def evaluate(self, greedy_fn, policy_params, episodes: int, seed: int) -> List[float]:
+    if not self.evaluation_steps or episodes <= 0:
+      return []
+    return self._greedy_returns(greedy_fn, policy_params, episodes, tf.constant([seed % (2**31), 7])).numpy().tolist()
+
+
+class RandomWalkTask(BatchedTask):
+  """The non-stationary random walk: no episodic score; its diagnostic is the critic's RMS error
+  over the 5 states against the true values of the reward phase in force."""
+
+  def __init__(self):
+    super().__init__("random_walk", RandomWalk(), num_actions=1)
+
+  def diagnostics(self, value_fn, critic_params, env_state, gamma: float):
+    values = value_fn(critic_params, tf.eye(NUM_STATES)).numpy()
+    truth = RandomWalk.true_values(gamma, int(env_state.env.total_steps[0].numpy()))
+    return {"charts/value_error": float(np.sqrt(np.mean((values - truth) ** 2)))}
+
+
+class GymTask(Task):
+  """A discrete-action gymnasium environment: Python copies stepped inside a `tf.py_function`.
+
+  The copies live in this object, so `env_state` is a placeholder and episodes in progress are
+  not checkpointed (a resumed run starts fresh episodes).
+  """
+
+  def __init__(self, env_id: str, num_envs: int, seed: int):
+    info = describe_env(env_id)
+    if info.action_kind != DISCRETE:
+      raise errors.IncompatibleSpaceError(
+          f"online meta-gradient methods need discrete actions; {env_id} has continuous actions")
+    self.name, self.num_envs = env_id, int(num_envs)
+    self.observation_size, self.num_actions = int(np.prod(info.observation_shape)), int(info.num_actions)
+    self.collector = RolloutCollector(make_vector_env(env_id, num_envs, seed), seed)
+    self.eval_env = make_env(env_id)
+    self._compiled = {}
+
+  def reset(self, seed, num_envs: int):
+    if num_envs != self.num_envs:
+      raise errors.ConfigError(f"{self.name}: built for {self.num_envs} copies, asked for {num_envs}")
+    return tf.zeros([], tf.int32)
+
+  def _compiled_fn(self, fn):
+    if fn not in self._compiled:
+      self._compiled[fn] = tf.function(fn)
+    return self._compiled[fn]
+
+  def rollout(self, env_state, policy_fn, policy_params, seed, length: int):
+    act = self._compiled_fn(policy_fn)
+    num_params = len(policy_params)
+
+    def collect(seed_value, *params):
+      counter = [0]
+
+      def act_numpy(observations):
+        step_seed = tf.stack([seed_value[0], seed_value[1] * 100_003 + counter[0]])
+        counter[0] += 1
+        return {k: v.numpy() for k, v in act(list(params[:num_params]), tf.constant(observations), step_seed).items()}
+      trajectory, stats = self.collector.collect(act_numpy, length)
+      ends = np.maximum(trajectory.terminated, trajectory.truncated)
+      episode_returns = np.zeros_like(trajectory.rewards)
+      episode_lengths = np.zeros(trajectory.rewards.shape, np.int32)
+      # collect() reports episodes in the order they ended; place them at their end steps.
+      order = sorted(zip(*np.nonzero(ends.T)))  # (t, copy), time-major order of ending
+      for (t, copy), ret, length_ in zip(order, stats.returns, stats.lengths):
+        episode_returns[copy, t], episode_lengths[copy, t] = ret, length_
+      return tuple(trajectory) + (episode_returns, episode_lengths)
+
+    dtypes = [tf.float32, tf.int32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32,
+              tf.float32, tf.int32]
+    params = [tf.stop_gradient(p) for p in policy_params]  # collection is never differentiated
+    outputs = tf.py_function(collect, [tf.cast(seed, tf.int32)] + params, dtypes)
+    b, t, o = self.num_envs, length, self.observation_size
+    shapes = [[b, t, o], [b, t], [b, t], [b, t, o], [b, t], [b, t], [b, t, self.num_actions], [b, t], [b, t], [b, t]]
+    for x, shape in zip(outputs, shapes):
+      x.set_shape(shape)
+    trajectory = Trajectory(*outputs[:8])
+    ends = tf.maximum(trajectory.terminated, trajectory.truncated)
+    episodes = Episodes(tf.reshape(outputs[8], [-1]), tf.reshape(outputs[9], [-1]), tf.reshape(ends, [-1]))
+    return env_state, trajectory, episodes
+
+  def evaluate(self, greedy_fn, policy_params, episodes: int, seed: int) -> List[float]:
+    greedy = self._compiled_fn(greedy_fn)
+    return evaluate(self.eval_env, lambda obs: greedy(policy_params, tf.constant(obs)).numpy(), episodes, seed=seed)
+
+
+def make_task(name: str, num_envs: int, seed: int, rows: int = 11, columns: int = 6) -> Task:
+  """`catch` (rows × columns), `random_walk`, or any discrete-action gymnasium id."""
+  if name == "catch":
+    return BatchedTask("catch", Catch(rows, columns), NUM_ACTIONS, evaluation_steps=rows - 1)
+  if name == "random_walk":
+    return RandomWalkTask()
+  return GymTask(name, num_envs, seed)

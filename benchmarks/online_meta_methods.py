@@ -65,7 +65,7 @@ def run_one(env, name, seed, steps, eval_every, logdir, threads, overrides=(), e
     tf.config.threading.set_inter_op_parallelism_threads(threads)
   from configs.meta_train_common import base_config
   from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
-    from tf_metarl.config_utils import dataclass_from_config
+  from tf_metarl.config_utils import dataclass_from_config
   from tf_metarl.learners.loop import run_training
 
   method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)

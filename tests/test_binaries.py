@@ -29,6 +29,9 @@ def test_train_with_the_shipped_objective_writes_everything(tmp_path):
     assert (logdir / name).exists(), name
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(logdir / "tb"))
   assert "steps/s | ETA" in result.stderr  # the progress line
+  config = json.loads((logdir / "config.json").read_text())  # the fully resolved config
+  assert config["steps"] == 4096 and config["env"] == "CartPole-v1" and config["objective"] == "export/ppo"
+  assert config["on_policy"]["learning_rate"] == 2.5e-4 and config["identity"]["seed"] == 0
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):

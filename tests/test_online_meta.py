@@ -172,6 +172,9 @@ def test_meta_train_binary_runs_and_resumes(tmp_path):
   summary = json.loads(second.stdout.strip().splitlines()[-1])
   assert summary["resumed_from"] == 4096 and summary["env_steps"] == 8192 and summary["extension"] is True
   assert (logdir / "learning_curve.png").exists()
+  config = json.loads((logdir / "config.json").read_text())
+  assert config["frodo"]["inner_steps"] == 1 and config["frodo"]["extension"] is True and config["steps"] == 8192
+  assert config["learner"]["num_envs"] == 16
   bad = subprocess.run(base[:3] + ["--config=configs/frodo_catch.py", "--config.learner.method=ppo",
                                    f"--logdir={tmp_path / 'bad'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [

@@ -52,6 +52,17 @@ class Task:
     return {}
 
 
+def to_trajectory(time_major: Dict[str, tf.Tensor]) -> Trajectory:
+  """A rollout's time-major dict as a batch-major `Trajectory` (nothing is truncated; log_probs
+  and policy_outputs are zeros / the actions where the policy did not return them)."""
+  batch = batched.batch_major(time_major)
+  log_probs = batch.get("log_probs", tf.zeros_like(batch["rewards"]))
+  outputs = batch.get("policy_outputs", tf.cast(batch["actions"], tf.float32)[..., None])
+  return Trajectory(observations=batch["observations"], actions=batch["actions"], rewards=batch["rewards"],
+                    next_observations=batch["next_observations"], terminated=batch["terminated"],
+                    truncated=tf.zeros_like(batch["terminated"]), policy_outputs=outputs, log_probs=log_probs)
+
+
 def _flat_episodes(time_major) -> Episodes:
   ends = time_major["terminated"]
   return Episodes(tf.reshape(time_major["episode_returns"], [-1]), tf.reshape(time_major["episode_lengths"], [-1]),
@@ -75,7 +86,7 @@ class BatchedTask(Task):
     params = [tf.stop_gradient(p) for p in policy_params]  # collection is never differentiated
     policy = lambda observations, s: policy_fn(params, observations, s)
     env_state, time_major = batched.rollout(self._counting, env_state, policy, seed, length)
-    return env_state, batched.to_trajectory(time_major), _flat_episodes(time_major)
+    return env_state, to_trajectory(time_major), _flat_episodes(time_major)
 
   def _greedy_returns_graph(self, greedy_fn, policy_params, episodes: int, seed):
     """Each copy's first episode (copies that do not finish within `evaluation_steps` score 0)."""

@@ -163,6 +163,7 @@ class FrodoProblem(InnerProblem):
     self.init_env_steps = self.steps_per_batch if self.reuse_outer_batch else 0
     self.semi_gradient_constants: Optional[Dict] = None
     self._update_index = 0
+    self._greedy_fn = self._greedy  # one object, so the task's compiled evaluation is traced once
 
   # --- semi-gradient constants -------------------------------------------------------------
   def _constant(self, name, x):
@@ -268,7 +269,7 @@ class FrodoProblem(InnerProblem):
 
   # --- reporting -------------------------------------------------------------------------------
   def evaluate(self, state: FrodoState, episodes: int, seed: int):
-    return self.task.evaluate(self._greedy, state.agent.policy, episodes, seed)
+    return self.task.evaluate(self._greedy_fn, state.agent.policy, episodes, seed)
 
   def report(self, eta):
     if isinstance(self.target_model, LearnedLambdaReturn):

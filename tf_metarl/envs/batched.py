@@ -11,8 +11,6 @@ from typing import Callable, Dict, NamedTuple, Tuple, Union
 
 import tensorflow as tf
 
-from tf_metarl.trajectories import Trajectory
-
 # policy(observations [B, O], seed [2]) -> actions [B], or a dict with "actions" and any other
 # [B, ...] outputs to record (e.g. "log_probs", "policy_outputs").
 Policy = Callable[[tf.Tensor, tf.Tensor], Union[tf.Tensor, Dict[str, tf.Tensor]]]
@@ -63,17 +61,6 @@ def batch_major(time_major: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   out["discounts"] = 1.0 - out["terminated"]
   out["episode_ends"] = out["terminated"]
   return out
-
-
-def to_trajectory(time_major: Dict[str, tf.Tensor]) -> Trajectory:
-  """A rollout's time-major dict as a batch-major `Trajectory` (nothing is truncated; log_probs
-  and policy_outputs are zeros / the actions where the policy did not return them)."""
-  batch = batch_major(time_major)
-  log_probs = batch.get("log_probs", tf.zeros_like(batch["rewards"]))
-  outputs = batch.get("policy_outputs", tf.cast(batch["actions"], tf.float32)[..., None])
-  return Trajectory(observations=batch["observations"], actions=batch["actions"], rewards=batch["rewards"],
-                    next_observations=batch["next_observations"], terminated=batch["terminated"],
-                    truncated=tf.zeros_like(batch["terminated"]), policy_outputs=outputs, log_probs=log_probs)
 
 
 class CountedState(NamedTuple):

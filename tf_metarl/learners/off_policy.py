@@ -35,8 +35,8 @@ class OffPolicyConfig:
   batch_size: int = 256
   sequence_length: int = 1         # T of the [B, T] sequences the objective sees
   updates_per_step: float = 1.0    # gradient updates per environment step
-  actor_learning_rate: float = 3e-4
-  critic_learning_rate: float = 3e-4
+  actor_learning_rate: float = 1e-3   # what train_agent has always run (the TD3 paper's value)
+  critic_learning_rate: float = 1e-3
   gamma: float = 0.99
   tau: float = 0.005
   policy_delay: int = 2

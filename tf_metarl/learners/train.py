@@ -60,4 +60,5 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   return run_training(learner, steps, logdir, identity, eval_every=int(config.get("eval_every", 0)),
                       eval_episodes=int(config.get("eval_episodes", 5)),
                       checkpoint_every=int(config.get("checkpoint_every", 0)),
-                      log_every_seconds=float(config.get("log_every_seconds", 10.0)))
+                      log_every_seconds=float(config.get("log_every_seconds", 10.0)),
+                      config=dict(config, env=env_id, objective=objective_spec, seed=seed))

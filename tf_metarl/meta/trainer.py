@@ -61,8 +61,8 @@ class MetaTrainer(Trainable):
     if eta:
       metrics["meta_grad_norm"] = tf.linalg.global_norm(grads)
       new_eta, new_opt_state = self.meta_optimizer.update(eta, grads, opt_state)
-    # Checked on what could go non-finite (gradients and inner parameters), not on collected data.
-    finite = tf.logical_and(_all_finite(grads), _all_finite(self.problem.params(new_state)))
+    # Checked on what could go non-finite (gradients, inner parameters, the meta-loss), not on collected data.
+    finite = _all_finite(list(grads) + self.problem.params(new_state) + [metrics["meta_loss"]])
 
     def apply():
       self.eta.assign(new_eta)

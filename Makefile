@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bazel-test export-ppo clean
+.PHONY: setup demo test test-fast test-slow bazel-test export-ppo clean
 
 setup: $(STAMP)
 
@@ -21,14 +21,23 @@ demo: setup
 	rm -rf runs/demo
 	$(VENV)/bin/train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo
 
-# Bazel first (every BUILD target must build offline with Debian's bazel-bootstrap 4.2.3), then pytest.
+# Bazel first (every BUILD target must build offline with Debian's bazel-bootstrap 4.2.3), then both
+# pytest tiers: the default tier (under 3 minutes on 2 cores), then the tests marked `slow`.
 test: setup
 	@if command -v bazel >/dev/null 2>&1; then \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bazel build //... ; \
 	else \
 	  echo "make test: bazel is not installed (apt-get install bazel-bootstrap); the Bazel build was NOT checked"; \
 	fi
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m slow tests
+
+# The default tier alone (what to run while developing).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow tests
 
 # The same tests through Bazel (py_test targets run pytest on their file with .venv's python).
 bazel-test: setup

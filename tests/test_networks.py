@@ -1,5 +1,4 @@
 """Networks, functional evaluation, and second-order meta-gradients against finite differences."""
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

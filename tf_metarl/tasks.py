@@ -28,7 +28,6 @@ from tf_metarl.meta.problem import Episodes
 from tf_metarl.trajectories import Trajectory
 
 PolicyFn = Callable[[List[tf.Tensor], tf.Tensor, tf.Tensor], Dict[str, tf.Tensor]]
-NATIVE_TASKS = ("catch", "random_walk")
 
 
 class Task:

@@ -13,8 +13,8 @@ Losses, all `towards_targets` (the actor-critic form with `targets` as the retur
   L_inner = −mean[(G_η − sg V) log π] + c1 ½ mean[(G_η − V)²] − c2 mean[H(π)],  G_η = target model
   L_outer = the same with the canonical n-step return G (bootstrapped from sg V) in place of G_η,
             and its own c1, c2 where set; L_revised = L_outer's form with the inner c1, c2.
-The gradient of L_inner with respect to θ is (G_η − V)∇log π + c1 (G_η − V)∇V + c2 ∇H: the
-update direction −∇L_inner moves log π up where G_η exceeds V.
+Its gradient is ∇_θ L_inner = −[(G_η − V)∇log π + c1 (G_η − V)∇V + c2 ∇H], so the update
+θ − α∇_θ L_inner raises log π(a|s) where G_η exceeds V and moves V towards G_η.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Dict, NamedTuple, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tf_metarl import errors, losses, returns
+from tf_metarl import compilation, errors, losses, returns
 from tf_metarl.agents.actor_critic import ActorCritic, ActorCriticState
 from tf_metarl.agents.optimizers import make_optimizer
 from tf_metarl.algorithms.targets import FrodoTargetNetwork, LearnedLambdaReturn, NStepTarget
@@ -33,7 +33,7 @@ from tf_metarl.meta.trainer import MetaTrainer
 from tf_metarl.meta.unrolled import UnrolledEstimator
 from tf_metarl.networks import CategoricalPolicy, ValueCritic
 from tf_metarl.objectives.base import ON_POLICY, Objective
-from tf_metarl.tasks import NATIVE_TASKS, make_task
+from tf_metarl.tasks import make_task
 
 METHODS = ("frodo", "mgrl", "a2c")
 
@@ -298,7 +298,7 @@ class OnlineMetaTrainer(MetaTrainer):
   network structure; its parameters live in the inner state, `state.read().agent`).
   """
 
-  def __init__(self, config: OnlineMetaConfig, seed: int):
+  def __init__(self, config: OnlineMetaConfig, seed: int, jit_compile: bool = compilation.JIT_COMPILE):
     config.validate()
     self.config = config
     keras.utils.set_random_seed(seed)
@@ -314,7 +314,8 @@ class OnlineMetaTrainer(MetaTrainer):
     # Keras's meta-optimizer settings (Adam ε 1e-7; RMSprop ρ 0.9, ε 1e-7), as before the port.
     meta_optimizer = (make_optimizer("adam", config.meta_learning_rate) if config.meta_optimizer == "adam" else
                       make_optimizer("rmsprop", config.meta_learning_rate, decay=0.9, epsilon=1e-7))
-    super().__init__(problem, UnrolledEstimator(config.frodo.inner_steps), self.target, meta_optimizer, seed)
+    super().__init__(problem, UnrolledEstimator(config.frodo.inner_steps), self.target, meta_optimizer, seed,
+                     jit_compile=jit_compile)
     self.steps_per_iteration = problem.steps_per_batch * (config.frodo.inner_steps + (not config.reuse_outer_batch))
 
   def objective(self) -> FrodoObjective:

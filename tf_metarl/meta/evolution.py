@@ -24,7 +24,7 @@ from typing import List
 import tensorflow as tf
 
 from tf_metarl import errors
-from tf_metarl.meta.problem import Episodes, merge_metrics
+from tf_metarl.meta.problem import Episodes, merge_metrics, unroll_and_hold_out
 
 SHAPINGS = ("none", "centered_rank", "z_score")
 
@@ -87,16 +87,9 @@ class EvolutionStrategiesEstimator:
 
   def member_loss(self, problem, eta, state, inner_seed):
     """K inner steps and the meta-loss at η (no gradients). Returns (loss, metrics)."""
-    seeds = tf.random.experimental.stateless_split(inner_seed, num=self.unroll_steps + 1)
-    batches, parts = [], []
-    for k in range(self.unroll_steps):
-      state, batch, metrics = problem.unroll(eta, state, seeds[k])
-      batches.append(batch)
-      parts.append(metrics)
-    state, held_out, metrics = problem.meta_batch(state, seeds[-1])
-    parts.append(metrics)
+    state, batches, held_out, metrics = unroll_and_hold_out(problem, eta, state, inner_seed, self.unroll_steps)
     loss, _ = problem.meta_loss(eta, state, held_out, batches)
-    return tf.stop_gradient(loss), merge_metrics(parts)
+    return tf.stop_gradient(loss), metrics
 
   def gradient(self, eta, noise_seed, losses):
     """The estimate from the members' losses [V] (in member order)."""

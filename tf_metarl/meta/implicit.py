@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.meta.linear_solvers import NeumannSolver
-from tf_metarl.meta.problem import merge_metrics
+from tf_metarl.meta.problem import unroll_and_hold_out
 
 HVP_MODES = ("exact", "finite_difference")
 
@@ -71,15 +71,8 @@ class ImplicitEstimator:
   def estimate(self, problem, eta, state, seed):
     if self.hvp not in HVP_MODES:
       raise errors.ConfigError(f"hvp must be one of {', '.join(HVP_MODES)}, got {self.hvp!r}")
-    seeds = tf.random.experimental.stateless_split(seed, num=self.unroll_steps + 2)
-    batches, parts = [], []
-    for k in range(self.unroll_steps):
-      state, batch, metrics = problem.unroll(eta, state, seeds[k])
-      batches.append(batch)
-      parts.append(metrics)
+    state, batches, held_out, metrics = unroll_and_hold_out(problem, eta, state, seed, self.unroll_steps)
     state = tf.nest.map_structure(tf.stop_gradient, state)
-    state, held_out, metrics = problem.meta_batch(state, seeds[self.unroll_steps])
-    parts.append(metrics)
     theta = problem.params(state)
     inner_batch = batches[-1] if batches else held_out
 
@@ -93,7 +86,7 @@ class ImplicitEstimator:
 
     inner = lambda params: problem.inner_loss(eta, params, inner_batch)
     matvec = lambda v: hessian_vector_product(inner, theta, v, self.hvp, self.hvp_epsilon)
-    v, solver_metrics = self.solver.solve(matvec, b, seeds[-1])
+    v, solver_metrics = self.solver.solve(matvec, b, tf.random.experimental.stateless_fold_in(seed, 1))
     v = tf.stop_gradient(v)
     residual = tf.norm(matvec(v) - b) / (tf.norm(b) + 1e-12)
 
@@ -102,5 +95,5 @@ class ImplicitEstimator:
       dot = tf.reduce_sum(flatten(gradient_of(lambda params: problem.inner_loss(eta, params, inner_batch), theta)) * v)
     mixed = tape.gradient(dot, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads = [d - m for d, m in zip(direct, mixed)]
-    return grads, state, dict(merge_metrics(parts), meta_loss=outer, solver_residual=residual, **meta_metrics,
+    return grads, state, dict(metrics, meta_loss=outer, solver_residual=residual, **meta_metrics,
                               **solver_metrics)

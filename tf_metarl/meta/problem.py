@@ -78,6 +78,20 @@ class InnerProblem:
     return float("nan")
 
 
+def unroll_and_hold_out(problem: InnerProblem, eta, state, seed, steps: int):
+  """`steps` inner steps, then the held-out batch: what every estimator runs before its
+  meta-loss. Returns (state, inner batches, held-out batch, merged metrics)."""
+  seeds = tf.random.experimental.stateless_split(seed, num=steps + 1)
+  batches, parts = [], []
+  for k in range(steps):
+    state, batch, metrics = problem.unroll(eta, state, seeds[k])
+    batches.append(batch)
+    parts.append(metrics)
+  state, held_out, metrics = problem.meta_batch(state, seeds[-1])
+  parts.append(metrics)
+  return state, batches, held_out, merge_metrics(parts)
+
+
 def merge_metrics(parts: Sequence[Dict]) -> Dict:
   """Combines the metrics of several unrolls: `env_steps` summed, `episodes` concatenated, other
   scalars averaged (non-scalars dropped)."""

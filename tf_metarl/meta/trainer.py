@@ -9,11 +9,12 @@ state and the inner state as they were, and counts the skip (`meta/skipped_updat
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import tensorflow as tf
 
+from tf_metarl import compilation
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.learners.loop import Trainable
 from tf_metarl.meta.problem import InnerProblem
@@ -34,9 +35,12 @@ class MetaTrainer(Trainable):
       have none (a fixed-target baseline), in which case only the inner problem advances.
     meta_optimizer: an `agents.optimizers` optimizer.
     seed: seeds η's initial inner state and every iteration's randomness.
+    jit_compile: compile the step with XLA (not for tasks stepped in Python; see compilation.py).
   """
 
-  def __init__(self, problem: InnerProblem, estimator, meta_model, meta_optimizer, seed: int):
+  def __init__(self, problem: InnerProblem, estimator, meta_model, meta_optimizer, seed: int,
+               jit_compile: bool = compilation.JIT_COMPILE):
+    self._step = tf.function(self._step_graph, jit_compile=jit_compile)
     self.problem, self.estimator, self.meta_model, self.meta_optimizer = problem, estimator, meta_model, meta_optimizer
     self.seed = int(seed)
     self.eta = StateVariables(list(meta_model.trainable_variables), name="eta")
@@ -52,8 +56,7 @@ class MetaTrainer(Trainable):
                 meta_optimizer_state=self.meta_optimizer_state, env_steps=self.env_steps,
                 seed_counter=self.seed_counter, skipped_updates=self.skipped_updates)
 
-  @tf.function
-  def _step(self, seed):
+  def _step_graph(self, seed):
     eta, state, opt_state = self.eta.read(), self.state.read(), self.meta_optimizer_state.read()
     grads, new_state, metrics = self.estimator.estimate(self.problem, eta, state, seed)
     metrics = dict(metrics)

@@ -9,7 +9,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tf_metarl.meta.problem import merge_metrics
+from tf_metarl.meta.problem import unroll_and_hold_out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,17 +23,10 @@ class UnrolledEstimator:
 
   def estimate(self, problem, eta, state, seed):
     """Returns (∂L_meta/∂η as a list like η, new state, metrics incl. `meta_loss`)."""
-    seeds = tf.random.experimental.stateless_split(seed, num=self.unroll_steps + 1)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(eta)
-      batches, parts = [], []
-      for k in range(self.unroll_steps):
-        state, batch, metrics = problem.unroll(eta, state, seeds[k])
-        batches.append(batch)
-        parts.append(metrics)
-      state, held_out, metrics = problem.meta_batch(state, seeds[-1])
-      parts.append(metrics)
+      state, batches, held_out, metrics = unroll_and_hold_out(problem, eta, state, seed, self.unroll_steps)
       loss, meta_metrics = problem.meta_loss(eta, state, held_out, batches)
     grads = tape.gradient(loss, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     state = tf.nest.map_structure(tf.stop_gradient, state)
-    return grads, state, dict(merge_metrics(parts), meta_loss=loss, **meta_metrics)
+    return grads, state, dict(metrics, meta_loss=loss, **meta_metrics)

@@ -98,3 +98,8 @@ def run(main: Callable[[List[str]], None]):
       fail(str(e))
 
   app.run(wrapped, flags_parser=parse_flags)
+
+
+# Binaries import this module before defining their flags, and ml_collections loads the default
+# config file (which imports the dataclasses, hence TensorFlow) while defining them.
+import_tensorflow_quietly()

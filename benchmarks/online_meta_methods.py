@@ -29,6 +29,7 @@ from benchmarks.seed_curves import mean_and_std, threshold_summary  # noqa: E402
 _ENV = flags.DEFINE_string("env", "catch", "catch, random_walk, or a discrete-action gymnasium id (e.g. CartPole-v1).")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 256, "Greedy evaluation episodes (not on the random walk).")
 _SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds per method.")
+_FIRST_SEED = flags.DEFINE_integer("first_seed", 0, "Seeds run are first_seed .. first_seed + seeds - 1.")
 _STEPS = flags.DEFINE_integer("steps", 1_000_000, "Environment steps per run.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 25_000, "Evaluation period in environment steps.")
 _THRESHOLD = flags.DEFINE_float("threshold", 0.9, "Mean greedy return to reach.")
@@ -145,7 +146,7 @@ def main(_):
   import numpy as np
 
   evaluated = _ENV.value != "random_walk"
-  jobs = [(name, seed) for name in _METHODS.value for seed in range(_SEEDS.value)]
+  jobs = [(name, seed) for name in _METHODS.value for seed in range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value)]
   if _REPLOT.value:
     run_dirs = {job: latest_run_dir(_LOGDIR.value, *job) for job in jobs}
   else:
@@ -160,8 +161,8 @@ def main(_):
     logging.info("%s seed %d: %s", job[0], job[1], done[job][0])
   results, curves = {}, {}
   for name in _METHODS.value:
-    per_seed = [done[(name, seed)][0] for seed in range(_SEEDS.value)]
-    curves[name] = [done[(name, seed)][1] for seed in range(_SEEDS.value)]
+    per_seed = [done[(name, seed)][0] for seed in range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value)]
+    curves[name] = [done[(name, seed)][1] for seed in range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value)]
     if evaluated:
       results[name] = dict(per_seed=per_seed, **threshold_summary(per_seed))
     else:

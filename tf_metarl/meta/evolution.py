@@ -81,9 +81,12 @@ class EvolutionStrategiesEstimator:
       out.append(eps)
     return out
 
+  def _perturb(self, eta, eps):
+    return [p + self.sigma * e for p, e in zip(eta, eps)]
+
   def member_eta(self, eta, noise_seed, index: int):
     """η + σ ε_index."""
-    return [p + self.sigma * n[index] for p, n in zip(eta, self.noise(eta, noise_seed))]
+    return self._perturb(eta, [n[index] for n in self.noise(eta, noise_seed)])
 
   def member_loss(self, problem, eta, state, inner_seed):
     """K inner steps and the meta-loss at η (no gradients). Returns (loss, metrics)."""
@@ -103,13 +106,13 @@ class EvolutionStrategiesEstimator:
     noise_seed, inner_seed = self.split_seed(seed)
     noise = self.noise(eta, noise_seed)
     if self.vectorize:
-      member = lambda eps: self.member_loss(problem, [p + self.sigma * e for p, e in zip(eta, eps)], state, inner_seed)
+      member = lambda eps: self.member_loss(problem, self._perturb(eta, eps), state, inner_seed)
       losses, stacked = tf.vectorized_map(member, noise)
       metrics = _merge_stacked(stacked)
     else:
       losses, parts = [], []
       for i in range(self.population):
-        loss, m = self.member_loss(problem, [p + self.sigma * n[i] for p, n in zip(eta, noise)], state, inner_seed)
+        loss, m = self.member_loss(problem, self._perturb(eta, [n[i] for n in noise]), state, inner_seed)
         losses.append(loss)
         parts.append(m)
       losses, metrics = tf.stack(losses), merge_metrics(parts)

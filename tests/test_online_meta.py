@@ -157,6 +157,8 @@ def test_bad_config_values():
     OnlineMetaConfig(frodo=FrodoConfig(inner_steps=0)).validate()
   with pytest.raises(errors.ConfigError, match="target_observation_scale must be >= 0, got -1.0"):
     OnlineMetaConfig(target_observation_scale=-1.0).validate()
+  with pytest.raises(errors.ConfigError, match="jit_compile needs an in-graph task .* CartPole-v1 is stepped in Python"):
+    OnlineMetaConfig(env="CartPole-v1", jit_compile=True).validate()
 
 
 def test_meta_train_binary_runs_and_resumes(tmp_path):

@@ -5,6 +5,11 @@ docs/RESULTS.md): XLA leaves a first-order policy update as fast as without it (
 and makes a second-order meta step through the backward LSTM about 140x slower (6.4 s vs 45 ms:
 XLA's CPU code for the LSTM's while loop differentiated twice), so the faster setting, and the
 default, is no XLA. Re-measure on GPUs before changing it.
+
+On the path the online meta-gradient methods run (the meta-trainer's step, rollouts included,
+benchmarks/meta_gradient_cost.py since issue 7), XLA is 1.37x faster for FRODO, whose inner
+gradient never differentiates through its LSTM; `meta_train` exposes it as
+`config.learner.jit_compile`.
 """
 
 JIT_COMPILE = False

@@ -34,6 +34,7 @@ def test_train_with_the_shipped_objective_writes_everything(tmp_path):
   assert config["on_policy"]["learning_rate"] == 2.5e-4 and config["identity"]["seed"] == 0
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
   logdir = tmp_path / "run"
   args = BIN + ["--objective=ppo", "--env=CartPole-v1", "--config.steps=80000", "--config.checkpoint_every=4096",

@@ -39,6 +39,7 @@ def test_on_policy_objectives_improve_on_cartpole(name, tmp_path):
   assert rows[-1]["train_return"] > rows[0]["train_return"]
 
 
+@pytest.mark.slow
 def test_td3_improves_on_pendulum(tmp_path):
   config = OffPolicyConfig(warmup_steps=1000, batch_size=128, hidden_sizes=(64, 64))
   learner = OffPolicyLearner(describe_env("Pendulum-v1"), TD3ActorObjective(), config, seed=0)

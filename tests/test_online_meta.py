@@ -161,6 +161,7 @@ def test_bad_config_values():
     OnlineMetaConfig(env="CartPole-v1", jit_compile=True).validate()
 
 
+@pytest.mark.slow
 def test_meta_train_binary_runs_and_resumes(tmp_path):
   logdir = tmp_path / "run"
   base = [sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/frodo_catch.py:extension",
@@ -203,6 +204,7 @@ print(json.dumps({"imported": any(m.startswith("tf_metarl") for m in sys.modules
 """
 
 
+@pytest.mark.slow
 def test_frodo_target_exports_loads_without_tf_metarl_and_trains_a_fresh_agent(tmp_path):
   export_dir = tmp_path / "frodo_catch"
   result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/frodo_catch.py",

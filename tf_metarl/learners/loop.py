@@ -94,8 +94,6 @@ def write_config(logdir: str, config: Mapping) -> str:
 def _json_default(value):
   if isinstance(value, (np.integer, np.floating)):
     return value.item()
-  if isinstance(value, tuple):
-    return list(value)
   return str(value)
 
 

@@ -98,8 +98,3 @@ class MetaTrainer(Trainable):
 
   def curve_metric(self) -> float:
     return float(self.problem.curve_metric(self.state.read()))
-
-  def eta_values(self) -> List[tf.Tensor]:
-    return self.eta.read()
-
-

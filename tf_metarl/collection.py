@@ -6,7 +6,7 @@ continue the same episodes, and it keeps per-copy running returns to report fini
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -21,9 +21,11 @@ ActFn = Callable[[np.ndarray], Dict[str, np.ndarray]]
 
 @dataclasses.dataclass
 class EpisodeStats:
-  """Returns and lengths of episodes that finished during a collection call."""
+  """Returns and lengths of episodes that finished during a collection call, and where each
+  ended: (copy, step within the collected segment)."""
   returns: List[float] = dataclasses.field(default_factory=list)
   lengths: List[int] = dataclasses.field(default_factory=list)
+  positions: List[Tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 class RolloutCollector:
@@ -67,7 +69,7 @@ class RolloutCollector:
     """
     fields = {k: [] for k in Trajectory._fields}
     stats = EpisodeStats()
-    for _ in range(num_steps):
+    for t in range(num_steps):
       out = act_fn(self.observations)
       actions = np.asarray(out["actions"])
       next_obs, rewards, terminated, truncated, infos = self.env.step(self.env_actions(actions))
@@ -90,6 +92,7 @@ class RolloutCollector:
       for i in np.flatnonzero(ended):
         stats.returns.append(float(self._running_return[i]))
         stats.lengths.append(int(self._running_length[i]))
+        stats.positions.append((int(i), t))
         self._running_return[i] = 0.0
         self._running_length[i] = 0
       self.observations = next_obs

@@ -155,12 +155,9 @@ class GymTask(Task):
         counter[0] += 1
         return {k: v.numpy() for k, v in act(list(params[:num_params]), tf.constant(observations), step_seed).items()}
       trajectory, stats = self.collector.collect(act_numpy, length)
-      ends = np.maximum(trajectory.terminated, trajectory.truncated)
       episode_returns = np.zeros_like(trajectory.rewards)
       episode_lengths = np.zeros(trajectory.rewards.shape, np.int32)
-      # collect() reports episodes in the order they ended; place them at their end steps.
-      order = sorted(zip(*np.nonzero(ends.T)))  # (t, copy), time-major order of ending
-      for (t, copy), ret, length_ in zip(order, stats.returns, stats.lengths):
+      for (copy, t), ret, length_ in zip(stats.positions, stats.returns, stats.lengths):
         episode_returns[copy, t], episode_lengths[copy, t] = ret, length_
       return tuple(trajectory) + (episode_returns, episode_lengths)
 

@@ -3,9 +3,9 @@
 Each `iteration()` is one compiled call: read η and the inner state from variables, ask the
 estimator for the outer gradient (`estimate(problem, η, state, seed)`), apply the meta-optimizer
 (a functional optimizer, so its state is explicit), and write everything back. A non-finite
-gradient (or non-finite inner parameters) never reaches η: the step keeps η, the meta-optimizer
-state and the inner state as they were, and counts the skip (`meta/skipped_updates`). It plugs into `learners.loop.run_training`
-(progress, TensorBoard, checkpoints, resume) like any learner.
+gradient, inner parameter or meta-loss never reaches η: the step keeps η, the meta-optimizer
+state and the inner state as they were, and counts the skip (`meta/skipped_updates`). It plugs
+into `learners.loop.run_training` (progress, TensorBoard, checkpoints, resume) like any learner.
 """
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def run_one(env, name, seed, steps, eval_every, logdir, threads, overrides=(), e
   from configs.meta_train_common import base_config
   from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
   from tf_metarl.config_utils import dataclass_from_config
-  from tf_metarl.learners.loop import run_training
+  from tf_metarl.learners.loop import RunSettings, run_training
 
   method, extension = ("frodo", True) if name == "frodo_extension" else (name, False)
   base = base_config(env, method)
@@ -77,8 +77,8 @@ def run_one(env, name, seed, steps, eval_every, logdir, threads, overrides=(), e
   config = dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo), "learner")
   run_dir = os.path.join(logdir, f"{name}-s{seed}-{int(time.time())}")
   run_training(OnlineMetaTrainer(config, seed), steps, run_dir, {"method": name, "seed": seed},
-               eval_every=eval_every if env != "random_walk" else 0, eval_episodes=eval_episodes, checkpoint_every=0,
-               log_every_seconds=60)
+               RunSettings(eval_every=eval_every if env != "random_walk" else 0, eval_episodes=eval_episodes,
+                           log_every_seconds=60))
   return run_dir
 
 

@@ -4,14 +4,16 @@ Presets set the learner to what suits the objective: `ppo` (default), `a2c`, `re
 on-policy learner, `td3` for the off-policy one. `--objective` (a name or a SavedModel path) then
 picks the loss; an exported objective uses the learner section its metadata names.
 
-Defaults come from where they are defined: the learner sections from `OnPolicyConfig` and
-`OffPolicyConfig`, each objective's hyperparameters from its constructor; presets only change them.
+Defaults come from where they are defined: the run settings (evaluation, checkpoints, logging)
+from `RunSettings`, the learner sections from `OnPolicyConfig` and `OffPolicyConfig`, each
+objective's hyperparameters from its constructor; presets only change them.
 """
 import inspect
 
 import ml_collections
 
 from tf_metarl.config_utils import config_from_dataclass
+from tf_metarl.learners.loop import RunSettings
 from tf_metarl.learners.off_policy import OffPolicyConfig
 from tf_metarl.learners.on_policy import OnPolicyConfig
 from tf_metarl.objectives.registry import BUILTIN_OBJECTIVES
@@ -32,10 +34,9 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   c.objective = preset
   c.seed = 0
   c.steps = 100_000 if preset != "td3" else 30_000
-  c.eval_every = 10_000 if preset != "td3" else 5_000
-  c.eval_episodes = 5
-  c.checkpoint_every = 25_000 if preset != "td3" else 5_000
-  c.log_every_seconds = 10.0
+  # Evaluation, checkpoints (by steps and by time), progress lines, the non-finite stop: RunSettings.
+  c.update(config_from_dataclass(RunSettings(eval_every=10_000 if preset != "td3" else 5_000,
+                                             checkpoint_every=25_000 if preset != "td3" else 5_000)))
 
   # Hyperparameters of each built-in objective (keyword arguments of its class).
   c.objective_settings = ml_collections.ConfigDict(

@@ -79,7 +79,8 @@ def test_corrupt_checkpoint_gets_a_one_line_error(tmp_path):
   result = run(args[:-2] + ["--config.steps=1024", f"--logdir={logdir}"])
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: cannot restore"), result.stderr[-2000:]
+  assert len(lines) == 1 and lines[0].startswith("error: no checkpoint in"), result.stderr[-2000:]
+  assert "rerun with --fresh" in lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ ON_POLICY = {
 
 def train_learner(learner, steps, tmp_path, eval_episodes=10):
   initial = float(np.mean(learner.evaluate(eval_episodes)))
-  from tf_metarl.learners.loop import run_training
-  summary = run_training(learner, steps, str(tmp_path), {"test": True}, eval_every=steps,
-                         eval_episodes=eval_episodes, checkpoint_every=0, log_every_seconds=60)
+  from tf_metarl.learners.loop import RunSettings, run_training
+  summary = run_training(learner, steps, str(tmp_path), {"test": True},
+                         RunSettings(eval_every=steps, eval_episodes=eval_episodes, log_every_seconds=60))
   return initial, summary
 
 

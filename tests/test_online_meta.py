@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REPO
 from tf_metarl import errors
 from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
-from tf_metarl.learners.loop import read_learning_curve, run_training
+from tf_metarl.learners.loop import RunSettings, read_learning_curve, run_training
 
 
 def learner(method, env="catch", inner_steps=1, extension=False, num_envs=16, **kwargs):
@@ -95,15 +95,14 @@ def test_learned_gamma_lambda_move_and_are_reported():
 def test_agents_learn_catch(method, tmp_path):
   agent = learner(method)
   initial = float(np.mean(agent.evaluate(256)))
-  summary = run_training(agent, 300_000, str(tmp_path), {"m": method}, eval_every=300_000, eval_episodes=256,
-                         checkpoint_every=0, log_every_seconds=60)
+  summary = run_training(agent, 300_000, str(tmp_path), {"m": method},
+                         RunSettings(eval_every=300_000, eval_episodes=256, log_every_seconds=60))
   assert initial < 0.0 and summary["final_eval_return"] > 0.5, (initial, summary)
 
 
 def test_random_walk_value_error_falls_then_jumps_at_the_switch(tmp_path):
   agent = learner("a2c", env="random_walk")
-  run_training(agent, 30_000, str(tmp_path), {"m": "rw"}, eval_every=0, eval_episodes=0, checkpoint_every=0,
-               log_every_seconds=60)
+  run_training(agent, 30_000, str(tmp_path), {"m": "rw"}, RunSettings(eval_episodes=0, log_every_seconds=60))
   rows = read_learning_curve(str(tmp_path / "learning_curve.csv"))
   # 16 copies x 16 steps per trajectory, one new trajectory per iteration (M = 1, the held-out one
   # reused): the switch is at 960 steps per copy. The metric uses the phase in force after the
@@ -118,8 +117,8 @@ def test_frodo_runs_on_a_gymnasium_environment(tmp_path):
   """CartPole through the same trainer: the rollout runs as a py_function inside the compiled step."""
   frodo = learner("frodo", env="CartPole-v1", inner_steps=2, num_envs=4)
   eta = [v.numpy().copy() for v in frodo.target.trainable_variables]
-  summary = run_training(frodo, 4 * 16 * 7, str(tmp_path), {"m": "cartpole"}, eval_every=448, eval_episodes=2,
-                         checkpoint_every=0, log_every_seconds=60)
+  summary = run_training(frodo, 4 * 16 * 7, str(tmp_path), {"m": "cartpole"},
+                         RunSettings(eval_every=448, eval_episodes=2, log_every_seconds=60))
   assert summary["env_steps"] == 448
   assert any(np.any(a != b.numpy()) for a, b in zip(eta, frodo.target.trainable_variables))
   assert frodo.objective().constraints()["observation_dim"] == 4
@@ -269,7 +268,7 @@ def test_a_resumed_in_graph_run_equals_an_uninterrupted_one(tmp_path):
   learning curve as one uninterrupted run."""
   def train(logdir, steps):
     return run_training(learner("frodo", inner_steps=2, num_envs=8), steps, str(logdir), {"m": "resume"},
-                        eval_every=1024, eval_episodes=64, checkpoint_every=1024, log_every_seconds=60)
+                        RunSettings(eval_every=1024, eval_episodes=64, checkpoint_every=1024, log_every_seconds=60))
 
   train(tmp_path / "whole", 8192)
   train(tmp_path / "split", 4096)

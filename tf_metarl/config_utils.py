@@ -30,11 +30,13 @@ def config_from_dataclass(instance) -> ml_collections.ConfigDict:
 
 def dataclass_from_config(cls, values: Mapping, section: str):
   """Builds dataclass `cls` from a config section, with one-line ConfigErrors for unknown keys and
-  values of the wrong type (bools must be bools, numbers numbers, tuples sequences of ints)."""
+  values of the wrong type (bools must be bools, numbers numbers, tuples sequences of ints).
+  `section` names the config section in messages ("" for top-level keys)."""
   names = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(values) - names)
+  where = f"config.{section}." if section else "config."
   if unknown:
-    raise errors.ConfigError(f"unknown key(s) in config.{section}: {', '.join(unknown)}")
+    raise errors.ConfigError(f"unknown key(s) in {where.rstrip('.')}: {', '.join(unknown)}")
   converted = {}
   for f in dataclasses.fields(cls):
     if f.name not in values:
@@ -60,7 +62,7 @@ def dataclass_from_config(cls, values: Mapping, section: str):
         converted[f.name] = value
     except (TypeError, ValueError):
       raise errors.ConfigError(
-          f"config.{section}.{f.name} must be {type(default).__name__}, got {value!r}") from None
+          f"{where}{f.name} must be {type(default).__name__}, got {value!r}") from None
   return cls(**converted)
 
 

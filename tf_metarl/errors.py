@@ -27,3 +27,15 @@ class ConfigError(UserError):
 
 class CheckpointError(UserError):
   """A checkpoint cannot be restored (corrupt, or written by an incompatible run)."""
+
+
+class NonFiniteError(UserError):
+  """Training produced non-finite values it could not skip past, or an export holds them."""
+
+
+class RunInterrupted(Exception):
+  """A run stopped at SIGINT/SIGTERM after writing a checkpoint; binaries exit 128 + signal."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum

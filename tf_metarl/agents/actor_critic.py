@@ -12,7 +12,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 import tensorflow as tf
 
 from tf_metarl import losses, returns
-from tf_metarl.agents.optimizers import clip_by_global_norm
+from tf_metarl.agents.optimizers import apply_if_finite, clip_by_global_norm
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.trajectories import Trajectory
 
@@ -112,6 +112,6 @@ class ActorCritic:
       loss, metrics = self.loss(params[:num_policy], params[num_policy:], batch, objective_fn)
     grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads, norm = clip_by_global_norm(grads, self.max_grad_norm)
-    params, opt_state = self.optimizer.update(params, grads, state.optimizer, learning_rate)
-    metrics = dict(metrics, grad_norm=norm)
+    params, opt_state, skipped = apply_if_finite(self.optimizer, params, grads, state.optimizer, learning_rate)
+    metrics = dict(metrics, grad_norm=norm, skipped_updates=tf.cast(skipped, tf.float32))
     return ActorCriticState(params[:num_policy], params[num_policy:], opt_state), metrics

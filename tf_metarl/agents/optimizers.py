@@ -96,3 +96,24 @@ def clip_by_global_norm(grads: List[tf.Tensor], max_norm: Optional[float]) -> Tu
     return list(grads), norm
   clipped, _ = tf.clip_by_global_norm(grads, max_norm, use_norm=norm)
   return clipped, norm
+
+
+def all_finite(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
+  """A bool scalar: every floating-point tensor in `tensors` (a nest) is finite."""
+  flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(tensors) if t.dtype.is_floating]
+  return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+
+def apply_if_finite(optimizer, params: Sequence[tf.Tensor], grads: Sequence[tf.Tensor], state,
+                    learning_rate=None) -> Tuple[List[tf.Tensor], object, tf.Tensor]:
+  """`optimizer.update`, unless a gradient or an updated parameter is non-finite: then the old
+  parameters and optimizer state are kept. Returns (params, state, skipped: bool scalar).
+
+  Every agent and meta update goes through here, so nothing non-finite reaches a checkpoint or an
+  export. `tf.cond` rather than `tf.where`: gradients through the kept branch only, so an
+  enclosing meta-gradient tape never multiplies a NaN by zero (which is NaN).
+  """
+  new_params, new_state = optimizer.update(params, grads, state, learning_rate)
+  finite = all_finite([grads, new_params])
+  kept = tf.cond(finite, lambda: (list(new_params), new_state), lambda: (list(params), state))
+  return list(kept[0]), kept[1], tf.logical_not(finite)

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tf_metarl import losses
 from tf_metarl.agents.actor_critic import ObjectiveFn
+from tf_metarl.agents.optimizers import apply_if_finite
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.trajectories import Trajectory
 
@@ -84,9 +85,9 @@ class TD3:
       q = self.q_values(params, batch.observations, batch.actions)
       loss = losses.twin_q_regression(q, targets)
     grads = tape.gradient(loss, params)
-    critic, opt_state = self.critic_optimizer.update(params, grads, state.critic_optimizer)
+    critic, opt_state, skipped = apply_if_finite(self.critic_optimizer, params, grads, state.critic_optimizer)
     state = state._replace(critic=critic, critic_optimizer=opt_state, updates=state.updates + 1)
-    return state, {"critic_loss": loss, "q_mean": tf.reduce_mean(q)}
+    return state, {"critic_loss": loss, "q_mean": tf.reduce_mean(q), "skipped_updates": tf.cast(skipped, tf.float32)}
 
   def actor_inputs(self, policy_params, critic_params, batch: Trajectory) -> Dict[str, tf.Tensor]:
     """Named objective inputs (off-policy), differentiable in the actor's parameters."""
@@ -102,28 +103,31 @@ class TD3:
       tape.watch(params)
       loss = objective_fn(self.actor_inputs(params, state.critic, batch))["loss"]
     grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    policy, opt_state = self.actor_optimizer.update(params, grads, state.actor_optimizer)
+    policy, opt_state, skipped = apply_if_finite(self.actor_optimizer, params, grads, state.actor_optimizer)
     tau = self.settings.tau
     polyak = lambda targets, sources: [(1.0 - tau) * t + tau * x for t, x in zip(targets, sources)]
     state = state._replace(policy=policy, actor_optimizer=opt_state,
                            target_policy=polyak(state.target_policy, policy),
                            target_critic=polyak(state.target_critic, state.critic))
-    return state, {"actor_loss": loss}
+    return state, {"actor_loss": loss, "skipped_updates": tf.cast(skipped, tf.float32)}
 
   def update(self, state: TD3State, batch: Trajectory, seed, objective_fn: ObjectiveFn):
     """A critic update, then the actor update when `updates` is a multiple of `policy_delay`.
 
     Returns (state, metrics): critic_loss, q_mean, actor_loss (NaN where the actor was not
-    updated: average it with a NaN-aware mean).
+    updated: average it with a NaN-aware mean), skipped_updates (1.0 where a non-finite gradient
+    or parameter made the critic or actor step keep its old parameters).
     """
     state, metrics = self.critic_update(state, batch, seed)
 
     def with_actor():
       new, m = self.actor_update(state, batch, objective_fn)
-      return new, m["actor_loss"]
+      return new, m["actor_loss"], m["skipped_updates"]
 
     def without_actor():
-      return state, tf.constant(np.nan, metrics["critic_loss"].dtype)
+      return state, tf.constant(np.nan, metrics["critic_loss"].dtype), tf.constant(0.0)
 
-    state, actor_loss = tf.cond(state.updates % self.settings.policy_delay == 0, with_actor, without_actor)
-    return state, dict(metrics, actor_loss=actor_loss)
+    state, actor_loss, actor_skipped = tf.cond(state.updates % self.settings.policy_delay == 0, with_actor,
+                                               without_actor)
+    skipped = tf.maximum(metrics["skipped_updates"], actor_skipped)
+    return state, dict(metrics, actor_loss=actor_loss, skipped_updates=skipped)

@@ -233,7 +233,7 @@ class FrodoProblem(InnerProblem):
     name = f"inner{self._update_index}"
     self._update_index += 1
     agent, metrics = self.agent.update(state.agent, batch, self._objective(eta, name))
-    return state._replace(agent=agent), {"inner_loss": metrics["loss"]}
+    return state._replace(agent=agent), {"inner_loss": metrics["loss"], "inner_skipped": metrics["skipped_updates"]}
 
   def unroll(self, eta, state: FrodoState, seed):
     if self.reuse_outer_batch:

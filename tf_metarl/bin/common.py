@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import re
 import sys
 from typing import Callable, List
 
@@ -46,6 +47,22 @@ def one_line(exception: BaseException, limit: int = 400) -> str:
   return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def explain_config_error(exception: BaseException, argv: List[str]) -> str:
+  """One line for an exception raised while a config file is loaded or overridden. ml_collections
+  reports an override of a field that does not exist as a bare KeyError/AttributeError naming the
+  field; this names the flag that asked for it."""
+  text = one_line(exception)
+  match = re.fullmatch(r"""["']*([A-Za-z_]\w*)["']*""", text)
+  if isinstance(exception, (KeyError, AttributeError)) and match:
+    field = match.group(1)
+    for arg in argv:
+      name = arg.split("=", 1)[0]
+      if name.startswith("--config.") and field in name.split("."):
+        return f"{name}: the config has no field {field!r} (an override must name an existing field)"
+    return f"the config has no field {field!r}"
+  return f"cannot load config: {text}"
+
+
 def parse_flags(argv: List[str]) -> List[str]:
   """absl flag parsing with a one-line error instead of usage text and a traceback."""
   try:
@@ -53,7 +70,26 @@ def parse_flags(argv: List[str]) -> List[str]:
   except flags.Error as e:
     fail(one_line(e))
   except Exception as e:  # A config file that raises while it is built (e.g. an unknown preset).
-    fail(f"cannot load config: {one_line(e)}")
+    fail(explain_config_error(e, argv))
+
+
+def define_config(default_file: str, help_text: str):
+  """`config_flags.DEFINE_config_file` for `--config`, default `configs/<default_file>`.
+
+  ml_collections loads the default file and applies `--config.*` overrides from sys.argv while
+  the flag is defined, that is at import time, before `parse_flags` can catch anything; errors
+  there get the same one line.
+  """
+  from ml_collections import config_flags
+  try:
+    return config_flags.DEFINE_config_file("config", default_config(default_file), help_text, lock_config=True)
+  except Exception as e:  # pylint: disable=broad-except
+    fail(explain_config_error(e, sys.argv))
+
+
+def define_fresh_flag():
+  return flags.DEFINE_boolean("fresh", False, "Move an existing --logdir aside (to <logdir>.old-<n>; nothing is "
+                                              "deleted) and start over, instead of resuming it.")
 
 
 class _DropNoise(std_logging.Filter):
@@ -86,7 +122,8 @@ def import_tensorflow_quietly():
 
 
 def run(main: Callable[[List[str]], None]):
-  """`app.run` with one-line errors: UserError -> `error: ...`, exit status 2."""
+  """`app.run` with one-line errors: UserError -> `error: ...`, exit status 2; a run stopped by
+  SIGINT/SIGTERM (after its checkpoint) -> one line, exit status 128 + the signal number."""
   import_tensorflow_quietly()
 
   def wrapped(argv):
@@ -96,6 +133,9 @@ def run(main: Callable[[List[str]], None]):
       main(argv)
     except errors.UserError as e:
       fail(str(e))
+    except errors.RunInterrupted as e:
+      print(f"interrupted: {e}", file=sys.stderr, flush=True)
+      sys.exit(128 + e.signum)
 
   app.run(wrapped, flags_parser=parse_flags)
 

@@ -9,12 +9,10 @@ config is recorded in the export's metadata as its training config.
 import json
 
 from absl import flags
-from ml_collections import config_flags
 
 from tf_metarl.bin import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.default_config("train_agent.py"),
-                                          "ml_collections config file (optionally :preset).", lock_config=True)
+_CONFIG = common.define_config("train_agent.py", "ml_collections config file (optionally :preset).")
 _OBJECTIVE = flags.DEFINE_string("objective", None, "Built-in objective name or an exported objective to re-export.")
 _NAME = flags.DEFINE_string("name", None, "Model name (default: the objective name).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "export", "Base directory of exported models.")

@@ -5,25 +5,25 @@ r"""Online meta-gradient training (FRODO, learned γ/λ, A2C baseline) with the 
   meta_train --config=configs/mgrl_catch.py:a2c
 
 Writes TensorBoard summaries (meta/gamma and meta/lambda for learned γ/λ; charts/value_error on
-the random walk), checkpoints (a rerun with the same --logdir resumes), a learning curve (CSV,
-PNG), config.json and summary.json to --logdir, and prints the summary as one JSON line.
+the random walk), checkpoints (by steps, every few minutes, and at SIGINT/SIGTERM; a rerun with
+the same --logdir resumes, --fresh starts over), a learning curve (CSV, PNG), config.json and
+summary.json to --logdir, and prints the summary as one JSON line.
 """
 import json
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from tf_metarl.bin import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.default_config("frodo_catch.py"),
-                                          "ml_collections config file (optionally :variant).", lock_config=True)
+_CONFIG = common.define_config("frodo_catch.py", "ml_collections config file (optionally :variant).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<method>-<env>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
 _EXPORT = flags.DEFINE_string("export", None,
                               "FRODO only: export the learned target as an objective to this model directory "
                               "(a new integer version inside, e.g. export/frodo_catch).")
+_FRESH = common.define_fresh_flag()
 
 
 def main(argv):
@@ -31,23 +31,27 @@ def main(argv):
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
   from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
   from tf_metarl.config_utils import dataclass_from_config, positive_int
+  from tf_metarl.export import check_export_dir
   from tf_metarl.learners import loop
 
   config = _CONFIG.value
   seed = config.seed if _SEED.value is None else _SEED.value
   steps = positive_int(config.steps, "config.steps")
+  settings = loop.RunSettings.from_config(config)
   frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
   learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
   learner_config.validate()
-  if _EXPORT.value and learner_config.method != "frodo":
-    common.fail(f"--export needs the frodo method; this config trains {learner_config.method!r}")
-  trainer = OnlineMetaTrainer(learner_config, seed)
   name = f"{learner_config.method}{'-ext' if frodo.extension else ''}-{learner_config.env}"
   logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
+  loop.check_logdir(logdir)
+  if _EXPORT.value:  # checked now, not after hours of training
+    if learner_config.method != "frodo":
+      common.fail(f"--export needs the frodo method; this config trains {learner_config.method!r}")
+    check_export_dir(_EXPORT.value)
+  trainer = OnlineMetaTrainer(learner_config, seed)
   identity = dict(method=learner_config.method, extension=frodo.extension, env=learner_config.env, seed=seed)
-  summary = loop.run_training(trainer, steps, logdir, identity, eval_every=int(config.eval_every),
-                              eval_episodes=int(config.eval_episodes), checkpoint_every=int(config.checkpoint_every),
-                              log_every_seconds=float(config.log_every_seconds), config=dict(config.to_dict(), seed=seed))
+  summary = loop.run_training(trainer, steps, logdir, identity, settings, config=dict(config.to_dict(), seed=seed),
+                              fresh=_FRESH.value)
   if _EXPORT.value:
     from tf_metarl.export import export_objective
     summary["exported"] = export_objective(trainer.objective(), _EXPORT.value, training_config=config.to_dict(),

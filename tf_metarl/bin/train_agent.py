@@ -3,25 +3,25 @@ r"""Trains a fresh agent on a gymnasium environment with any objective, built-in
   train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo
   train_agent --config=configs/train_agent.py:td3 --env=Pendulum-v1 --config.steps=20000
 
-Writes TensorBoard summaries, checkpoints (a rerun with the same --logdir resumes), a learning
-curve (CSV and PNG) and summary.json to --logdir, and prints the summary as one JSON line.
+Writes TensorBoard summaries, checkpoints (by steps, every few minutes, and at SIGINT/SIGTERM; a
+rerun with the same --logdir resumes, --fresh starts over), a learning curve (CSV and PNG) and
+summary.json to --logdir, and prints the summary as one JSON line.
 """
 import json
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from tf_metarl.bin import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", common.default_config("train_agent.py"),
-                                          "ml_collections config file (optionally :preset).", lock_config=True)
+_CONFIG = common.define_config("train_agent.py", "ml_collections config file (optionally :preset).")
 _ENV = flags.DEFINE_string("env", None, "Gymnasium environment id (default: config.env).")
 _OBJECTIVE = flags.DEFINE_string("objective", None,
                                  "ppo, reinforce, a2c, td3, or an exported objective directory (default: config.objective).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<env>-<objective>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
+_FRESH = common.define_fresh_flag()
 
 
 def main(argv):
@@ -35,7 +35,7 @@ def main(argv):
   seed = config.seed if _SEED.value is None else _SEED.value
   name = os.path.basename(os.path.normpath(objective))
   logdir = _LOGDIR.value or os.path.join("runs", f"{env_id}-{name}-s{seed}")
-  summary = learners.train(env_id, objective, seed, logdir, config.to_dict())
+  summary = learners.train(env_id, objective, seed, logdir, config.to_dict(), fresh=_FRESH.value)
   if _PLOT.value:
     summary["plot"] = common.plot_run(logdir, name, f"{env_id}: fresh agent, objective {name}, seed {seed}")
   print(json.dumps(summary, sort_keys=True), flush=True)

@@ -22,11 +22,14 @@ import sys
 import tempfile
 from typing import Mapping, Optional
 
+import numpy as np
 import tensorflow as tf
+from absl import logging
 
 import tf_metarl
 from tf_metarl import errors
-from tf_metarl.objectives.base import INPUT_DESCRIPTIONS, Objective, describe_spec, validate_inputs
+from tf_metarl.objectives.base import (INPUT_DESCRIPTIONS, Objective, assert_input_shapes, describe_spec,
+                                       validate_inputs)
 
 METADATA_FILE = "objective.json"
 FORMAT = "tf_metarl.objective/1"
@@ -70,12 +73,53 @@ class _ExportModule(tf.Module):
     specs = objective.input_specs()
 
     def loss(**inputs):
-      out = objective._loss(dict(inputs))  # Already validated by the signature's specs.
+      out = objective._loss(assert_input_shapes(specs, inputs, "exported objective"))
       return {n: tf.identity(out[n], name=n) for n in objective.output_names}
 
     self.loss = tf.function(loss)
     self.serving_default = self.loss.get_concrete_function(**specs)
     self.get_metadata = tf.function(lambda: {"metadata": tf.constant(metadata_json)}, input_signature=[])
+
+
+def check_export_dir(model_dir: str) -> None:
+  """Raises ConfigError unless `model_dir` is (or can be created as) a writable directory of
+  versions. Binaries call it before training, so a bad --export fails in seconds, not hours."""
+  path = os.path.abspath(model_dir)
+  if os.path.exists(path):
+    if not os.path.isdir(path):
+      raise errors.ConfigError(f"export directory {model_dir}: exists and is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise errors.ConfigError(f"export directory {model_dir}: not writable")
+    return
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+    raise errors.ConfigError(f"export directory {model_dir}: cannot create it ({parent} is not a writable directory)")
+
+
+def parameter_report(variables) -> dict:
+  """{count, max_abs, non_finite: names of variables holding NaN/inf} over float variables."""
+  count, max_abs, bad = 0, 0.0, []
+  for v in variables:
+    if not v.dtype.is_floating:
+      continue
+    value = v.numpy()
+    count += int(value.size)
+    if not np.all(np.isfinite(value)):
+      bad.append(v.name)
+    elif value.size:
+      max_abs = max(max_abs, float(np.max(np.abs(value))))
+  return {"count": count, "max_abs": max_abs, "non_finite": bad}
+
+
+LARGE_PARAMETER = 1e4  # |w| above this in an export is logged as a warning (an unstable meta-optimisation)
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def export_objective(objective: Objective, model_dir: str, version: Optional[int] = None,
@@ -86,33 +130,68 @@ def export_objective(objective: Objective, model_dir: str, version: Optional[int
     model_dir: the model's base directory (e.g. `export/ppo`).
     version: integer version; by default one more than the highest present (1 if none).
     training_config, provenance: JSON-serialisable dicts recorded in the metadata.
-  The directory is written to a temporary sibling and renamed, so a crash leaves no partial version.
+  Raises NonFiniteError (nothing written) if a parameter holds NaN or inf. The version is written
+  to a temporary sibling and renamed onto a version directory claimed with an atomic mkdir, so a
+  crash leaves no partial version and concurrent exports to one model get distinct versions.
+  Directories get the process's normal permissions (umask), like any other output.
   """
-  versions = _integer_versions(model_dir)
-  version = (versions[-1] + 1 if versions else 1) if version is None else int(version)
-  if version < 0:
+  check_export_dir(model_dir)
+  report = parameter_report(objective.variables)
+  if report["non_finite"]:
+    raise errors.NonFiniteError(f"refusing to export {objective.kind}: non-finite parameters in "
+                                f"{', '.join(report['non_finite'][:3])}")
+  if report["max_abs"] > LARGE_PARAMETER:
+    logging.warning("exporting %s with parameters as large as %.3g: the meta-optimisation may be unstable",
+                    objective.kind, report["max_abs"])
+  if version is not None and int(version) < 0:
     raise errors.ConfigError(f"export version must be a non-negative integer, got {version}")
-  target = os.path.join(model_dir, str(version))
-  if os.path.exists(target):
-    raise errors.ConfigError(f"{target} already exists; versions are immutable, choose another version")
   os.makedirs(model_dir, exist_ok=True)
-  metadata = _metadata(objective, training_config, provenance)
-  metadata["version"] = version
-  metadata_json = json.dumps(metadata, indent=2, sort_keys=True)
-  staging = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_dir)
+  mode = 0o777 & ~_umask()
+  staging = tempfile.mkdtemp(prefix=".staging-", dir=model_dir)
   try:
-    with tempfile.TemporaryDirectory() as scratch:
-      path = os.path.join(scratch, METADATA_FILE)
-      with open(path, "w") as f:
-        f.write(metadata_json + "\n")
-      module = _ExportModule(objective, path, metadata_json)
-      tf.saved_model.save(module, staging, signatures={"serving_default": module.serving_default,
-                                                       "get_metadata": module.get_metadata.get_concrete_function()})
-    os.replace(staging, target)
+    os.chmod(staging, mode)
+    target, version = _claim_version(model_dir, version, mode)
+    try:
+      metadata = _metadata(objective, training_config, provenance)
+      metadata.update(version=version, parameters={"count": report["count"], "max_abs": report["max_abs"]})
+      metadata_json = json.dumps(metadata, indent=2, sort_keys=True)
+      with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, METADATA_FILE)
+        with open(path, "w") as f:
+          f.write(metadata_json + "\n")
+        module = _ExportModule(objective, path, metadata_json)
+        tf.saved_model.save(module, staging, signatures={"serving_default": module.serving_default,
+                                                         "get_metadata": module.get_metadata.get_concrete_function()})
+      os.rename(staging, target)  # replaces the empty directory this process claimed
+    except BaseException:
+      os.rmdir(target)  # still the empty claim: give the version back
+      raise
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
   return target
+
+
+def _claim_version(model_dir: str, version: Optional[int], mode: int):
+  """Creates the empty directory `model_dir/<version>` (atomic: exactly one process succeeds);
+  with no version given, the next free one after the highest present. Returns (path, version)."""
+  if version is not None:
+    target = os.path.join(model_dir, str(int(version)))
+    try:
+      os.mkdir(target, mode)
+    except FileExistsError:
+      raise errors.ConfigError(f"{target} already exists; versions are immutable, choose another version") from None
+    return target, int(version)
+  for _ in range(1000):
+    versions = _integer_versions(model_dir)
+    version = versions[-1] + 1 if versions else 1
+    target = os.path.join(model_dir, str(version))
+    try:
+      os.mkdir(target, mode)
+      return target, version
+    except FileExistsError:
+      continue  # another export claimed it first: take the next one
+  raise errors.ConfigError(f"{model_dir}: could not claim a new version directory")
 
 
 def resolve_version_dir(path: str) -> str:
@@ -140,9 +219,21 @@ def load_metadata(path: str) -> dict:
                                      f"(no assets/{METADATA_FILE})") from None
   except json.JSONDecodeError as e:
     raise errors.NotASavedModelError(f"{meta_path}: corrupt metadata ({e})") from None
+  if not isinstance(metadata, dict):
+    raise errors.NotASavedModelError(f"{meta_path}: metadata must be a JSON object, got a JSON "
+                                     f"{type(metadata).__name__}")
   if metadata.get("format") != FORMAT:
     raise errors.NotASavedModelError(f"{meta_path}: unsupported format {metadata.get('format')!r}, expected {FORMAT}")
+  for key, kind in _REQUIRED_METADATA.items():
+    if not isinstance(metadata.get(key), kind):
+      raise errors.NotASavedModelError(f"{meta_path}: metadata lacks {key!r} (a JSON {_JSON_NAMES[kind]}); "
+                                       "was it written by export_objective?")
   return metadata
+
+
+_REQUIRED_METADATA = {"kind": str, "learner": str, "action_kinds": list, "trains_critic": bool, "inputs": dict,
+                      "constraints": dict}
+_JSON_NAMES = {str: "string", list: "array", bool: "boolean", dict: "object"}
 
 
 class LoadedObjective(Objective):
@@ -160,11 +251,23 @@ class LoadedObjective(Objective):
     if "serving_default" not in self._module.signatures:
       raise errors.NotASavedModelError(f"{self.path}: SavedModel has no serving_default signature")
     self._signature = self._module.signatures["serving_default"]
+    _, kwargs = self._signature.structured_input_signature
+    if sorted(kwargs) != sorted(self.metadata["inputs"]):
+      raise errors.NotASavedModelError(
+          f"{self.path}: its serving_default signature takes {', '.join(sorted(kwargs)) or 'nothing'}, but its "
+          f"{METADATA_FILE} declares inputs {', '.join(sorted(self.metadata['inputs']))}: not a tf_metarl export")
+    outputs = set(self._signature.structured_outputs)
+    if not {"per_step", "loss"} <= outputs:
+      raise errors.NotASavedModelError(f"{self.path}: its serving_default signature returns "
+                                       f"{', '.join(sorted(outputs))}, not per_step and loss")
+    bad = parameter_report(self._signature.variables)["non_finite"]  # what the signature computes with
+    if bad:
+      raise errors.NonFiniteError(f"{self.path}: refusing to load an objective with non-finite parameters "
+                                  f"({', '.join(bad[:3])})")
     self.kind = f"saved_model:{self.metadata['kind']}"
     self.learner = self.metadata["learner"]
     self.action_kinds = tuple(self.metadata["action_kinds"])
     self.trains_critic = bool(self.metadata["trains_critic"])
-    _, kwargs = self._signature.structured_input_signature
     self._specs = {n: tf.TensorSpec(s.shape, s.dtype, name=n) for n, s in sorted(kwargs.items())}
     self.input_names = tuple(self._specs)
 

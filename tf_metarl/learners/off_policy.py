@@ -20,6 +20,7 @@ from tf_metarl.agents.td3 import TD3, TD3Settings
 from tf_metarl.collection import RolloutCollector, evaluate
 from tf_metarl.envs.gym_envs import EnvInfo, make_env, make_vector_env
 from tf_metarl.learners.loop import Trainable, mean_metrics
+from tf_metarl.learners.update_guard import UpdateGuard
 from tf_metarl.learners.replay import SequenceReplay
 from tf_metarl.networks import DeterministicPolicy, TwinQCritic
 from tf_metarl.objectives.base import Objective
@@ -90,6 +91,7 @@ class OffPolicyLearner(Trainable):
     self.rng = tf.random.Generator.from_seed(seed)
     self.np_rng = np.random.default_rng(seed)
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
+    self.guard = UpdateGuard()
     self.env = make_vector_env(env_info.env_id, config.num_envs, seed)
     self.eval_env = make_env(env_info.env_id)
     self.collector = RolloutCollector(self.env, seed)
@@ -99,19 +101,15 @@ class OffPolicyLearner(Trainable):
 
   def checkpoint_items(self):
     return dict(policy=self.policy, target_policy=self.target_policy, critic=self.critic,
-                target_critic=self.target_critic, agent_state=self.state, rng=self.rng, env_steps=self.env_steps)
+                target_critic=self.target_critic, agent_state=self.state, rng=self.rng, env_steps=self.env_steps,
+                guard=self.guard)
 
   def save_extra(self, checkpoint_path):
     """Saves the replay buffer beside the checkpoint (written to a temp file, then renamed)."""
     tmp = checkpoint_path + ".replay.tmp.npz"
     np.savez(tmp, np_rng=np.array(self.np_rng.bit_generator.state["state"]["state"], dtype=object),
              **self.replay.state())
-    os.replace(tmp, checkpoint_path + ".replay.npz")
-    directory = os.path.dirname(checkpoint_path)
-    live = {os.path.basename(p) for p in tf.train.get_checkpoint_state(directory).all_model_checkpoint_paths}
-    for name in os.listdir(directory):
-      if name.endswith(".replay.npz") and name[:-len(".replay.npz")] not in live:
-        os.remove(os.path.join(directory, name))
+    os.replace(tmp, checkpoint_path + ".replay.npz")  # deleted with its checkpoint (same prefix)
 
   def restore_extra(self, checkpoint_path):
     path = checkpoint_path + ".replay.npz"
@@ -142,6 +140,7 @@ class OffPolicyLearner(Trainable):
   def _update(self, batch: Trajectory):
     state, metrics = self.agent.update(self.state.read(), batch, self._seed(), self.objective)
     self.state.assign(state)
+    self.guard.record(metrics["skipped_updates"])
     return metrics
 
   @tf.function
@@ -163,7 +162,9 @@ class OffPolicyLearner(Trainable):
         self._update_credit -= 1.0
         batch = self.replay.sample(self.np_rng, cfg.batch_size, cfg.sequence_length)
         updates.append(self._update(tf.nest.map_structure(tf.constant, batch)))
-    return mean_metrics(updates), stats
+    metrics = mean_metrics(updates)
+    metrics.pop("skipped_updates", None)  # counted by the guard (reliability/skipped_updates)
+    return metrics, stats
 
   def evaluate(self, episodes: int):
     self._evaluations += 1

@@ -19,6 +19,7 @@ from tf_metarl.agents.optimizers import Adam
 from tf_metarl.collection import RolloutCollector, evaluate
 from tf_metarl.envs.gym_envs import EnvInfo, make_env, make_vector_env
 from tf_metarl.learners.loop import Trainable, mean_metrics
+from tf_metarl.learners.update_guard import UpdateGuard
 from tf_metarl.networks import ValueCritic, make_policy
 from tf_metarl.objectives.base import Objective
 from tf_metarl.state_variables import StateVariables
@@ -76,6 +77,7 @@ class OnPolicyLearner(Trainable):
     self.learning_rate = tf.Variable(config.learning_rate, dtype=tf.float32, trainable=False)
     self.rng = tf.random.Generator.from_seed(seed)
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
+    self.guard = UpdateGuard()
     self.env = make_vector_env(env_info.env_id, config.num_envs, seed)
     self.eval_env = make_env(env_info.env_id)
     self.collector = RolloutCollector(self.env, seed)
@@ -83,7 +85,7 @@ class OnPolicyLearner(Trainable):
 
   def checkpoint_items(self):
     return dict(policy=self.policy, critic=self.critic, agent_state=self.state, rng=self.rng,
-                env_steps=self.env_steps)
+                env_steps=self.env_steps, guard=self.guard)
 
   def restore_extra(self, checkpoint_path):
     # Environments are not checkpointed: restart their episodes with a seed that differs per resume.
@@ -105,6 +107,7 @@ class OnPolicyLearner(Trainable):
   def _train_step(self, batch: Trajectory):
     state, metrics = self.agent.update(self.state.read(), batch, self.objective, self.learning_rate)
     self.state.assign(state)
+    self.guard.record(metrics["skipped_updates"])
     return metrics
 
   def iteration(self):
@@ -122,6 +125,7 @@ class OnPolicyLearner(Trainable):
         idx = order[k * size:(k + 1) * size]
         updates.append(self._train_step(tf.nest.map_structure(lambda x: tf.constant(x[idx]), trajectory)))
     metrics = mean_metrics(updates)
+    metrics.pop("skipped_updates", None)  # counted by the guard (reliability/skipped_updates)
     metrics["charts/learning_rate"] = float(self.learning_rate.numpy())
     return metrics, stats
 

@@ -8,7 +8,7 @@ import numpy as np
 from tf_metarl import errors
 from tf_metarl.config_utils import dataclass_from_config, positive_int
 from tf_metarl.envs.gym_envs import EnvInfo, describe_env
-from tf_metarl.learners.loop import run_training
+from tf_metarl.learners.loop import RunSettings, check_logdir, run_training
 from tf_metarl.objectives.base import OFF_POLICY, ON_POLICY, Objective
 from tf_metarl.objectives.registry import make_objective
 
@@ -31,20 +31,25 @@ def check_compatible(objective: Objective, env_info: EnvInfo, source: str) -> No
     raise errors.IncompatibleSpaceError(f"objective {source!r} names an unknown learner {objective.learner!r}")
 
 
-def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapping) -> Dict:
+def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapping, fresh: bool = False) -> Dict:
   """Trains a fresh agent; returns the run summary.
 
   Args:
     env_id: a gymnasium id.
     objective_spec: "ppo", "reinforce", "a2c", "td3", or a path to an exported objective.
-    config: a mapping (ml_collections ConfigDict or dict) with `steps`, `eval_every`,
-      `eval_episodes`, `checkpoint_every`, `objective_settings` (hyperparameters per built-in
+    fresh: move an existing `logdir` aside and start over instead of resuming it.
+    config: a mapping (ml_collections ConfigDict or dict) with `steps`, the `RunSettings` keys
+      (`eval_every`, `checkpoint_every`, ...), `objective_settings` (hyperparameters per built-in
       objective) and the learner sections `on_policy` / `off_policy`.
+  Every input (config values, logdir, environment, objective) is checked before the logdir is
+  created or training starts.
   """
   from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner  # Imported here: one learner per run.
   from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
 
   steps = positive_int(config["steps"], "config.steps")
+  run_settings = RunSettings.from_config(config)
+  check_logdir(logdir)
   env_info = describe_env(env_id)
   settings = dict((config.get("objective_settings") or {}).get(objective_spec) or {})
   objective = make_objective(objective_spec, settings)
@@ -57,8 +62,5 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     learner = OffPolicyLearner(env_info, objective, learner_config, seed)
   identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
                   learner=objective.learner)
-  return run_training(learner, steps, logdir, identity, eval_every=int(config.get("eval_every", 0)),
-                      eval_episodes=int(config.get("eval_episodes", 5)),
-                      checkpoint_every=int(config.get("checkpoint_every", 0)),
-                      log_every_seconds=float(config.get("log_every_seconds", 10.0)),
-                      config=dict(config, env=env_id, objective=objective_spec, seed=seed))
+  return run_training(learner, steps, logdir, identity, run_settings,
+                      config=dict(config, env=env_id, objective=objective_spec, seed=seed), fresh=fresh)

@@ -4,8 +4,9 @@ Each `iteration()` is one compiled call: read η and the inner state from variab
 estimator for the outer gradient (`estimate(problem, η, state, seed)`), apply the meta-optimizer
 (a functional optimizer, so its state is explicit), and write everything back. A non-finite
 gradient, inner parameter or meta-loss never reaches η: the step keeps η, the meta-optimizer
-state and the inner state as they were, and counts the skip (`meta/skipped_updates`). It plugs
-into `learners.loop.run_training` (progress, TensorBoard, checkpoints, resume) like any learner.
+state and the inner state as they were, and counts the skip (`self.guard`, an `UpdateGuard`;
+`reliability/skipped_updates` in TensorBoard). It plugs into `learners.loop.run_training`
+(progress, TensorBoard, checkpoints, resume) like any learner.
 """
 from __future__ import annotations
 
@@ -15,15 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metarl import compilation
+from tf_metarl.agents.optimizers import all_finite
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.learners.loop import Trainable
+from tf_metarl.learners.update_guard import UpdateGuard
 from tf_metarl.meta.problem import InnerProblem
 from tf_metarl.state_variables import StateVariables
-
-
-def _all_finite(tensors) -> tf.Tensor:
-  flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t.dtype.is_floating]
-  return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
 
 
 class MetaTrainer(Trainable):
@@ -49,12 +47,12 @@ class MetaTrainer(Trainable):
     self.meta_optimizer_state = StateVariables(meta_optimizer.init(eta), name="meta_optimizer_state")
     self.env_steps = tf.Variable(problem.init_env_steps, dtype=tf.int64, name="env_steps")
     self.seed_counter = tf.Variable(0, dtype=tf.int64, name="seed_counter")
-    self.skipped_updates = tf.Variable(0, dtype=tf.int64, name="skipped_updates")
+    self.guard = UpdateGuard()
 
   def checkpoint_items(self):
     return dict(meta_model=self.meta_model, eta=self.eta, inner_state=self.state,
                 meta_optimizer_state=self.meta_optimizer_state, env_steps=self.env_steps,
-                seed_counter=self.seed_counter, skipped_updates=self.skipped_updates)
+                seed_counter=self.seed_counter, guard=self.guard)
 
   def _step_graph(self, seed):
     eta, state, opt_state = self.eta.read(), self.state.read(), self.meta_optimizer_state.read()
@@ -65,7 +63,7 @@ class MetaTrainer(Trainable):
       metrics["meta_grad_norm"] = tf.linalg.global_norm(grads)
       new_eta, new_opt_state = self.meta_optimizer.update(eta, grads, opt_state)
     # Checked on what could go non-finite (gradients, inner parameters, the meta-loss), not on collected data.
-    finite = _all_finite(list(grads) + self.problem.params(new_state) + [metrics["meta_loss"]])
+    finite = all_finite([grads, new_eta, self.problem.params(new_state), metrics["meta_loss"]])
 
     def apply():
       self.eta.assign(new_eta)
@@ -73,7 +71,8 @@ class MetaTrainer(Trainable):
       self.state.assign(new_state)
       return tf.constant(0, tf.int64)
 
-    self.skipped_updates.assign_add(tf.cond(finite, apply, lambda: tf.constant(1, tf.int64)))
+    tf.cond(finite, apply, lambda: tf.constant(1, tf.int64))
+    self.guard.record(tf.logical_not(finite))
     return metrics
 
   def iteration(self):
@@ -88,7 +87,6 @@ class MetaTrainer(Trainable):
       stats = EpisodeStats(returns=episodes.returns.numpy()[finished].tolist(),
                            lengths=episodes.lengths.numpy()[finished].astype(int).tolist())
     out = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
-    out["meta/skipped_updates"] = float(self.skipped_updates.numpy())
     out.update(self.problem.report(self.eta.read()))
     return out, stats
 

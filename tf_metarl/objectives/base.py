@@ -74,6 +74,40 @@ def validate_inputs(specs: Mapping[str, tf.TensorSpec], inputs: Mapping[str, tf.
   return checked
 
 
+def assert_input_shapes(specs: Mapping[str, tf.TensorSpec], inputs: Mapping[str, tf.Tensor],
+                        owner: str) -> Dict[str, tf.Tensor]:
+  """Run-time checks for graphs that outlive Python (an export's signatures): every input has its
+  spec's rank and fixed sizes, all share one non-empty [batch, time], and the returned tensors
+  depend on those checks. A SavedModel signature does not check ranks or sizes of what it is fed
+  (measured: a rank-1 `rewards` reached the loss), and broadcasting would otherwise hide a [1, T]
+  input beside [B, T] ones. Errors name the input and the expected spec.
+  """
+  names = sorted(specs)
+  reference = "rewards" if "rewards" in specs else names[0]
+  ref_dims = tf.shape(inputs[reference], out_type=tf.int32)
+  checks = [tf.debugging.assert_positive(tf.reduce_prod(ref_dims[:2]), message=(
+      f"{owner}: empty batch: input {reference} has a zero batch or time dimension; every input needs "
+      f"batch >= 1 and time >= 1"))]
+  for name in names:
+    spec, x = specs[name], inputs[name]
+    dims = tf.shape(x, out_type=tf.int32)
+    expected = describe_spec(spec)
+    rank = spec.shape.rank
+    checks.append(tf.debugging.assert_equal(tf.size(dims), rank, message=f"{owner}: input {name} must have rank "
+                                                                         f"{rank}: {expected}"))
+    with tf.control_dependencies(checks[-1:]):
+      padded = tf.concat([dims, tf.zeros([max(rank, 2)], tf.int32)], 0)  # safe to slice whatever the rank
+    checks.append(tf.debugging.assert_equal(padded[:2], ref_dims[:2], message=(
+        f"{owner}: input {name} must be {expected} with the batch and time dimensions of {reference} (all "
+        f"inputs share [batch, time])")))
+    for axis, size in enumerate(spec.shape.as_list()):
+      if size is not None:
+        checks.append(tf.debugging.assert_equal(padded[axis], size, message=(
+            f"{owner}: input {name} must have size {size} on axis {axis}: {expected}")))
+  with tf.control_dependencies(checks):
+    return {name: tf.identity(inputs[name]) for name in names}
+
+
 class Objective(tf.Module):
   """Base class: subclasses set the class attributes and implement `_loss`.
 
@@ -95,7 +129,18 @@ class Objective(tf.Module):
   trains_critic: bool = False
 
   def input_specs(self) -> Dict[str, tf.TensorSpec]:
-    return {n: input_spec(n) for n in self.input_names}
+    """One spec per input name; the feature size of observations / actions is fixed where
+    `constraints()` fixes it (and then appears in an export's signature)."""
+    constraints = self.constraints()
+    feature = {"observations": constraints.get("observation_dim"), "actions": constraints.get("action_dim"),
+               "behaviour_actions": constraints.get("action_dim")}
+    specs = {}
+    for name in self.input_names:
+      spec = input_spec(name)
+      if feature.get(name) is not None:
+        spec = tf.TensorSpec([None, None, int(feature[name])], spec.dtype, name=name)
+      specs[name] = spec
+    return specs
 
   def __call__(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Returns {"per_step": [B, T], "loss": scalar} (plus scalar diagnostics for some objectives)."""

@@ -100,14 +100,19 @@ class _DropNoise(std_logging.Filter):
 
 
 def import_tensorflow_quietly():
-  """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+  """Imports TensorFlow with file descriptor 2 pointed at /dev/null, and C++ log lines below FATAL
+  off (TF_CPP_MIN_LOG_LEVEL=3 unless set).
 
   TensorFlow 2.21 writes start-up lines (oneDNN, CUDA probing) from C++ before its logger is set
-  up, so TF_CPP_MIN_LOG_LEVEL does not remove them (measured here); they would bury the progress
-  log and the one-line errors. Python exceptions raised by the import still reach the caller.
+  up, so TF_CPP_MIN_LOG_LEVEL does not remove them (measured here), and at run time C++ ERROR
+  lines that are not errors of the run (`oneDNN supports DT_INT32 only on platforms with AVX-512`,
+  printed by every FRODO run here); they would bury the progress log and break the one-line
+  errors. Failures still reach Python as exceptions. TF_METARL_VERBOSE_TF=1 keeps everything.
+  Python exceptions raised by the import still reach the caller.
   """
   if "tensorflow" in sys.modules or os.environ.get("TF_METARL_VERBOSE_TF"):
     return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   sys.stderr.flush()
   saved = os.dup(2)
   devnull = os.open(os.devnull, os.O_WRONLY)

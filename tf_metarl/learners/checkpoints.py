@@ -65,6 +65,9 @@ class CheckpointStore:
     if keep < 1:
       raise errors.ConfigError(f"must keep at least one checkpoint, got {keep}")
     self.directory, self.checkpoint, self.keep = directory, checkpoint, keep
+    # `restore` creates the checkpoint's save counter, and a strict match then wants it saved;
+    # creating it now makes `write` include it.
+    _ = checkpoint.save_counter
     self._save_extra, self._restore_extra = save_extra, restore_extra
     self.good: List[int] = []  # numbers written or restored by this process, ascending
     self.latest: Optional[str] = None
@@ -119,7 +122,7 @@ class CheckpointStore:
     return path
 
   def _prune(self):
-    if len(self.good) <= self.keep:
+    if len(self.good) < self.keep:
       return
     oldest_kept = self.good[-self.keep]
     for number in checkpoint_numbers(self.directory):

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tf_metarl import losses
 from tf_metarl.agents import TD3, ActorCritic, Adam, RMSProp, SGD, TD3Settings
 from tf_metarl.agents import population
-from tf_metarl.agents.optimizers import clip_by_global_norm, make_optimizer
+from tf_metarl.agents.optimizers import apply_if_finite, clip_by_global_norm, make_optimizer
 from tf_metarl import errors
 from tf_metarl.learners.loop import mean_metrics
 from tf_metarl.networks import CategoricalPolicy, DeterministicPolicy, TwinQCritic, ValueCritic
@@ -43,6 +43,55 @@ def test_optimizer_names_and_clipping():
   grads, norm = clip_by_global_norm([tf.constant([3.0]), tf.constant([4.0])], 1.0)
   assert float(norm) == 5.0
   np.testing.assert_allclose([g.numpy()[0] for g in grads], [0.6, 0.8], rtol=1e-6)
+
+
+@pytest.mark.parametrize("grad, learning_rate", [(np.nan, 0.1), (np.inf, 0.1), (1.0, 1e39)])
+def test_apply_if_finite_keeps_params_and_state_when_a_gradient_or_result_is_not_finite(grad, learning_rate):
+  params = [tf.constant([1.0, 2.0])]
+  optimizer = Adam(0.1)
+  state = optimizer.update(params, [tf.constant([0.5, 0.5])], optimizer.init(params))[1]  # non-trivial state
+  new, new_state, skipped = apply_if_finite(SGD(0.1), params, [tf.constant([grad, 0.0])], (), learning_rate)
+  assert bool(skipped)
+  np.testing.assert_array_equal(new[0].numpy(), params[0].numpy())
+  new, kept_state, skipped = apply_if_finite(optimizer, params, [tf.constant([grad, 0.0])], state)
+  assert bool(skipped) == (learning_rate == 0.1)
+  if skipped:
+    for a, b in zip(tf.nest.flatten(kept_state), tf.nest.flatten(state)):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_skipped_inner_update_passes_a_finite_meta_gradient():
+  """Through the kept branch only: d(params after a skipped step)/dη is 0 (tf.where would give NaN)."""
+  eta = tf.Variable(2.0)
+  params = [tf.constant([1.0])]
+  with tf.GradientTape() as tape:
+    grads = [eta * tf.constant([np.nan])]  # the inner gradient depends on η and is NaN
+    new, _, skipped = apply_if_finite(SGD(0.1), params, grads, ())
+    outer = tf.reduce_sum(new[0] * eta)
+  assert bool(skipped)
+  assert float(tape.gradient(outer, eta)) == pytest.approx(1.0)  # only the direct term
+
+
+def test_agent_updates_skip_non_finite_losses():
+  keras.utils.set_random_seed(0)
+  rng = np.random.default_rng(0)
+  policy, critic = CategoricalPolicy(4, 3, (8,)), ValueCritic(4, (8,))
+  agent = ActorCritic(policy, critic, Adam(0.1))
+  batch = random_batch(rng, 2, 6, 4, rng.integers(0, 3, size=(2, 6)).astype(np.int32))
+  poisoned = lambda inputs: {k: v * np.nan for k, v in PPOObjective()(inputs).items()}
+  state = agent.init()
+  new, metrics = agent.update(state, batch, poisoned)
+  assert float(metrics["skipped_updates"]) == 1.0
+  for a, b in zip(tf.nest.flatten(new), tf.nest.flatten(state)):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  td3 = make_td3()
+  batch = random_batch(rng, 5, 1, 3, rng.uniform(-2, 2, size=(5, 1, 1)).astype(np.float32))
+  batch = batch._replace(rewards=batch.rewards * np.nan)
+  state = td3.init()
+  new, metrics = td3.update(state, batch, tf.constant([0, 0]), TD3ActorObjective())
+  assert float(metrics["skipped_updates"]) == 1.0
+  for a, b in zip(new.critic, state.critic):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def random_batch(rng, b, t, obs_dim, actions):

@@ -138,5 +138,105 @@ def test_learned_objective_with_variables_round_trips(tmp_path):
   np.testing.assert_allclose(loaded(inputs)["per_step"].numpy(), objective(inputs)["per_step"].numpy(), rtol=1e-5)
 
 
+SHAPE_CHECKS = textwrap.dedent(r"""
+    import json, sys
+    import tensorflow as tf
+    signature = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+    specs = signature.structured_input_signature[1]
+    def inputs(b=2, t=5, **replace):
+      out = {n: tf.zeros([b, t] + [2] * (s.shape.rank - 2)) for n, s in specs.items()}
+      out.update({n: tf.zeros(shape) for n, shape in replace.items()})
+      return out
+    cases = {"good": inputs(), "q_values_batch_1": inputs(q_values=[1, 5]), "actions_time_1": inputs(actions=[2, 1, 2]),
+             "rewards_rank_1": inputs(rewards=[2]), "actions_size_3": inputs(actions=[2, 5, 3]),
+             "empty_batch": inputs(b=0)}
+    result = {"specs": {n: s.shape.as_list() for n, s in specs.items()},
+              "tf_metarl_imported": any(m.startswith("tf_metarl") for m in sys.modules)}
+    for name, feed in cases.items():
+      try:
+        result[name] = float(signature(**feed)["loss"])
+      except tf.errors.InvalidArgumentError as e:
+        result[name] = "error: " + " ".join(e.message.split())
+    print(json.dumps(result))
+""")
+
+
+def test_exported_signature_refuses_mismatched_shapes_from_a_tensorflow_only_process(tmp_path):
+  path = export_objective(LSTMObjective(action_dim=2, units=4), str(tmp_path / "lstm"))
+  out = subprocess.run([sys.executable, "-c", SHAPE_CHECKS, path], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert not result["tf_metarl_imported"]
+  assert result["specs"]["actions"] == [None, None, 2]  # a fixed size is declared where it is fixed
+  assert isinstance(result["good"], float) and np.isfinite(result["good"])
+  expectations = {"q_values_batch_1": "input q_values must be q_values: float32[?,?] with the batch and time",
+                  "actions_time_1": "input actions must be actions: float32[?,?,2] with the batch and time",
+                  "rewards_rank_1": "input rewards must have rank 2: rewards: float32[?,?]",
+                  "actions_size_3": "input actions must have size 2 on axis 2: actions: float32[?,?,2]",
+                  "empty_batch": "empty batch"}
+  for case, message in expectations.items():
+    assert str(result[case]).startswith("error:") and message in result[case], (case, result[case])
+
+
+def test_non_finite_parameters_are_never_exported_nor_loaded(tmp_path, monkeypatch):
+  objective = LSTMObjective(action_dim=1, units=4)
+  objective.network.trainable_variables[0].assign(objective.network.trainable_variables[0] * np.nan)
+  with pytest.raises(errors.NonFiniteError, match="refusing to export lstm: non-finite parameters"):
+    export_objective(objective, str(tmp_path / "m"))
+  assert not os.path.exists(tmp_path / "m" / "1")
+  # An export written without that check (as an older version could) is refused when loaded.
+  from tf_metarl.export import saved_model
+  monkeypatch.setattr(saved_model, "parameter_report", lambda variables: {"count": 0, "max_abs": 0.0, "non_finite": []})
+  path = export_objective(objective, str(tmp_path / "m"))
+  monkeypatch.undo()
+  with pytest.raises(errors.NonFiniteError, match="refusing to load an objective with non-finite parameters"):
+    load_objective(path)
+
+
+def test_concurrent_exports_get_distinct_versions_with_normal_permissions(tmp_path):
+  import threading
+  paths, failures = [], []
+
+  def export():
+    try:
+      paths.append(export_objective(PPOObjective(), str(tmp_path / "m")))
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append(e)
+
+  threads = [threading.Thread(target=export) for _ in range(4)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert not failures and sorted(os.path.basename(p) for p in paths) == ["1", "2", "3", "4"]
+  assert sorted(os.listdir(tmp_path / "m")) == ["1", "2", "3", "4"]
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(paths[0]).st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_metadata_that_is_not_an_export_is_refused(tmp_path, ppo_export):
+  copy = tmp_path / "copy"
+  os.system(f"cp -r {ppo_export}/. {copy}/")
+  meta = copy / "assets" / "objective.json"
+  original = json.loads(meta.read_text())
+  meta.write_text("[1, 2]")
+  with pytest.raises(errors.NotASavedModelError, match="metadata must be a JSON object, got a JSON list"):
+    load_objective(str(copy))
+  meta.write_text(json.dumps({k: v for k, v in original.items() if k != "kind"}))
+  with pytest.raises(errors.NotASavedModelError, match="metadata lacks 'kind'"):
+    load_objective(str(copy))
+  # A plain SavedModel (not an export) with an export's objective.json copied into it.
+  plain = tmp_path / "plain"
+  module = tf.Module()
+  module.f = tf.function(lambda x: {"y": x * 2.0}, input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+  tf.saved_model.save(module, str(plain), signatures={"serving_default": module.f.get_concrete_function()})
+  (plain / "assets").mkdir(exist_ok=True)
+  (plain / "assets" / "objective.json").write_text(json.dumps(original))
+  with pytest.raises(errors.NotASavedModelError, match="signature takes x, but its objective.json declares inputs"):
+    load_objective(str(plain))
+
+
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__, "-q"]))

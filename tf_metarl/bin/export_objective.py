@@ -4,7 +4,9 @@ r"""Exports an objective as a versioned SavedModel: `<export_dir>/<name>/<versio
   export_objective --objective=ppo --action_kinds=discrete --name=ppo_discrete
 
 Hyperparameters of built-in objectives come from the config's `objective_settings`; the whole
-config is recorded in the export's metadata as its training config.
+config is recorded in the export's metadata as its training config. Re-exporting an exported
+objective (`--objective=export/frodo_catch`) keeps its training config and provenance, and adds
+what this version's exporter adds (run-time shape checks, fixed feature sizes in the signature).
 """
 import json
 
@@ -27,7 +29,7 @@ def main(argv):
   import os
 
   from tf_metarl import errors
-  from tf_metarl.export import export_objective
+  from tf_metarl.export import LoadedObjective, export_objective
   from tf_metarl.objectives import make_objective
 
   config = _CONFIG.value
@@ -41,8 +43,14 @@ def main(argv):
                                f"{', '.join(objective.action_kinds)}")
     objective.action_kinds = kinds
   name = _NAME.value or os.path.basename(os.path.normpath(spec))
+  if isinstance(objective, LoadedObjective):  # a re-export keeps what trained it
+    training_config = objective.metadata.get("training_config", {})
+    provenance = {"re_exported_from": objective.path, "original": objective.metadata.get("provenance", {})}
+    objective.kind = objective.metadata["kind"]  # the objective it is, not "saved_model:<kind>"
+  else:
+    training_config, provenance = config.to_dict(), {"source": spec}
   path = export_objective(objective, os.path.join(_EXPORT_DIR.value, name), _VERSION.value,
-                          training_config=config.to_dict(), provenance={"source": spec})
+                          training_config=training_config, provenance=provenance)
   print(json.dumps({"exported": path, "kind": objective.kind, "inputs": list(objective.input_names),
                     "action_kinds": list(objective.action_kinds)}), flush=True)
 

@@ -29,7 +29,7 @@ from absl import logging
 import tf_metarl
 from tf_metarl import errors
 from tf_metarl.objectives.base import (INPUT_DESCRIPTIONS, Objective, assert_input_shapes, describe_spec,
-                                       validate_inputs)
+                                       validate_inputs, with_feature_sizes)
 
 METADATA_FILE = "objective.json"
 FORMAT = "tf_metarl.objective/1"
@@ -66,10 +66,9 @@ def _metadata(objective: Objective, training_config: Optional[Mapping], provenan
 class _ExportModule(tf.Module):
   """Holds the objective (and its variables) and the traced functions that are saved."""
 
-  def __init__(self, objective: Objective, metadata_path: str, metadata_json: str):
+  def __init__(self, objective: Objective):
     super().__init__(name="exported_objective")
     self.objective = objective
-    self.metadata_asset = tf.saved_model.Asset(metadata_path)
     specs = objective.input_specs()
 
     def loss(**inputs):
@@ -78,6 +77,9 @@ class _ExportModule(tf.Module):
 
     self.loss = tf.function(loss)
     self.serving_default = self.loss.get_concrete_function(**specs)
+
+  def attach_metadata(self, metadata_path: str, metadata_json: str):
+    self.metadata_asset = tf.saved_model.Asset(metadata_path)
     self.get_metadata = tf.function(lambda: {"metadata": tf.constant(metadata_json)}, input_signature=[])
 
 
@@ -136,7 +138,8 @@ def export_objective(objective: Objective, model_dir: str, version: Optional[int
   Directories get the process's normal permissions (umask), like any other output.
   """
   check_export_dir(model_dir)
-  report = parameter_report(objective.variables)
+  module = _ExportModule(objective)
+  report = parameter_report(module.serving_default.variables)  # exactly what the signature computes with
   if report["non_finite"]:
     raise errors.NonFiniteError(f"refusing to export {objective.kind}: non-finite parameters in "
                                 f"{', '.join(report['non_finite'][:3])}")
@@ -159,7 +162,7 @@ def export_objective(objective: Objective, model_dir: str, version: Optional[int
         path = os.path.join(scratch, METADATA_FILE)
         with open(path, "w") as f:
           f.write(metadata_json + "\n")
-        module = _ExportModule(objective, path, metadata_json)
+        module.attach_metadata(path, metadata_json)
         tf.saved_model.save(module, staging, signatures={"serving_default": module.serving_default,
                                                          "get_metadata": module.get_metadata.get_concrete_function()})
       os.rename(staging, target)  # replaces the empty directory this process claimed
@@ -244,13 +247,16 @@ class LoadedObjective(Objective):
     self.path = resolve_version_dir(path)
     self.metadata = load_metadata(self.path)
     try:
-      self._module = tf.saved_model.load(self.path)
+      # Not tracked (`_no_dependency`): re-exporting this objective must carry its signature and
+      # variables, not the old module whole (its assets/objective.json would replace the new one).
+      self._module = self._no_dependency(tf.saved_model.load(self.path))
     except Exception as e:  # TF raises several types for corrupt protos or variables.
       msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
       raise errors.NotASavedModelError(f"{self.path}: cannot load SavedModel ({msg})") from None
     if "serving_default" not in self._module.signatures:
       raise errors.NotASavedModelError(f"{self.path}: SavedModel has no serving_default signature")
     self._signature = self._module.signatures["serving_default"]
+    self._signature_variables = list(self._signature.variables)  # tracked: what a re-export saves
     _, kwargs = self._signature.structured_input_signature
     if sorted(kwargs) != sorted(self.metadata["inputs"]):
       raise errors.NotASavedModelError(
@@ -265,10 +271,13 @@ class LoadedObjective(Objective):
       raise errors.NonFiniteError(f"{self.path}: refusing to load an objective with non-finite parameters "
                                   f"({', '.join(bad[:3])})")
     self.kind = f"saved_model:{self.metadata['kind']}"
+    self.output_names = ("per_step", "loss") + tuple(sorted(outputs - {"per_step", "loss"}))
     self.learner = self.metadata["learner"]
     self.action_kinds = tuple(self.metadata["action_kinds"])
     self.trains_critic = bool(self.metadata["trains_critic"])
-    self._specs = {n: tf.TensorSpec(s.shape, s.dtype, name=n) for n, s in sorted(kwargs.items())}
+    # Fixed feature sizes from the metadata too: exports written before signatures declared them.
+    self._specs = with_feature_sizes({n: tf.TensorSpec(s.shape, s.dtype, name=n) for n, s in sorted(kwargs.items())},
+                                     self.metadata["constraints"])
     self.input_names = tuple(self._specs)
 
   def input_specs(self):

@@ -43,6 +43,19 @@ def input_spec(name: str) -> tf.TensorSpec:
   return tf.TensorSpec(shape, tf.float32, name=name)
 
 
+def with_feature_sizes(specs: Mapping[str, tf.TensorSpec], constraints: Mapping) -> Dict[str, tf.TensorSpec]:
+  """`specs` with the last axis of observations / actions fixed to `constraints`' observation_dim /
+  action_dim where those are set."""
+  sizes = {"observations": constraints.get("observation_dim"), "actions": constraints.get("action_dim"),
+           "behaviour_actions": constraints.get("action_dim")}
+  out = {}
+  for name, spec in specs.items():
+    if sizes.get(name) is not None and spec.shape.rank == 3:
+      spec = tf.TensorSpec([None, None, int(sizes[name])], spec.dtype, name=name)
+    out[name] = spec
+  return out
+
+
 def describe_spec(spec: tf.TensorSpec) -> str:
   dims = ",".join("?" if d is None else str(d) for d in spec.shape.as_list())
   return f"{spec.name}: {spec.dtype.name}[{dims}]"
@@ -74,36 +87,42 @@ def validate_inputs(specs: Mapping[str, tf.TensorSpec], inputs: Mapping[str, tf.
   return checked
 
 
+def _runtime_rank(x: tf.Tensor) -> tf.Tensor:
+  """The rank of the tensor actually fed. `tf.rank` is folded to the placeholder's declared rank
+  when a graph is optimised (measured: a rank-1 feed into a [?, ?] signature passed a rank
+  assertion); the row count of `tf.where` is only known at run time, so it cannot be folded."""
+  return tf.shape(tf.where(tf.shape(x) >= 0), out_type=tf.int32)[0]
+
+
 def assert_input_shapes(specs: Mapping[str, tf.TensorSpec], inputs: Mapping[str, tf.Tensor],
                         owner: str) -> Dict[str, tf.Tensor]:
   """Run-time checks for graphs that outlive Python (an export's signatures): every input has its
   spec's rank and fixed sizes, all share one non-empty [batch, time], and the returned tensors
-  depend on those checks. A SavedModel signature does not check ranks or sizes of what it is fed
-  (measured: a rank-1 `rewards` reached the loss), and broadcasting would otherwise hide a [1, T]
-  input beside [B, T] ones. Errors name the input and the expected spec.
+  depend on those checks. A SavedModel signature does not check the ranks or sizes of what it is
+  fed (measured: a rank-1 `rewards` reached the loss), and broadcasting would otherwise hide a
+  [1, T] input beside [B, T] ones. Ranks are checked first, so each error names the input at fault
+  and its expected spec.
   """
   names = sorted(specs)
-  reference = "rewards" if "rewards" in specs else names[0]
-  ref_dims = tf.shape(inputs[reference], out_type=tf.int32)
-  checks = [tf.debugging.assert_positive(tf.reduce_prod(ref_dims[:2]), message=(
-      f"{owner}: empty batch: input {reference} has a zero batch or time dimension; every input needs "
-      f"batch >= 1 and time >= 1"))]
-  for name in names:
-    spec, x = specs[name], inputs[name]
-    dims = tf.shape(x, out_type=tf.int32)
-    expected = describe_spec(spec)
-    rank = spec.shape.rank
-    checks.append(tf.debugging.assert_equal(tf.size(dims), rank, message=f"{owner}: input {name} must have rank "
-                                                                         f"{rank}: {expected}"))
-    with tf.control_dependencies(checks[-1:]):
-      padded = tf.concat([dims, tf.zeros([max(rank, 2)], tf.int32)], 0)  # safe to slice whatever the rank
-    checks.append(tf.debugging.assert_equal(padded[:2], ref_dims[:2], message=(
-        f"{owner}: input {name} must be {expected} with the batch and time dimensions of {reference} (all "
-        f"inputs share [batch, time])")))
-    for axis, size in enumerate(spec.shape.as_list()):
-      if size is not None:
-        checks.append(tf.debugging.assert_equal(padded[axis], size, message=(
-            f"{owner}: input {name} must have size {size} on axis {axis}: {expected}")))
+  rank_checks = [tf.debugging.assert_equal(_runtime_rank(inputs[n]), specs[n].shape.rank,
+                                           message=f"{owner}: input {n} must have rank {specs[n].shape.rank}: "
+                                                   f"{describe_spec(specs[n])}") for n in names]
+  with tf.control_dependencies(rank_checks):
+    reference = "rewards" if "rewards" in specs else names[0]
+    ref_dims = tf.shape(inputs[reference], out_type=tf.int32)[:2]
+    checks = [tf.debugging.assert_positive(tf.reduce_prod(ref_dims), message=(
+        f"{owner}: empty batch: input {reference} has a zero batch or time dimension; every input needs "
+        f"batch >= 1 and time >= 1"))]
+    for name in names:
+      spec, dims = specs[name], tf.shape(inputs[name], out_type=tf.int32)
+      expected = describe_spec(spec)
+      checks.append(tf.debugging.assert_equal(dims[:2], ref_dims, message=(
+          f"{owner}: input {name} must be {expected} with the batch and time dimensions of {reference} (all "
+          f"inputs share [batch, time])")))
+      for axis, size in enumerate(spec.shape.as_list()):
+        if size is not None:
+          checks.append(tf.debugging.assert_equal(dims[axis], size, message=(
+              f"{owner}: input {name} must have size {size} on axis {axis}: {expected}")))
   with tf.control_dependencies(checks):
     return {name: tf.identity(inputs[name]) for name in names}
 
@@ -131,16 +150,7 @@ class Objective(tf.Module):
   def input_specs(self) -> Dict[str, tf.TensorSpec]:
     """One spec per input name; the feature size of observations / actions is fixed where
     `constraints()` fixes it (and then appears in an export's signature)."""
-    constraints = self.constraints()
-    feature = {"observations": constraints.get("observation_dim"), "actions": constraints.get("action_dim"),
-               "behaviour_actions": constraints.get("action_dim")}
-    specs = {}
-    for name in self.input_names:
-      spec = input_spec(name)
-      if feature.get(name) is not None:
-        spec = tf.TensorSpec([None, None, int(feature[name])], spec.dtype, name=name)
-      specs[name] = spec
-    return specs
+    return with_feature_sizes({n: input_spec(n) for n in self.input_names}, self.constraints())
 
   def __call__(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """Returns {"per_step": [B, T], "loss": scalar} (plus scalar diagnostics for some objectives)."""

@@ -1,0 +1,221 @@
+"""Bad input through each binary, in a subprocess as a user meets it: exactly one line on stderr,
+`error: ...` naming what is wrong, exit status 2, and nothing written where the check comes first.
+Then the faults: non-finite training through meta_train, SIGTERM through train_agent."""
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+BINARIES = {name: [sys.executable, "-m", f"tf_metarl.bin.{name}"]
+            for name in ("train_agent", "meta_train", "export_objective")}
+SHIPPED_PPO = os.path.join(REPO, "export", "ppo")
+
+
+def _latest(model_dir):
+  return os.path.join(model_dir, str(max(int(v) for v in os.listdir(model_dir) if v.isdigit())))
+
+
+def _copy_export(base, name, edit_metadata):
+  path = base / name
+  shutil.copytree(_latest(SHIPPED_PPO), path)
+  meta = path / "assets" / "objective.json"
+  meta.write_text(edit_metadata(json.loads(meta.read_text())))
+  return str(path)
+
+
+def _plain_saved_model(base):
+  """A SavedModel that is not an export, with an export's objective.json copied into it."""
+  import tensorflow as tf
+  path = base / "plain"
+  module = tf.Module()
+  module.f = tf.function(lambda x: {"y": 2.0 * x}, input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+  tf.saved_model.save(module, str(path), signatures={"serving_default": module.f.get_concrete_function()})
+  os.makedirs(path / "assets", exist_ok=True)
+  shutil.copy(os.path.join(_latest(SHIPPED_PPO), "assets", "objective.json"), path / "assets" / "objective.json")
+  return str(path)
+
+
+def _non_finite_export(base):
+  """An export holding a NaN (written past the exporter's own check, as an older version could)."""
+  from tf_metarl.export import export_objective, saved_model
+  from tf_metarl.objectives import LSTMObjective
+  objective = LSTMObjective(action_dim=1, units=4)
+  objective.network.trainable_variables[0].assign(objective.network.trainable_variables[0] * np.nan)
+  original = saved_model.parameter_report
+  saved_model.parameter_report = lambda variables: {"count": 0, "max_abs": 0.0, "non_finite": []}
+  try:
+    return export_objective(objective, str(base / "nan"))
+  finally:
+    saved_model.parameter_report = original
+
+
+def cases(base):
+  """(id, binary, args, message in the one line, paths that must not exist afterwards)."""
+  a_file = base / "a_file"
+  a_file.write_text("not a directory")
+  logdir = lambda name: str(base / "logdirs" / name)
+  corrupt_run = base / "logdirs" / "corrupt_run"
+  os.makedirs(corrupt_run)
+  (corrupt_run / "run.json").write_text("{not json")
+  os.makedirs(base / "exports" / "m" / "1")
+  not_object = _copy_export(base, "not_object", lambda m: "[1, 2]")
+  lacks_kind = _copy_export(base, "lacks_kind", lambda m: json.dumps({k: v for k, v in m.items() if k != "kind"}))
+  plain = _plain_saved_model(base)
+  nan_export = _non_finite_export(base)
+  return [
+      # train_agent
+      ("override_unknown_default_config", "train_agent", ["--config.no_such_field=1"],
+       "--config.no_such_field: the config has no field 'no_such_field'", []),
+      ("override_unknown_with_config", "train_agent", ["--config=configs/train_agent.py", "--config.no_such_field=1"],
+       "--config.no_such_field: the config has no field 'no_such_field'", []),
+      ("override_unknown_nested", "train_agent", ["--config.on_policy.no_such=1"],
+       "--config.on_policy.no_such: the config has no field 'no_such'", []),
+      ("override_wrong_type", "train_agent", ["--config.steps=ten"], "flag --config.steps=ten", []),
+      ("unknown_preset", "train_agent", ["--config=configs/train_agent.py:sac"], "unknown preset 'sac'", []),
+      ("positional_argument", "train_agent", ["extra"], "unexpected positional arguments: extra", []),
+      ("logdir_is_a_file", "train_agent", [f"--logdir={a_file}"], "exists and is not a directory", []),
+      ("logdir_under_a_file", "train_agent", [f"--logdir={a_file}/run"], "is not a directory", []),
+      ("checkpoint_every_negative", "train_agent", ["--config.checkpoint_every=-1", f"--logdir={logdir('ck')}"],
+       "config.checkpoint_every must be >= 0", [logdir("ck")]),
+      ("eval_episodes_zero", "train_agent", ["--config.eval_episodes=0", f"--logdir={logdir('ev')}"],
+       "config.eval_episodes must be >= 1 when config.eval_every > 0", [logdir("ev")]),
+      ("learning_rate_negative", "train_agent", ["--config.on_policy.learning_rate=-1", f"--logdir={logdir('lr')}"],
+       "on_policy.learning_rate must be > 0", [logdir("lr")]),
+      ("unknown_environment", "train_agent", ["--env=NoSuchEnv-v9", f"--logdir={logdir('env')}"],
+       "unknown environment id 'NoSuchEnv-v9'", [logdir("env")]),
+      ("objective_path_missing", "train_agent", ["--objective=./no_such_objective", f"--logdir={logdir('om')}"],
+       "./no_such_objective: not a directory", [logdir("om")]),
+      ("objective_not_a_saved_model", "train_agent", ["--objective=tests", f"--logdir={logdir('ns')}"],
+       "tests: not a SavedModel", [logdir("ns")]),
+      ("objective_wrong_action_kind", "train_agent", ["--objective=td3", "--env=CartPole-v1", f"--logdir={logdir('ak')}"],
+       "objective 'td3' trains continuous actions only", [logdir("ak")]),
+      ("metadata_not_an_object", "train_agent", [f"--objective={not_object}", f"--logdir={logdir('no')}"],
+       "metadata must be a JSON object, got a JSON list", [logdir("no")]),
+      ("metadata_lacks_kind", "train_agent", [f"--objective={lacks_kind}", f"--logdir={logdir('lk')}"],
+       "metadata lacks 'kind'", [logdir("lk")]),
+      ("plain_saved_model_with_copied_metadata", "train_agent", [f"--objective={plain}", f"--logdir={logdir('pl')}"],
+       "not a tf_metarl export", [logdir("pl")]),
+      ("export_with_non_finite_parameters", "train_agent",
+       [f"--objective={nan_export}", "--env=Pendulum-v1", f"--logdir={logdir('nan')}"],
+       "refusing to load an objective with non-finite parameters", [logdir("nan")]),
+      ("corrupt_run_json", "train_agent", ["--config.steps=64", f"--logdir={corrupt_run}"],
+       "run.json is unreadable", []),
+      # meta_train
+      ("meta_export_is_a_file", "meta_train", [f"--export={a_file}", f"--logdir={logdir('mx')}"],
+       "exists and is not a directory", [logdir("mx")]),
+      ("meta_export_needs_frodo", "meta_train",
+       ["--config=configs/mgrl_catch.py:a2c", f"--export={base / 'e'}", f"--logdir={logdir('ma')}"],
+       "--export needs the frodo method", [logdir("ma")]),
+      ("meta_override_unknown", "meta_train", ["--config.frodo.no_such=1"],
+       "--config.frodo.no_such: the config has no field 'no_such'", []),
+      ("meta_log_every_zero", "meta_train", ["--config.log_every_seconds=0", f"--logdir={logdir('ml')}"],
+       "config.log_every_seconds must be > 0", [logdir("ml")]),
+      ("meta_inner_steps_zero", "meta_train", ["--config.frodo.inner_steps=0", f"--logdir={logdir('mi')}"],
+       "frodo.inner_steps (M) must be >= 1", [logdir("mi")]),
+      ("meta_unknown_variant", "meta_train", ["--config=configs/frodo_catch.py:nosuch"], "unknown variant 'nosuch'", []),
+      ("meta_logdir_is_a_file", "meta_train", [f"--logdir={a_file}"], "exists and is not a directory", []),
+      # export_objective
+      ("export_unknown_objective", "export_objective", ["--objective=nosuch", f"--export_dir={base / 'x1'}"],
+       "nosuch", [str(base / "x1")]),
+      ("export_negative_version", "export_objective", ["--objective=ppo", "--version=-1", f"--export_dir={base / 'x2'}"],
+       "export version must be a non-negative integer", [str(base / "x2" / "ppo" / "-1")]),
+      ("export_dir_is_a_file", "export_objective", ["--objective=ppo", f"--export_dir={a_file}"],
+       "is not a writable directory", []),
+      ("export_version_exists", "export_objective",
+       ["--objective=ppo", "--name=m", "--version=1", f"--export_dir={base / 'exports'}"],
+       "already exists; versions are immutable", []),
+      ("export_action_kinds", "export_objective", ["--objective=td3", "--action_kinds=discrete",
+                                                   f"--export_dir={base / 'x3'}"],
+       "supports only continuous", [str(base / "x3")]),
+  ]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+  base = tmp_path_factory.mktemp("bad_inputs")
+  table = cases(base)
+
+  def run(case):
+    _, binary, args, _, _ = case
+    return subprocess.run(BINARIES[binary] + args, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:  # two cores: two TensorFlow imports at once
+    results = list(pool.map(run, table))
+  return {case[0]: (case, result) for case, result in zip(table, results)}
+
+
+CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds the table)
+    "override_unknown_default_config", "override_unknown_with_config", "override_unknown_nested",
+    "override_wrong_type", "unknown_preset", "positional_argument", "logdir_is_a_file", "logdir_under_a_file",
+    "checkpoint_every_negative", "eval_episodes_zero", "learning_rate_negative", "unknown_environment",
+    "objective_path_missing", "objective_not_a_saved_model", "objective_wrong_action_kind", "metadata_not_an_object",
+    "metadata_lacks_kind", "plain_saved_model_with_copied_metadata", "export_with_non_finite_parameters",
+    "corrupt_run_json", "meta_export_is_a_file", "meta_export_needs_frodo", "meta_override_unknown",
+    "meta_log_every_zero", "meta_inner_steps_zero", "meta_unknown_variant", "meta_logdir_is_a_file",
+    "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",
+    "export_action_kinds"]
+
+
+def test_the_table_lists_every_case(outcomes):
+  assert sorted(outcomes) == sorted(CASE_IDS)
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_bad_input_is_one_line_and_exit_2(outcomes, case_id):
+  (_, _, args, message, absent), result = outcomes[case_id]
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2 and len(lines) == 1, (args, result.returncode, result.stderr[-3000:])
+  assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+  for path in absent:
+    assert not os.path.exists(path), f"{path} was created although the input was refused"
+
+
+def test_non_finite_meta_training_stops_and_nothing_non_finite_is_written(tmp_path):
+  """An inner learning rate of 1e6 makes every meta-gradient NaN: updates are skipped, the run stops
+  after max_consecutive_skips with one line, and no checkpoint or export holds a NaN."""
+  from tf_metarl.learners.checkpoints import checkpoint_numbers, non_finite_entries
+  logdir, export = tmp_path / "run", tmp_path / "export"
+  result = subprocess.run(BINARIES["meta_train"] + [
+      "--config.steps=300000", "--config.frodo.inner_optimizer=sgd", "--config.frodo.inner_learning_rate=1e6",
+      "--config.max_consecutive_skips=5", "--config.checkpoint_every=2048", f"--export={export}",
+      f"--logdir={logdir}"], capture_output=True, text=True, cwd=REPO, timeout=300)
+  lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error")]
+  assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+  assert "the last 5 updates had non-finite gradients or parameters and were skipped" in lines[0]
+  assert not export.exists()
+  ckpt_dir = logdir / "checkpoints"
+  for number in checkpoint_numbers(str(ckpt_dir)):
+    assert non_finite_entries(str(ckpt_dir / f"ckpt-{number}")) == []
+
+
+def test_sigterm_checkpoints_and_the_rerun_resumes_there(tmp_path):
+  logdir = tmp_path / "run"
+  args = lambda steps: BINARIES["train_agent"] + [
+      "--objective=ppo", "--env=CartPole-v1", f"--config.steps={steps}", "--config.checkpoint_every=0",
+      "--config.eval_every=0", f"--logdir={logdir}"]
+  process = subprocess.Popen(args(200_000), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and not (logdir / "learning_curve.csv").exists():
+    time.sleep(0.1)
+  time.sleep(3.0)  # some training steps
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith("interrupted: stopped by SIGTERM at ") and "rerun the same command to resume" in last
+  steps = int(last.split(" at ")[1].split(" environment")[0].replace(",", ""))
+  assert steps > 0
+  result = subprocess.run(args(steps + 2048), capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads(result.stdout.strip().splitlines()[-1])["resumed_from"] == steps

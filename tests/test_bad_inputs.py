@@ -85,7 +85,7 @@ def cases(base):
       ("unknown_preset", "train_agent", ["--config=configs/train_agent.py:sac"], "unknown preset 'sac'", []),
       ("positional_argument", "train_agent", ["extra"], "unexpected positional arguments: extra", []),
       ("logdir_is_a_file", "train_agent", [f"--logdir={a_file}"], "exists and is not a directory", []),
-      ("logdir_under_a_file", "train_agent", [f"--logdir={a_file}/run"], "is not a directory", []),
+      ("logdir_under_a_file", "train_agent", [f"--logdir={a_file}/run"], "cannot create it", []),
       ("checkpoint_every_negative", "train_agent", ["--config.checkpoint_every=-1", f"--logdir={logdir('ck')}"],
        "config.checkpoint_every must be >= 0", [logdir("ck")]),
       ("eval_episodes_zero", "train_agent", ["--config.eval_episodes=0", f"--logdir={logdir('ev')}"],

@@ -28,6 +28,7 @@ from absl import logging
 
 import tf_metarl
 from tf_metarl import errors
+from tf_metarl.file_checks import check_writable_directory
 from tf_metarl.objectives.base import (INPUT_DESCRIPTIONS, Objective, assert_input_shapes, describe_spec,
                                        validate_inputs, with_feature_sizes)
 
@@ -86,18 +87,7 @@ class _ExportModule(tf.Module):
 def check_export_dir(model_dir: str) -> None:
   """Raises ConfigError unless `model_dir` is (or can be created as) a writable directory of
   versions. Binaries call it before training, so a bad --export fails in seconds, not hours."""
-  path = os.path.abspath(model_dir)
-  if os.path.exists(path):
-    if not os.path.isdir(path):
-      raise errors.ConfigError(f"export directory {model_dir}: exists and is not a directory")
-    if not os.access(path, os.W_OK | os.X_OK):
-      raise errors.ConfigError(f"export directory {model_dir}: not writable")
-    return
-  parent = os.path.dirname(path)
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-    raise errors.ConfigError(f"export directory {model_dir}: cannot create it ({parent} is not a writable directory)")
+  check_writable_directory(model_dir, f"export directory {model_dir}")
 
 
 def parameter_report(variables) -> dict:

@@ -18,6 +18,7 @@ from absl import logging
 from tf_metarl import errors
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.config_utils import dataclass_from_config
+from tf_metarl.file_checks import check_writable_directory
 from tf_metarl.learners.checkpoints import CheckpointStore
 from tf_metarl.learners.update_guard import UpdateGuard
 from tf_metarl.progress import ProgressMeter
@@ -209,20 +210,7 @@ class RunSettings:
 def check_logdir(logdir: str) -> None:
   """Raises ConfigError unless `logdir` is a writable directory or can be created as one (checked
   before any training starts; nothing is created here)."""
-  path = os.path.abspath(logdir)
-  if os.path.exists(path):
-    if not os.path.isdir(path):
-      raise errors.ConfigError(f"--logdir {logdir}: exists and is not a directory")
-    if not os.access(path, os.W_OK | os.X_OK):
-      raise errors.ConfigError(f"--logdir {logdir}: directory is not writable")
-    return
-  parent = os.path.dirname(path)
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise errors.ConfigError(f"--logdir {logdir}: {parent} is not a directory")
-  if not os.access(parent, os.W_OK | os.X_OK):
-    raise errors.ConfigError(f"--logdir {logdir}: cannot create it ({parent} is not writable)")
+  check_writable_directory(logdir, f"--logdir {logdir}")
 
 
 def move_aside(logdir: str) -> Optional[str]:

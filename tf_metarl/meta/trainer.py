@@ -88,6 +88,9 @@ class MetaTrainer(Trainable):
                            lengths=episodes.lengths.numpy()[finished].astype(int).tolist())
     out = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
     out.update(self.problem.report(self.eta.read()))
+    eta = [v.numpy() for v in self.eta.leaves]
+    if eta:  # a meta-optimisation running away shows here long before anything is non-finite
+      out["meta/eta_max_abs"] = float(max(np.max(np.abs(v)) if v.size else 0.0 for v in eta))
     return out, stats
 
   def evaluate(self, episodes: int) -> List[float]:

@@ -51,7 +51,7 @@ def main(_):
     actions = tf.clip_by_value(normal(act_dim), -1.0, 1.0)
     zeros = tf.zeros((n, b, 1))
     return Trajectory(observations=normal(obs_dim), actions=actions, rewards=normal(), next_observations=normal(obs_dim),
-                      terminated=zeros, truncated=zeros, policy_outputs=actions, log_probs=zeros)
+                      terminated=zeros, truncated=zeros, policy_outputs=actions, log_probs=zeros, episode_steps=zeros)
 
   def median_ms(fn, repeats):
     fn()

@@ -101,7 +101,8 @@ def random_batch(rng, b, t, obs_dim, actions):
                     rewards=tf.constant(rng.normal(size=(b, t)), tf.float32),
                     next_observations=tf.constant(rng.normal(size=(b, t, obs_dim)), tf.float32),
                     terminated=tf.constant(terminated), truncated=tf.zeros((b, t)),
-                    policy_outputs=tf.zeros((b, t, 1)), log_probs=tf.constant(rng.normal(size=(b, t)) - 1.0, tf.float32))
+                    policy_outputs=tf.zeros((b, t, 1)), log_probs=tf.constant(rng.normal(size=(b, t)) - 1.0, tf.float32),
+                    episode_steps=tf.constant(np.tile(np.arange(t), (b, 1)), tf.float32))
 
 
 def test_actor_critic_update_is_sgd_on_the_objective_loss():

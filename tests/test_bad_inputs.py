@@ -49,8 +49,8 @@ def _plain_saved_model(base):
 def _non_finite_export(base):
   """An export holding a NaN (written past the exporter's own check, as an older version could)."""
   from tf_metarl.export import export_objective, saved_model
-  from tf_metarl.objectives import LSTMObjective
-  objective = LSTMObjective(action_dim=1, units=4)
+  from tf_metarl.objectives import MetaGenRLObjective
+  objective = MetaGenRLObjective(units=4)
   objective.network.trainable_variables[0].assign(objective.network.trainable_variables[0] * np.nan)
   original = saved_model.parameter_report
   saved_model.parameter_report = lambda variables: {"count": 0, "max_abs": 0.0, "non_finite": []}

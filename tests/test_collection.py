@@ -46,6 +46,7 @@ def test_bookkeeping_is_exact():
   np.testing.assert_array_equal(traj.discounts, 1 - traj.terminated)
   np.testing.assert_array_equal(traj.episode_ends, np.maximum(traj.terminated, traj.truncated))
   np.testing.assert_array_equal(traj.actions, SCRIPT)
+  np.testing.assert_array_equal(traj.episode_steps, [[0, 1, 2, 0, 1, 0], [0, 0, 0, 1, 2, 0]])  # across segments too
   assert traj.actions.dtype == np.int32 and traj.log_probs.shape == (2, 6)
   assert sorted(zip(episode_returns, lengths)) == [(1, 1), (6, 3), (11, 1), (23, 2), (66, 3)]
   assert collector.total_steps == 12

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.export import export_objective, load_metadata, load_objective
-from tf_metarl.objectives import LSTMObjective, PPOObjective
+from tf_metarl.objectives import MetaGenRLObjective, Objective, PPOObjective
 
 FRESH_PROCESS = textwrap.dedent(r"""
     import json, sys
@@ -128,20 +128,74 @@ def test_not_a_saved_model_and_corrupt_files(tmp_path, ppo_export):
 
 
 def test_learned_objective_with_variables_round_trips(tmp_path):
-  objective = LSTMObjective(action_dim=2, units=8)
-  path = export_objective(objective, str(tmp_path / "lstm"))
+  objective = MetaGenRLObjective(units=8)
+  path = export_objective(objective, str(tmp_path / "metagenrl"))
   loaded = load_objective(path)
-  assert loaded.constraints()["action_dim"] == 2 and loaded.learner == "off_policy"
+  assert loaded.constraints()["action_dim"] is None and loaded.learner == "off_policy"
+  assert loaded.input_specs()["actions"].shape.as_list() == [None, None, None]  # any action dimension
   rng = np.random.default_rng(0)
-  inputs = {n: tf.constant(rng.normal(size=(2, 4)), tf.float32) for n in ("rewards", "discounts", "episode_ends", "q_values")}
-  inputs["actions"] = tf.constant(rng.normal(size=(2, 4, 2)), tf.float32)
-  np.testing.assert_allclose(loaded(inputs)["per_step"].numpy(), objective(inputs)["per_step"].numpy(), rtol=1e-5)
+  for d in (1, 4):
+    inputs = {n: tf.constant(rng.normal(size=(2, 4)), tf.float32) for n in loaded.input_names}
+    inputs.update(actions=tf.constant(rng.normal(size=(2, 4, d)), tf.float32),
+                  behaviour_actions=tf.constant(rng.normal(size=(2, 4, d)), tf.float32))
+    np.testing.assert_allclose(loaded(inputs)["per_step"].numpy(), objective(inputs)["per_step"].numpy(), rtol=1e-5)
+
+
+ANY_ACTION_DIMENSION = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])  # kept: the signature's variables live as long as it
+    signature = loaded.signatures["serving_default"]
+    names = list(signature.structured_input_signature[1])
+    rng = np.random.default_rng(0)
+    out = {"tf_metarl_imported": False}
+    for d in (1, 3, 6):
+      # A deterministic policy of this process's own: 5 observation features -> d tanh actions.
+      policy = tf.keras.Sequential([tf.keras.Input((5,)), tf.keras.layers.Dense(d, activation="tanh")])
+      obs = tf.constant(rng.normal(size=(2 * 7, 5)), tf.float32)
+      inputs = {n: tf.constant(rng.normal(size=(2, 7)), tf.float32) for n in names}
+      inputs.update(discounts=tf.ones([2, 7]), episode_ends=tf.zeros([2, 7]), time=tf.fill([2, 7], 0.5),
+                    behaviour_actions=tf.constant(rng.uniform(-1, 1, size=(2, 7, d)), tf.float32))
+      with tf.GradientTape() as tape:
+        inputs["actions"] = tf.reshape(policy(obs), [2, 7, d])
+        loss = signature(**inputs)["loss"]
+      grads = tape.gradient(loss, policy.trainable_variables)
+      out[d] = {"loss": float(loss), "grad_norm": float(tf.linalg.global_norm(grads))}
+    out["tf_metarl_imported"] = any(m.startswith("tf_metarl") for m in sys.modules)
+    print(json.dumps(out))
+""")
+
+
+def test_a_metagenrl_export_trains_policies_of_any_action_dimension_in_a_tensorflow_only_process(tmp_path):
+  path = export_objective(MetaGenRLObjective(), str(tmp_path / "metagenrl"))
+  out = subprocess.run([sys.executable, "-c", ANY_ACTION_DIMENSION, path], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert not result["tf_metarl_imported"]
+  for d in ("1", "3", "6"):
+    assert np.isfinite(result[d]["loss"]) and 0 < result[d]["grad_norm"] < 1e6, result
+
+
+class FixedActionObjective(Objective):
+  """A tiny objective with a fixed action size, to test the signature's size checks."""
+  kind, learner, action_kinds = "fixed_action", "off_policy", ("continuous",)
+  input_names = ("rewards", "q_values", "actions")
+
+  def constraints(self):
+    return dict(super().constraints(), action_dim=2)
+
+  def _loss(self, inputs):
+    per_step = inputs["rewards"] * inputs["q_values"] + tf.reduce_sum(inputs["actions"], -1)
+    return {"per_step": per_step, "loss": tf.reduce_mean(per_step)}
 
 
 SHAPE_CHECKS = textwrap.dedent(r"""
     import json, sys
     import tensorflow as tf
-    signature = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+    loaded = tf.saved_model.load(sys.argv[1])
+    signature = loaded.signatures["serving_default"]
     specs = signature.structured_input_signature[1]
     def inputs(b=2, t=5, **replace):
       out = {n: tf.zeros([b, t] + [2] * (s.shape.rank - 2)) for n, s in specs.items()}
@@ -162,7 +216,7 @@ SHAPE_CHECKS = textwrap.dedent(r"""
 
 
 def test_exported_signature_refuses_mismatched_shapes_from_a_tensorflow_only_process(tmp_path):
-  path = export_objective(LSTMObjective(action_dim=2, units=4), str(tmp_path / "lstm"))
+  path = export_objective(FixedActionObjective(), str(tmp_path / "fixed"))
   out = subprocess.run([sys.executable, "-c", SHAPE_CHECKS, path], capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
   assert out.returncode == 0, out.stderr[-2000:]
@@ -180,9 +234,9 @@ def test_exported_signature_refuses_mismatched_shapes_from_a_tensorflow_only_pro
 
 
 def test_non_finite_parameters_are_never_exported_nor_loaded(tmp_path, monkeypatch):
-  objective = LSTMObjective(action_dim=1, units=4)
+  objective = MetaGenRLObjective(units=4)
   objective.network.trainable_variables[0].assign(objective.network.trainable_variables[0] * np.nan)
-  with pytest.raises(errors.NonFiniteError, match="refusing to export lstm: non-finite parameters"):
+  with pytest.raises(errors.NonFiniteError, match="refusing to export metagenrl: non-finite parameters"):
     export_objective(objective, str(tmp_path / "m"))
   assert not os.path.exists(tmp_path / "m" / "1")
   # An export written without that check (as an older version could) is refused when loaded.

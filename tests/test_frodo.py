@@ -93,7 +93,8 @@ def make_problem(config, seed=0, target="frodo"):
                       rewards=tf.constant(rng.normal(size=(B, T))),
                       next_observations=tf.constant(rng.normal(size=(B, T, obs_dim))),
                       terminated=tf.constant(terminated), truncated=tf.constant(end - terminated),
-                      policy_outputs=tf.zeros((B, T, 3), tf.float64), log_probs=tf.zeros((B, T), tf.float64))
+                      policy_outputs=tf.zeros((B, T, 3), tf.float64), log_probs=tf.zeros((B, T), tf.float64),
+                      episode_steps=tf.zeros((B, T), tf.float64))
 
   agent = ActorCritic(policy, critic, make_optimizer(config.inner_optimizer, config.inner_learning_rate))
   task = FixedBatches([batch() for _ in range(config.inner_steps + 1)])

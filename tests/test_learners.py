@@ -8,7 +8,7 @@ from tf_metarl.learners import check_compatible, train
 from tf_metarl.learners.loop import read_learning_curve
 from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner
 from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
-from tf_metarl.objectives import A2CObjective, LSTMObjective, PPOObjective, ReinforceObjective, TD3ActorObjective
+from tf_metarl.objectives import A2CObjective, MetaGenRLObjective, PPOObjective, ReinforceObjective, TD3ActorObjective
 
 ON_POLICY = {
     "ppo": (PPOObjective(), OnPolicyConfig(num_envs=8, rollout_length=64, epochs=4, minibatches=4,
@@ -50,7 +50,7 @@ def test_td3_improves_on_pendulum(tmp_path):
 
 def test_learned_off_policy_objective_trains_through_the_same_learner(tmp_path):
   config = OffPolicyConfig(warmup_steps=200, batch_size=16, sequence_length=8, hidden_sizes=(16,))
-  learner = OffPolicyLearner(describe_env("Pendulum-v1"), LSTMObjective(action_dim=1, units=8), config, seed=0)
+  learner = OffPolicyLearner(describe_env("Pendulum-v1"), MetaGenRLObjective(units=8), config, seed=0)
   before = [v.numpy().copy() for v in learner.policy.trainable_variables]
   summary = train_learner(learner, 260, tmp_path, eval_episodes=1)[1]
   assert summary["env_steps"] == 260
@@ -60,8 +60,10 @@ def test_learned_off_policy_objective_trains_through_the_same_learner(tmp_path):
 def test_incompatible_objective_and_environment():
   with pytest.raises(errors.IncompatibleSpaceError, match="trains continuous actions only; CartPole-v1 has 2 discrete"):
     check_compatible(TD3ActorObjective(), describe_env("CartPole-v1"), "td3")
-  with pytest.raises(errors.IncompatibleSpaceError, match="action dim 3; Pendulum-v1 has 1"):
-    check_compatible(LSTMObjective(action_dim=3, units=4), describe_env("Pendulum-v1"), "lstm")
+  with pytest.raises(errors.IncompatibleSpaceError, match="trains continuous actions only; CartPole-v1 has 2 discrete"):
+    check_compatible(MetaGenRLObjective(units=4), describe_env("CartPole-v1"), "metagenrl")
+  check_compatible(MetaGenRLObjective(units=4), describe_env("Pendulum-v1"), "metagenrl")  # any action dimension
+  check_compatible(MetaGenRLObjective(units=4), describe_env("Hopper-v5"), "metagenrl")
 
 
 @pytest.mark.parametrize("config, message", [

@@ -113,3 +113,12 @@ def test_random_walk_gymnasium_twin_values():
 def test_registered_with_gymnasium(env_id, num_actions, obs_dim):
   info = describe_env(env_id)
   assert info.num_actions == num_actions and info.observation_shape == (obs_dim,)
+
+
+def test_episode_counting_records_each_steps_index_within_its_episode():
+  from tf_metarl.envs.batched import EpisodeCounting, rollout
+  from tf_metarl.envs.catch import Catch
+  env = EpisodeCounting(Catch(4, 3))  # every episode lasts 3 steps
+  policy = lambda obs, seed: tf.zeros([2], tf.int32)
+  _, time_major = rollout(env, env.reset(tf.constant([0, 1]), 2), policy, tf.constant([2, 3]), 7)
+  np.testing.assert_array_equal(time_major["episode_steps"].numpy().T, [[0, 1, 2, 0, 1, 2, 0]] * 2)

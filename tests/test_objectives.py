@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metarl import errors
-from tf_metarl.objectives import (A2CObjective, LSTMObjective, PPOObjective, ReinforceObjective, TD3ActorObjective,
+from tf_metarl.objectives import (A2CObjective, MetaGenRLObjective, PPOObjective, ReinforceObjective, TD3ActorObjective,
                                   make_objective)
 
 
@@ -64,20 +64,71 @@ def test_td3_actor_loss_is_negative_q():
   np.testing.assert_allclose(tape.gradient(loss, q).numpy(), [[-0.5, -0.5]])
 
 
-def test_lstm_objective_reads_the_future_and_is_differentiable_in_actions():
-  objective = LSTMObjective(action_dim=2, units=8)
-  inputs = {n: tf.random.normal([3, 6]) for n in ("rewards", "discounts", "episode_ends", "q_values")}
-  actions = tf.Variable(tf.random.normal([3, 6, 2]))
-  with tf.GradientTape() as tape:
-    out = objective(dict(inputs, actions=actions))
-  grad = tape.gradient(out["loss"], actions)
-  assert out["per_step"].shape == (3, 6) and np.all(np.isfinite(grad.numpy())) and np.any(grad.numpy() != 0)
-  # Run backwards: changing the last reward changes earlier outputs; changing the first does not change later ones.
-  later = dict(inputs, actions=actions, rewards=tf.tensor_scatter_nd_add(inputs["rewards"], [[0, 5]], [3.0]))
-  earlier = dict(inputs, actions=actions, rewards=tf.tensor_scatter_nd_add(inputs["rewards"], [[0, 0]], [3.0]))
-  base = out["per_step"].numpy()
-  assert np.abs(objective(later)["per_step"].numpy()[0, 0] - base[0, 0]) > 1e-6
-  np.testing.assert_allclose(objective(earlier)["per_step"].numpy()[0, 1:], base[0, 1:], rtol=1e-6)
+def metagenrl_inputs(rng, b=3, t=8, d=2, dtype=np.float32):
+  inputs = {n: tf.constant(rng.normal(size=(b, t)), dtype) for n in ("rewards", "values", "next_values")}
+  inputs.update(discounts=tf.ones([b, t], dtype), episode_ends=tf.zeros([b, t], dtype),
+                time=tf.constant(np.tile(np.arange(t) / 100.0, (b, 1)), dtype),
+                actions=tf.constant(rng.normal(size=(b, t, d)), dtype),
+                behaviour_actions=tf.constant(rng.normal(size=(b, t, d)), dtype))
+  return inputs
+
+
+def test_metagenrl_objective_reads_only_the_future_of_its_own_episode():
+  rng = np.random.default_rng(0)
+  objective = MetaGenRLObjective()
+  inputs = metagenrl_inputs(rng)
+  inputs["episode_ends"] = tf.constant([[0, 0, 1, 0, 0, 0, 0, 0]] * 3, tf.float32)  # an episode ends at t = 2
+  base = objective(inputs)["per_step"].numpy()
+  moved = inputs["behaviour_actions"].numpy()
+  moved[0, 5] += 1.0  # actions are not normalised over the batch, so only the LSTM carries this change
+  changed = objective(dict(inputs, behaviour_actions=tf.constant(moved)))["per_step"].numpy()
+  assert np.all(np.abs(changed[0, 3:6] - base[0, 3:6]) > 1e-7)  # t = 3..5 see step 5 (same episode, backwards)
+  np.testing.assert_array_equal(changed[0, 6:], base[0, 6:])     # later steps do not
+  np.testing.assert_array_equal(changed[0, :3], base[0, :3])     # the previous episode does not
+  np.testing.assert_array_equal(changed[1:], base[1:])
+
+
+def test_metagenrl_objective_takes_any_action_dimension_and_ignores_their_order():
+  rng = np.random.default_rng(1)
+  objective = MetaGenRLObjective()
+  for d in (1, 3, 6):
+    inputs = metagenrl_inputs(rng, d=d)
+    out = objective(inputs)["per_step"].numpy()
+    order = rng.permutation(d)
+    permuted = {k: (tf.gather(v, order, axis=2) if k in ("actions", "behaviour_actions") else v) for k, v in inputs.items()}
+    np.testing.assert_allclose(objective(permuted)["per_step"].numpy(), out, rtol=1e-5, atol=1e-5)
+  huge = metagenrl_inputs(rng)
+  huge["actions"] = huge["actions"] * 1e4
+  assert np.all(np.abs(objective(huge)["per_step"].numpy()) <= 1000.0)  # l_t = 1000 tanh(y / 1000)
+
+
+def test_metagenrl_objective_gradient_reaches_the_policy_only_through_its_actions():
+  rng = np.random.default_rng(2)
+  objective = MetaGenRLObjective(dtype="float64")
+  inputs = metagenrl_inputs(rng, b=2, t=5, d=2, dtype=np.float64)
+  values, actions = tf.Variable(inputs["values"]), tf.Variable(inputs["actions"])
+  with tf.GradientTape(persistent=True) as tape:
+    loss = objective(dict(inputs, values=values, actions=actions))["loss"]
+  assert tape.gradient(loss, values) is None  # values are held constant
+  grad = tape.gradient(loss, actions).numpy()
+  eps = 1e-6
+  for index in [(0, 0, 0), (1, 3, 1), (0, 4, 1)]:  # central differences, float64
+    delta = np.zeros(actions.shape)
+    delta[index] = eps
+    up = objective(dict(inputs, actions=inputs["actions"] + delta))["loss"].numpy()
+    down = objective(dict(inputs, actions=inputs["actions"] - delta))["loss"].numpy()
+    np.testing.assert_allclose(grad[index], (up - down) / (2 * eps), rtol=1e-5, atol=1e-8)
+
+
+def test_metagenrl_ablations_and_bad_features():
+  rng = np.random.default_rng(3)
+  inputs = metagenrl_inputs(rng)
+  without_values = MetaGenRLObjective(scalar_features=("rewards", "time"))
+  base = without_values(inputs)["per_step"].numpy()
+  np.testing.assert_array_equal(without_values(dict(inputs, values=inputs["values"] * 5.0))["per_step"].numpy(), base)
+  assert MetaGenRLObjective(scalar_features=())(inputs)["per_step"].shape == (3, 8)
+  with pytest.raises(errors.ConfigError, match="unknown MetaGenRL scalar feature\\(s\\) reward"):
+    MetaGenRLObjective(scalar_features=("reward",))
 
 
 def test_inputs_are_validated_with_the_expected_spec():

@@ -87,6 +87,7 @@ class RolloutCollector:
       fields["truncated"].append(np.asarray(truncated, np.float32))
       fields["policy_outputs"].append(np.asarray(out["policy_outputs"], np.float32))
       fields["log_probs"].append(np.asarray(out["log_probs"], np.float32))
+      fields["episode_steps"].append(self._running_length.astype(np.float32))
       self._running_return += rewards
       self._running_length += 1
       for i in np.flatnonzero(ended):

@@ -59,7 +59,8 @@ def to_trajectory(time_major: Dict[str, tf.Tensor]) -> Trajectory:
   outputs = batch.get("policy_outputs", tf.cast(batch["actions"], tf.float32)[..., None])
   return Trajectory(observations=batch["observations"], actions=batch["actions"], rewards=batch["rewards"],
                     next_observations=batch["next_observations"], terminated=batch["terminated"],
-                    truncated=tf.zeros_like(batch["terminated"]), policy_outputs=outputs, log_probs=log_probs)
+                    truncated=tf.zeros_like(batch["terminated"]), policy_outputs=outputs, log_probs=log_probs,
+                    episode_steps=batch.get("episode_steps", tf.zeros_like(batch["rewards"])))
 
 
 def _flat_episodes(time_major) -> Episodes:
@@ -162,16 +163,19 @@ class GymTask(Task):
       return tuple(trajectory) + (episode_returns, episode_lengths)
 
     dtypes = [tf.float32, tf.int32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32,
-              tf.float32, tf.int32]
+              tf.float32, tf.float32, tf.int32]
     params = [tf.stop_gradient(p) for p in policy_params]  # collection is never differentiated
     outputs = tf.py_function(collect, [tf.cast(seed, tf.int32)] + params, dtypes)
     b, t, o = self.num_envs, length, self.observation_size
-    shapes = [[b, t, o], [b, t], [b, t], [b, t, o], [b, t], [b, t], [b, t, self.num_actions], [b, t], [b, t], [b, t]]
+    shapes = [[b, t, o], [b, t], [b, t], [b, t, o], [b, t], [b, t], [b, t, self.num_actions], [b, t], [b, t], [b, t],
+              [b, t]]
     for x, shape in zip(outputs, shapes):
       x.set_shape(shape)
-    trajectory = Trajectory(*outputs[:8])
+    num_fields = len(Trajectory._fields)
+    trajectory = Trajectory(*outputs[:num_fields])
     ends = tf.maximum(trajectory.terminated, trajectory.truncated)
-    episodes = Episodes(tf.reshape(outputs[8], [-1]), tf.reshape(outputs[9], [-1]), tf.reshape(ends, [-1]))
+    episodes = Episodes(tf.reshape(outputs[num_fields], [-1]), tf.reshape(outputs[num_fields + 1], [-1]),
+                        tf.reshape(ends, [-1]))
     return env_state, trajectory, episodes
 
   def evaluate(self, greedy_fn, policy_params, episodes: int, seed: int) -> List[float]:

@@ -26,6 +26,8 @@ class Trajectory(NamedTuple):
     policy_outputs: float32 [B, T, P], raw outputs of the behaviour policy (logits, mean/log-std,
       or the deterministic action).
     log_probs: float32 [B, T], behaviour log-probability of `actions` (0 for deterministic policies).
+    episode_steps: float32 [B, T], the step's index within its episode (0 at an episode's first
+      step); MetaGenRL's objective reads it as time (divided by the time limit).
   """
   observations: np.ndarray
   actions: np.ndarray
@@ -35,6 +37,7 @@ class Trajectory(NamedTuple):
   truncated: np.ndarray
   policy_outputs: np.ndarray
   log_probs: np.ndarray
+  episode_steps: np.ndarray
 
   @property
   def discounts(self):

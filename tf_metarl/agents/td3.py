@@ -38,6 +38,7 @@ class TD3Settings:
   policy_delay: int = 2
   target_noise: float = 0.2        # std of the target-policy smoothing noise, in half action ranges
   target_noise_clip: float = 0.5
+  episode_step_limit: float = 1000.0  # divides `episode_steps` into the objectives' `time` input
 
 
 class TD3:
@@ -90,11 +91,17 @@ class TD3:
     return state, {"critic_loss": loss, "q_mean": tf.reduce_mean(q), "skipped_updates": tf.cast(skipped, tf.float32)}
 
   def actor_inputs(self, policy_params, critic_params, batch: Trajectory) -> Dict[str, tf.Tensor]:
-    """Named objective inputs (off-policy), differentiable in the actor's parameters."""
+    """Named objective inputs (off-policy), differentiable in the actor's parameters through
+    `actions` and `q_values` only. `values` V(s_t) = Q1(s_t, π(s_t)) and `next_values`
+    V(s'_t) = Q1(s'_t, π(s'_t)) are held constant; `time` is the episode step over the limit."""
     actions = self.actions(policy_params, batch.observations)
+    q_values = self.q_values(critic_params, batch.observations, actions)[0]
+    next_actions = self.actions(policy_params, batch.next_observations)
+    next_values = self.q_values(critic_params, batch.next_observations, next_actions)[0]
+    time = tf.clip_by_value(tf.cast(batch.episode_steps, tf.float32) / self.settings.episode_step_limit, 0.0, 1.0)
     return {"rewards": batch.rewards, "discounts": batch.discounts, "episode_ends": batch.episode_ends,
-            "q_values": self.q_values(critic_params, batch.observations, actions)[0], "actions": actions,
-            "behaviour_actions": batch.actions}
+            "q_values": q_values, "values": tf.stop_gradient(q_values), "next_values": tf.stop_gradient(next_values),
+            "time": time, "actions": actions, "behaviour_actions": batch.actions}
 
   def actor_update(self, state: TD3State, batch: Trajectory, objective_fn: ObjectiveFn):
     """One actor step on the objective, then Polyak averaging of both target networks."""

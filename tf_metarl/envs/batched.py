@@ -72,7 +72,8 @@ class CountedState(NamedTuple):
 
 class EpisodeCounting:
   """Wraps a batched environment to report finished episodes: `info["episode_returns"]` and
-  `info["episode_lengths"]` hold an episode's return and length at the step it ends (else 0)."""
+  `info["episode_lengths"]` hold an episode's return and length at the step it ends (else 0);
+  `info["episode_steps"]` each step's index within its episode."""
 
   def __init__(self, env):
     self.env = env
@@ -87,6 +88,7 @@ class EpisodeCounting:
     inner, next_observations, rewards, terminated, info = _step(self.env, state.env, actions, seed)
     returns, lengths = state.returns + rewards, state.lengths + 1
     info = dict(info, episode_returns=tf.where(terminated, returns, 0.0),
-                episode_lengths=tf.where(terminated, lengths, 0))
+                episode_lengths=tf.where(terminated, lengths, 0),
+                episode_steps=tf.cast(state.lengths, tf.float32))  # this step's index within its episode
     state = CountedState(inner, tf.where(terminated, 0.0, returns), tf.where(terminated, 0, lengths))
     return state, next_observations, rewards, terminated, info

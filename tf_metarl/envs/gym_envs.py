@@ -24,6 +24,7 @@ class EnvInfo:
     action_kind: `"discrete"` or `"continuous"`.
     num_actions: number of discrete actions (discrete only, else 0).
     action_low, action_high: bounds of a Box action space, shape [action_dim] (continuous only).
+    max_episode_steps: the id's time limit (None: none registered).
   """
   env_id: str
   observation_shape: Tuple[int, ...]
@@ -31,6 +32,7 @@ class EnvInfo:
   num_actions: int = 0
   action_low: Optional[Tuple[float, ...]] = None
   action_high: Optional[Tuple[float, ...]] = None
+  max_episode_steps: Optional[int] = None
 
   @property
   def action_dim(self) -> int:
@@ -108,6 +110,8 @@ def describe_env(env_id: str) -> EnvInfo:
   """Returns the `EnvInfo` of a registered gymnasium id (creates and closes one copy)."""
   env = make_env(env_id)
   try:
-    return describe_spaces(env_id, env.observation_space, env.action_space)
+    info = describe_spaces(env_id, env.observation_space, env.action_space)
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    return dataclasses.replace(info, max_episode_steps=None if limit is None else int(limit))
   finally:
     env.close()

@@ -79,7 +79,8 @@ class OffPolicyLearner(Trainable):
     self.target_policy.set_weights(self.policy.get_weights())
     self.target_critic.set_weights(self.critic.get_weights())
     settings = TD3Settings(gamma=config.gamma, tau=config.tau, policy_delay=config.policy_delay,
-                           target_noise=config.target_noise, target_noise_clip=config.target_noise_clip)
+                           target_noise=config.target_noise, target_noise_clip=config.target_noise_clip,
+                           episode_step_limit=float(env_info.max_episode_steps or 1000))
     self.agent = TD3(self.policy, self.critic, Adam(config.actor_learning_rate), Adam(config.critic_learning_rate),
                      settings)
     initial = self.agent.init()
@@ -152,7 +153,7 @@ class OffPolicyLearner(Trainable):
     cfg = self.config
     trajectory, stats = self.collector.collect(self.act, 1)
     step = {k: getattr(trajectory, k)[:, 0] for k in ("observations", "actions", "rewards", "next_observations",
-                                                      "terminated", "truncated")}
+                                                      "terminated", "truncated", "episode_steps")}
     self.replay.add(**step)
     self.env_steps.assign_add(cfg.num_envs)
     updates = []

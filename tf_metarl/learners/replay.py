@@ -10,7 +10,7 @@ import numpy as np
 
 from tf_metarl.trajectories import Trajectory
 
-_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
+_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "episode_steps")
 
 
 class SequenceReplay:
@@ -19,7 +19,7 @@ class SequenceReplay:
   def __init__(self, capacity: int, num_envs: int, observation_dim: int, action_dim: int):
     self.capacity, self.num_envs = int(capacity), int(num_envs)
     shapes = dict(observations=(observation_dim,), actions=(action_dim,), rewards=(), next_observations=(observation_dim,),
-                  terminated=(), truncated=())
+                  terminated=(), truncated=(), episode_steps=())
     self.data = {k: np.zeros((self.capacity, self.num_envs) + shapes[k], np.float32) for k in _FIELDS}
     self.position = 0  # next row to write
     self.size = 0      # rows filled
@@ -51,7 +51,8 @@ class SequenceReplay:
 
   def load_state(self, state):
     for k in _FIELDS:
-      if state[k].shape != self.data[k].shape:
-        raise ValueError(f"replay field {k} has shape {state[k].shape}, expected {self.data[k].shape}")
+      if k not in state or state[k].shape != self.data[k].shape:
+        have = state[k].shape if k in state else "nothing"
+        raise ValueError(f"replay field {k} has shape {have}, expected {self.data[k].shape}")
       self.data[k][...] = state[k]
     self.position, self.size = int(state["position"]), int(state["size"])

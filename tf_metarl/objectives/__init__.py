@@ -2,10 +2,10 @@
 from tf_metarl.objectives.base import (INPUT_DESCRIPTIONS, OFF_POLICY, ON_POLICY, Objective, input_spec,
                                        validate_inputs)
 from tf_metarl.objectives.deterministic import TD3ActorObjective
-from tf_metarl.objectives.learned import LSTMObjective
+from tf_metarl.objectives.metagenrl import MetaGenRLObjective
 from tf_metarl.objectives.policy_gradient import A2CObjective, PPOObjective, ReinforceObjective
 from tf_metarl.objectives.registry import BUILTIN_OBJECTIVES, make_objective
 
 __all__ = ["INPUT_DESCRIPTIONS", "OFF_POLICY", "ON_POLICY", "Objective", "input_spec", "validate_inputs",
-           "TD3ActorObjective", "LSTMObjective", "A2CObjective", "PPOObjective", "ReinforceObjective",
+           "TD3ActorObjective", "MetaGenRLObjective", "A2CObjective", "PPOObjective", "ReinforceObjective",
            "BUILTIN_OBJECTIVES", "make_objective"]

@@ -28,6 +28,7 @@ INPUT_DESCRIPTIONS = {
     "behaviour_log_probs": "log μ(a_t|s_t) of the policy that collected the data",
     "entropies": "entropy of the current policy at s_t (differentiable)",
     "q_values": "Q1(s_t, π(s_t)) of the current critic at the current policy's action (differentiable)",
+    "time": "time within the episode: its step count at t divided by the environment's step limit, in [0, 1]",
     "actions": "[B, T, A] current policy's action π(s_t) (differentiable; off-policy)",
     "behaviour_actions": "[B, T, A] action stored in the replayed data (off-policy)",
     "observations": "[B, T, O] observation s_t (flat)",
@@ -123,6 +124,10 @@ def assert_input_shapes(specs: Mapping[str, tf.TensorSpec], inputs: Mapping[str,
         if size is not None:
           checks.append(tf.debugging.assert_equal(dims[axis], size, message=(
               f"{owner}: input {name} must have size {size} on axis {axis}: {expected}")))
+    if "actions" in specs and "behaviour_actions" in specs:
+      checks.append(tf.debugging.assert_equal(
+          tf.shape(inputs["behaviour_actions"])[2], tf.shape(inputs["actions"])[2], message=(
+              f"{owner}: inputs actions and behaviour_actions must have the same action dimension (axis 2)")))
   with tf.control_dependencies(checks):
     return {name: tf.identity(inputs[name]) for name in names}
 
@@ -131,7 +136,7 @@ class Objective(tf.Module):
   """Base class: subclasses set the class attributes and implement `_loss`.
 
   Attributes:
-    kind: registry name of the objective ("ppo", "td3", "lstm", ...).
+    kind: registry name of the objective ("ppo", "td3", "metagenrl", ...).
     learner: ON_POLICY or OFF_POLICY: which learner trains an agent with it.
     action_kinds: action spaces it can train ("discrete", "continuous").
     input_names: the inputs `_loss` reads.

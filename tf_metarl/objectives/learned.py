@@ -1,20 +1,12 @@
-"""A learned objective: a backward LSTM over a trajectory (the MetaGenRL form, Kirsch et al. 2020).
-
-The network reads, at each step, the reward, discount, episode end, the critic's value of the
-current policy's action, and that action, and runs backwards in time so step t sees its future.
-Its per-step output is the objective value; the loss is their mean. Gradients reach the policy
-through the action and value inputs; meta-gradients reach the network's own parameters.
-"""
+"""A backward LSTM over per-step features: FRODO's target network builds on it
+(`algorithms/targets.py`). MetaGenRL's objective, which must also accept any action dimension and
+reset at episode ends, is `objectives/metagenrl.py`."""
 from __future__ import annotations
 
 from typing import Optional
 
 import keras
 import tensorflow as tf
-
-from tf_metarl.objectives.base import OFF_POLICY, Objective
-
-_SCALARS = ("rewards", "discounts", "episode_ends", "q_values")
 
 
 class BackwardLSTMNetwork(keras.Model):
@@ -38,33 +30,3 @@ class BackwardLSTMNetwork(keras.Model):
     if self.output_bound is None:
       return out
     return self.output_bound * tf.tanh(out / self.output_bound)
-
-
-class LSTMObjective(Objective):
-  """Learned off-policy objective with a `BackwardLSTMNetwork`; inputs listed in `input_names`."""
-  kind = "lstm"
-  learner = OFF_POLICY
-  action_kinds = ("continuous",)
-  input_names = _SCALARS + ("actions",)
-
-  def __init__(self, action_dim: int, units: int = 32, dtype="float32", name=None):
-    super().__init__(name=name)
-    self.action_dim = int(action_dim)
-    self.units = int(units)
-    self.network = BackwardLSTMNetwork(len(_SCALARS) + self.action_dim, units, dtype=dtype, name="objective")
-
-  def hyperparameters(self):
-    return dict(action_dim=self.action_dim, units=self.units)
-
-  def constraints(self):
-    return dict(super().constraints(), action_dim=self.action_dim)
-
-  @staticmethod
-  def features(inputs):
-    """Stacks the inputs into [B, T, 4 + A] features."""
-    scalars = tf.stack([inputs[n] for n in _SCALARS], axis=-1)
-    return tf.concat([scalars, inputs["actions"]], axis=-1)
-
-  def _loss(self, inputs):
-    per_step = self.network(self.features(inputs))
-    return {"per_step": per_step, "loss": tf.reduce_mean(per_step)}

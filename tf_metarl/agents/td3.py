@@ -98,7 +98,8 @@ class TD3:
     q_values = self.q_values(critic_params, batch.observations, actions)[0]
     next_actions = self.actions(policy_params, batch.next_observations)
     next_values = self.q_values(critic_params, batch.next_observations, next_actions)[0]
-    time = tf.clip_by_value(tf.cast(batch.episode_steps, tf.float32) / self.settings.episode_step_limit, 0.0, 1.0)
+    dtype = q_values.dtype
+    time = tf.clip_by_value(tf.cast(batch.episode_steps, dtype) / self.settings.episode_step_limit, 0.0, 1.0)
     return {"rewards": batch.rewards, "discounts": batch.discounts, "episode_ends": batch.episode_ends,
             "q_values": q_values, "values": tf.stop_gradient(q_values), "next_values": tf.stop_gradient(next_values),
             "time": time, "actions": actions, "behaviour_actions": batch.actions}

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.meta.problem import Episodes, merge_metrics, unroll_and_hold_out
+from tf_metarl.networks.normalization import moments
 
 SHAPINGS = ("none", "centered_rank", "z_score")
 
@@ -39,7 +40,7 @@ def shape_losses(losses, shaping: str):
     ranks = tf.cast(tf.argsort(tf.argsort(losses)), losses.dtype)
     return ranks / tf.cast(tf.maximum(size - 1, 1), losses.dtype) - 0.5
   if shaping == "z_score":
-    mean, variance = tf.nn.moments(losses, axes=[0])
+    mean, variance = moments(losses, axes=[0])
     return (losses - mean) / (tf.sqrt(variance) + 1e-8)
   raise errors.ConfigError(f"fitness shaping must be one of {', '.join(SHAPINGS)}, got {shaping!r}")
 

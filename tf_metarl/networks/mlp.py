@@ -5,6 +5,8 @@ from typing import Sequence
 
 import keras
 
+from tf_metarl.networks.normalization import LayerNorm
+
 
 class MLP(keras.layers.Layer):
   """Dense layers with an activation and optional layer normalisation after each: [..., in] -> [..., h]."""
@@ -17,7 +19,7 @@ class MLP(keras.layers.Layer):
     for i, size in enumerate(self.hidden_sizes):
       self._layers.append(keras.layers.Dense(size, dtype=self.dtype_policy, name=f"dense_{i}"))
       if layer_norm:
-        self._layers.append(keras.layers.LayerNormalization(dtype=self.dtype_policy, name=f"norm_{i}"))
+        self._layers.append(LayerNorm(dtype=self.dtype_policy, name=f"norm_{i}"))  # exact second derivatives
       self._layers.append(keras.layers.Activation(activation, dtype=self.dtype_policy))
 
   def call(self, x):

@@ -8,8 +8,9 @@ stacked per action dimension to [B, T, D, 2], embedded by kernel-size-1 layers s
 D dimensions and averaged over D. So one objective accepts any number of action dimensions, and
 the policy's gradient comes only through π_φ(s_t). An LSTM runs backwards in time (step t sees
 t..T−1 of its own episode: the state is reset where an episode ends), and each output becomes
-l_t = s·tanh(y_t / s), s = 1000. The loss is Σ_{b,t} l_t (the sum, as the reference code
-differentiates, so its inner step size 1e-3 means the same here).
+l_t = s·tanh(y_t / s), s = 1000. The loss is the mean of l_t, as the reference trains its policies
+(`pi_obj_loss`); MetaGenRL's differentiable inner step differentiates the sum Σ_{b,t} l_t, as the
+reference does, so its step size 1e-3 means the same (`algorithms/metagenrl.py`).
 
 Where the paper is silent this follows the reference code (`louiskirsch/metagenrl`, `model.py`,
 `Objective._create_objective`): rewards and values are z-normalised over the batch, the scalar
@@ -25,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from tf_metarl import errors
+from tf_metarl.networks.normalization import LayerNorm, z_normalise
 from tf_metarl.objectives.base import OFF_POLICY, Objective
 
 SCALAR_FEATURES = ("rewards", "time", "next_values", "values")
@@ -38,22 +40,26 @@ class HalfReluHalfSquare(keras.layers.Layer):
     return tf.concat([tf.nn.relu(x[..., :half]), tf.square(x[..., half:])], axis=-1)
 
 
-def mixed_mlp(hidden: int, units: int, output_units: int, layer_norm: bool, dtype, name: str) -> keras.Sequential:
+class MixedMLP(keras.layers.Layer):
   """`hidden` Dense(units) layers with mixed ReLU/square units (each optionally layer-normalised),
-  then a linear Dense(output_units) if output_units > 0. Acts on the last axis only."""
-  layers = []
-  for i in range(hidden):
-    layers += [keras.layers.Dense(units, dtype=dtype, name=f"dense_{i}"), HalfReluHalfSquare(dtype=dtype)]
-    if layer_norm:
-      layers.append(keras.layers.LayerNormalization(dtype=dtype, name=f"layer_norm_{i}"))
-  if output_units:
-    layers.append(keras.layers.Dense(output_units, dtype=dtype, name="out"))
-  return keras.Sequential(layers, name=name)
+  then a linear Dense(output_units) if output_units > 0. Acts on the last axis of inputs of any
+  rank (a `keras.Sequential` would fix the rank it was built with)."""
 
+  def __init__(self, hidden: int, units: int, output_units: int, layer_norm: bool, **kwargs):
+    super().__init__(**kwargs)
+    dtype = kwargs.get("dtype")
+    self.stack = []
+    for i in range(hidden):
+      self.stack += [keras.layers.Dense(units, dtype=dtype, name=f"dense_{i}"), HalfReluHalfSquare(dtype=dtype)]
+      if layer_norm:
+        self.stack.append(LayerNorm(dtype=dtype, name=f"layer_norm_{i}"))
+    if output_units:
+      self.stack.append(keras.layers.Dense(output_units, dtype=dtype, name="out"))
 
-def z_normalise(x: tf.Tensor, axes=(0, 1)) -> tf.Tensor:
-  mean, variance = tf.nn.moments(x, axes=list(axes), keepdims=True)
-  return (x - mean) * tf.math.rsqrt(variance + 1e-8)
+  def call(self, x):
+    for layer in self.stack:
+      x = layer(x)
+    return x
 
 
 class MetaGenRLNetwork(keras.Model):
@@ -72,31 +78,38 @@ class MetaGenRLNetwork(keras.Model):
     self.scalar_features = tuple(scalar_features)
     self.output_scale = float(output_scale)
     self.units = int(units)
-    self.action_embedding = mixed_mlp(3, hidden_units, 0, True, dtype, "action_embedding")
-    self.scalar_embedding = (mixed_mlp(2, hidden_units, scalar_embedding, False, dtype, "scalar_embedding")
+    self.action_embedding = MixedMLP(3, hidden_units, 0, True, dtype=dtype, name="action_embedding")
+    self.scalar_embedding = (MixedMLP(2, hidden_units, scalar_embedding, False, dtype=dtype, name="scalar_embedding")
                              if self.scalar_features else None)
     self.cell = keras.layers.LSTMCell(units, dtype=dtype, name="lstm_cell")
-    self.head = mixed_mlp(2, hidden_units, 1, True, dtype, "head")
+    self.head = MixedMLP(2, hidden_units, 1, True, dtype=dtype, name="head")
     probe = tf.zeros([1, 2], dtype)
     self({"rewards": probe, "discounts": probe, "episode_ends": probe, "values": probe, "next_values": probe,
           "time": probe, "actions": tf.zeros([1, 2, 1], dtype), "behaviour_actions": tf.zeros([1, 2, 1], dtype)})
 
   def scalar_inputs(self, inputs) -> tf.Tensor:
-    """[B, T, len(scalar_features)]: normalised reward, time, masked V_{t+1}, V_t."""
+    """[..., B, T, len(scalar_features)]: normalised reward, time, masked V_{t+1}, V_t. Rewards and
+    values are normalised over each batch's [B, T] (per agent when a population's inputs carry a
+    leading agent axis)."""
     values = tf.stop_gradient(tf.stack([inputs["values"], inputs["next_values"]], axis=-1))
-    mean, variance = tf.nn.moments(values, axes=[0, 1, 2], keepdims=True)  # one normalisation for V_t and V_{t+1}
-    values = (values - mean) * tf.math.rsqrt(variance + 1e-8)
-    columns = {"rewards": z_normalise(inputs["rewards"]), "time": inputs["time"],
+    values = z_normalise(values, [-3, -2, -1])  # one normalisation for V_t and V_{t+1}
+    columns = {"rewards": z_normalise(inputs["rewards"], [-2, -1]), "time": inputs["time"],
                "next_values": values[..., 1] * inputs["discounts"], "values": values[..., 0]}
     return tf.stack([columns[n] for n in self.scalar_features], axis=-1)
 
   def call(self, inputs):
-    actions = tf.stack([inputs["behaviour_actions"], inputs["actions"]], axis=-1)  # [B, T, D, 2]
-    features = [tf.reduce_mean(self.action_embedding(actions), axis=2)]  # mean over D: any action dimension
+    """Scalar inputs [..., B, T], actions [..., B, T, D] -> l_t [..., B, T]. Leading axes (a
+    population's agents) are independent batches: one LSTM call runs all of them."""
+    actions = tf.stack([inputs["behaviour_actions"], inputs["actions"]], axis=-1)  # [..., B, T, D, 2]
+    features = [tf.reduce_mean(self.action_embedding(actions), axis=-2)]  # mean over D: any action dimension
     if self.scalar_embedding is not None:
       features.append(self.scalar_embedding(self.scalar_inputs(inputs)))
-    outputs = self._backward_lstm(tf.concat(features, axis=-1), inputs["episode_ends"])
-    y = tf.squeeze(self.head(outputs), -1)
+    features = tf.concat(features, axis=-1)
+    leading = tf.shape(inputs["episode_ends"])
+    steps = leading[-1]
+    flat = tf.reshape(features, tf.concat([[-1, steps], tf.shape(features)[-1:]], 0))
+    outputs = self._backward_lstm(flat, tf.reshape(inputs["episode_ends"], [-1, steps]))
+    y = tf.reshape(tf.squeeze(self.head(outputs), -1), leading)
     return self.output_scale * tf.tanh(y / self.output_scale)
 
   def _backward_lstm(self, features, episode_ends):
@@ -147,4 +160,4 @@ class MetaGenRLObjective(Objective):
 
   def _loss(self, inputs):
     per_step = self.network(inputs)
-    return {"per_step": per_step, "loss": tf.reduce_sum(per_step)}
+    return {"per_step": per_step, "loss": tf.reduce_mean(per_step)}

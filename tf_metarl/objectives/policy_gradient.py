@@ -10,11 +10,12 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_metarl import losses, returns
+from tf_metarl.networks.normalization import moments
 from tf_metarl.objectives.base import ON_POLICY, Objective
 
 
 def _normalise(x):
-  mean, variance = tf.nn.moments(x, axes=[0, 1])
+  mean, variance = moments(x, axes=[0, 1])
   return (x - mean) / (tf.sqrt(variance) + 1e-8)
 
 

@@ -55,3 +55,35 @@ def test_make_policy_rejects_deterministic_on_discrete():
 if __name__ == "__main__":
   import sys
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_layer_norm_second_derivatives_match_finite_differences():
+  """A mixed derivative ∂²/∂η∂x through LayerNorm (Keras's LayerNormalization gets this wrong:
+  222.4 vs 34.9 measured, it stops gradients through the mean; swapping it in fails this test)."""
+  import keras
+  from tf_metarl.networks.functional import functional_call
+  from tf_metarl.networks.normalization import LayerNorm
+  rng = np.random.default_rng(0)
+  x0 = tf.constant(rng.normal(size=(5, 3, 2)))
+  weights = tf.constant(rng.normal(size=(5, 3, 2)))
+  model = keras.Sequential([keras.layers.Dense(8, dtype="float64"), LayerNorm(dtype="float64")])
+  model(x0)
+  eta = [tf.identity(v) for v in model.trainable_variables]
+  direction = [tf.constant(rng.normal(size=e.shape)) for e in eta]
+
+  def input_gradient(params):
+    x = tf.identity(x0)
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = functional_call(model, params, x)
+      loss = tf.reduce_sum(0.5 * tf.square(y) + y * tf.range(8, dtype=tf.float64))
+    return tf.reduce_sum(tape.gradient(loss, x) * weights)
+
+  with tf.GradientTape() as tape:
+    tape.watch(eta)
+    value = input_gradient(eta)
+  analytic = sum(float(tf.reduce_sum(g * d)) for g, d in zip(tape.gradient(value, eta), direction))
+  eps = 1e-6
+  numeric = (float(input_gradient([e + eps * d for e, d in zip(eta, direction)]))
+             - float(input_gradient([e - eps * d for e, d in zip(eta, direction)]))) / (2 * eps)
+  np.testing.assert_allclose(analytic, numeric, rtol=1e-6)

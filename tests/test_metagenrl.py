@@ -105,3 +105,20 @@ def test_annealing_moves_from_the_ddpg_gradient_to_the_objective():
 def test_bad_configs_are_one_line_errors(overrides, message):
   with pytest.raises(errors.ConfigError, match=message):
     MetaGenRLConfig(**overrides).validate()
+
+
+def test_a_population_update_with_the_learned_objective_is_one_vectorised_call():
+  """TD3.update with L_α, vectorised over agents (the LSTM is unrolled for a static length, so pfor
+  can vectorise the policy gradient through it), equals a loop of single updates."""
+  td3, objective, states, batches = small_population(seed=4)
+  eta = list(objective.network.trainable_variables)
+  seeds = population.member_seeds(tf.constant([0, 1]), N)
+  objective_fn = annealed_objective(objective, eta, 0.5)
+  stacked, metrics = population.vectorize(lambda s, b, seed: td3.update(s, b, seed, objective_fn))(
+      states._replace(updates=states.updates + 1), batches, seeds)  # updates = 2: the actor moves too
+  for i in range(N):
+    single, _ = td3.update(population.member(states._replace(updates=states.updates + 1), i),
+                           population.member(batches, i), seeds[i], objective_fn)
+    for a, b in zip(tf.nest.flatten(population.member(stacked, i)), tf.nest.flatten(single)):
+      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-7, atol=1e-9)
+  assert np.all(np.isfinite(metrics["actor_loss"].numpy()))

@@ -74,10 +74,11 @@ class TD3:
 
   def critic_update(self, state: TD3State, batch: Trajectory, seed) -> Tuple[TD3State, Dict[str, tf.Tensor]]:
     s = self.settings
-    noise = tf.clip_by_value(tf.random.stateless_normal(tf.shape(batch.actions), seed) * s.target_noise,
-                             -s.target_noise_clip, s.target_noise_clip) * self.half_range
+    dtype = batch.actions.dtype  # float64 in finite-difference tests
+    noise = tf.clip_by_value(tf.random.stateless_normal(tf.shape(batch.actions), seed, dtype=dtype) * s.target_noise,
+                             -s.target_noise_clip, s.target_noise_clip) * tf.cast(self.half_range, dtype)
     next_actions = tf.clip_by_value(self.actions(state.target_policy, batch.next_observations) + noise,
-                                    self.low, self.high)
+                                    tf.cast(self.low, dtype), tf.cast(self.high, dtype))
     next_q = self.q_values(state.target_critic, batch.next_observations, next_actions)
     targets = tf.stop_gradient(losses.clipped_double_q_targets(batch.rewards, batch.discounts, next_q, s.gamma))
     params = list(state.critic)

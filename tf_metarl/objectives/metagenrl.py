@@ -106,29 +106,40 @@ class MetaGenRLNetwork(keras.Model):
       features.append(self.scalar_embedding(self.scalar_inputs(inputs)))
     features = tf.concat(features, axis=-1)
     leading = tf.shape(inputs["episode_ends"])
-    steps = leading[-1]
-    flat = tf.reshape(features, tf.concat([[-1, steps], tf.shape(features)[-1:]], 0))
+    steps = inputs["episode_ends"].shape[-1] or leading[-1]  # static where known (see _backward_lstm)
+    flat = tf.reshape(features, [-1, steps, features.shape[-1]])
     outputs = self._backward_lstm(flat, tf.reshape(inputs["episode_ends"], [-1, steps]))
     y = tf.reshape(tf.squeeze(self.head(outputs), -1), leading)
     return self.output_scale * tf.tanh(y / self.output_scale)
 
   def _backward_lstm(self, features, episode_ends):
     """features [B, T, F] -> [B, T, units], run from t = T−1 down to 0, with the state zeroed
-    after each step that ends an episode (so step t never sees the next episode). Written as a
-    `tf.scan` over `LSTMCell` because `keras.layers.LSTM` cannot reset its state mid-sequence."""
+    after each step that ends an episode (so step t never sees the next episode); by hand
+    because `keras.layers.LSTM` cannot reset its state mid-sequence.
+
+    With a static T (training: replayed segments of fixed length) the loop is unrolled in Python,
+    as the reference's `static_rnn`: no while loop, so `tf.vectorized_map` can vectorise a
+    population's gradients through it (pfor cannot vectorise gradients through a while loop's
+    accumulators). With a dynamic T (an export's signature) it is a `tf.scan`.
+    """
     batch = tf.shape(features)[0]
     zeros = tf.zeros([batch, self.units], features.dtype)
-    reversed_inputs = (tf.reverse(tf.transpose(features, [1, 0, 2]), [0]),
-                       tf.reverse(tf.transpose(episode_ends, [1, 0]), [0]))
 
-    def step(carry, x):
-      h, c = carry[0], carry[1]
-      feature, ends = x
+    def step(h, c, feature, ends):
       keep = (1.0 - ends)[:, None]  # step t ends its episode: forget what came after it
       out, (h, c) = self.cell(feature, [h * keep, c * keep])
       return h, c, out
 
-    _, _, outputs = tf.scan(step, reversed_inputs, initializer=(zeros, zeros, zeros))
+    steps = features.shape[1]
+    if steps is not None:
+      h, c, outputs = zeros, zeros, [None] * steps
+      for t in reversed(range(steps)):
+        h, c, outputs[t] = step(h, c, features[:, t], episode_ends[:, t])
+      return tf.stack(outputs, axis=1)
+    reversed_inputs = (tf.reverse(tf.transpose(features, [1, 0, 2]), [0]),
+                       tf.reverse(tf.transpose(episode_ends, [1, 0]), [0]))
+    _, _, outputs = tf.scan(lambda carry, x: step(carry[0], carry[1], *x), reversed_inputs,
+                            initializer=(zeros, zeros, zeros))
     return tf.transpose(tf.reverse(outputs, [0]), [1, 0, 2])
 
 

@@ -80,3 +80,20 @@ def test_malformed_config_values(config, message, tmp_path):
 if __name__ == "__main__":
   import sys
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_replay_samples_each_copy_from_its_own_column():
+  from tf_metarl.learners.replay import SequenceReplay
+  replay = SequenceReplay(capacity=10, num_envs=3, observation_dim=1, action_dim=1)
+  for t in range(12):  # wraps around: rows hold steps 2..11
+    copies = np.arange(3, dtype=np.float32)
+    replay.add(observations=(100 * copies + t)[:, None], actions=np.zeros((3, 1)), rewards=100 * copies + t,
+               next_observations=np.zeros((3, 1)), terminated=np.zeros(3), truncated=np.zeros(3),
+               episode_steps=np.full(3, t))
+  batch = replay.sample_per_copy(np.random.default_rng(0), batch_size=4, length=5)
+  assert batch.rewards.shape == (3, 4, 5) and batch.observations.shape == (3, 4, 5, 1)
+  copy_of = batch.rewards // 100
+  np.testing.assert_array_equal(copy_of, np.broadcast_to(np.arange(3)[:, None, None], (3, 4, 5)))
+  steps = batch.rewards % 100
+  np.testing.assert_array_equal(np.diff(steps, axis=-1), np.ones((3, 4, 4)))  # consecutive, never across the wrap
+  assert steps.min() >= 2 and steps.max() <= 11

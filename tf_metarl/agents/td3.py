@@ -7,14 +7,14 @@ target networks. The off-policy learner wraps it; MetaGenRL stacks N of these st
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tf_metarl import losses
 from tf_metarl.agents.actor_critic import ObjectiveFn
-from tf_metarl.agents.optimizers import apply_if_finite
+from tf_metarl.agents.optimizers import apply_if_finite, clip_by_global_norm
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.trajectories import Trajectory
 
@@ -39,6 +39,7 @@ class TD3Settings:
   target_noise: float = 0.2        # std of the target-policy smoothing noise, in half action ranges
   target_noise_clip: float = 0.5
   episode_step_limit: float = 1000.0  # divides `episode_steps` into the objectives' `time` input
+  max_grad_norm: Optional[float] = None  # global-norm clipping of each critic and actor gradient
 
 
 class TD3:
@@ -51,10 +52,13 @@ class TD3:
     low, high = np.asarray(policy.action_low, np.float32), np.asarray(policy.action_high, np.float32)
     self.low, self.high, self.half_range = tf.constant(low), tf.constant(high), tf.constant((high - low) / 2)
 
-  def init(self) -> TD3State:
-    """The Keras models' current parameters, identical target copies, fresh optimizer states."""
-    policy = [tf.convert_to_tensor(v.value) for v in self.policy.trainable_variables]
-    critic = [tf.convert_to_tensor(v.value) for v in self.critic.trainable_variables]
+  def init(self, policy_params=None, critic_params=None) -> TD3State:
+    """Parameters given (a population member's own initialisation) or the Keras models' current
+    ones, identical target copies, fresh optimizer states."""
+    policy = list(policy_params) if policy_params is not None else [
+        tf.convert_to_tensor(v.value) for v in self.policy.trainable_variables]
+    critic = list(critic_params) if critic_params is not None else [
+        tf.convert_to_tensor(v.value) for v in self.critic.trainable_variables]
     return TD3State(policy, critic, list(policy), list(critic), self.actor_optimizer.init(policy),
                     self.critic_optimizer.init(critic), tf.zeros([], tf.int64))
 
@@ -86,7 +90,7 @@ class TD3:
       tape.watch(params)
       q = self.q_values(params, batch.observations, batch.actions)
       loss = losses.twin_q_regression(q, targets)
-    grads = tape.gradient(loss, params)
+    grads, _ = clip_by_global_norm(tape.gradient(loss, params), self.settings.max_grad_norm)
     critic, opt_state, skipped = apply_if_finite(self.critic_optimizer, params, grads, state.critic_optimizer)
     state = state._replace(critic=critic, critic_optimizer=opt_state, updates=state.updates + 1)
     return state, {"critic_loss": loss, "q_mean": tf.reduce_mean(q), "skipped_updates": tf.cast(skipped, tf.float32)}
@@ -112,6 +116,7 @@ class TD3:
       tape.watch(params)
       loss = objective_fn(self.actor_inputs(params, state.critic, batch))["loss"]
     grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads, _ = clip_by_global_norm(grads, self.settings.max_grad_norm)
     policy, opt_state, skipped = apply_if_finite(self.actor_optimizer, params, grads, state.actor_optimizer)
     tau = self.settings.tau
     polyak = lambda targets, sources: [(1.0 - tau) * t + tau * x for t, x in zip(targets, sources)]

@@ -14,13 +14,17 @@ environments are driven by the inner problem built on them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Sequence, Tuple
 
 import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.agents import population
-from tf_metarl.agents.td3 import TD3, TD3State
+from tf_metarl.agents.optimizers import Adam
+from tf_metarl.agents.td3 import TD3, TD3Settings, TD3State
+from tf_metarl.meta.problem import Episodes, InnerProblem
+from tf_metarl.meta.trainer import MetaTrainer
+from tf_metarl.meta.unrolled import UnrolledEstimator
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.objectives.metagenrl import SCALAR_FEATURES, MetaGenRLObjective
 from tf_metarl.trajectories import Trajectory
@@ -143,3 +147,266 @@ def population_meta_loss(td3: TD3, objective: MetaGenRLObjective, eta, states: T
                                              tf.nest.map_structure(lambda x: one(x, i), batches), inner_steps,
                                              inner_learning_rate) for i in range(n)], 0)
   return -tf.reduce_mean(values)
+
+
+class AgentGroup:
+  """The agents of one training environment: one TD3 structure (networks sized to it), a vector
+  environment with one copy per agent, and a replay with one column per agent (agent i acts in
+  copy i and trains on column i only). Python-side state (environments, replay) is stepped from
+  the compiled meta-step through `tf.py_function`, as `tasks.GymTask` does."""
+
+  def __init__(self, env_id: str, num_agents: int, config: MetaGenRLConfig, seed: int):
+    import numpy as np
+    from tf_metarl.collection import RolloutCollector
+    from tf_metarl.envs.gym_envs import describe_env, make_env, make_vector_env
+    from tf_metarl.learners.replay import SequenceReplay
+    from tf_metarl.networks import DeterministicPolicy, TwinQCritic
+
+    info = describe_env(env_id)
+    if info.action_kind != "continuous":
+      raise errors.IncompatibleSpaceError(f"MetaGenRL trains continuous-action agents; {env_id} has "
+                                          f"{info.num_actions} discrete actions")
+    self.env_id, self.num_agents, self.info, self.config = env_id, int(num_agents), info, config
+    self.observation_dim = int(np.prod(info.observation_shape))
+    self.action_dim = info.action_dim
+    self.make_policy = lambda: DeterministicPolicy(self.observation_dim, info.action_low, info.action_high,
+                                                   config.hidden_sizes, "relu", config.layer_norm)
+    self.make_critic = lambda: TwinQCritic(self.observation_dim, self.action_dim, config.hidden_sizes, "relu",
+                                           config.layer_norm)
+    settings = TD3Settings(gamma=config.gamma, tau=config.tau, policy_delay=config.policy_delay,
+                           target_noise=config.target_noise, target_noise_clip=config.target_noise_clip,
+                           episode_step_limit=float(info.max_episode_steps or 1000),
+                           max_grad_norm=config.max_grad_norm)
+    self.td3 = TD3(self.make_policy(), self.make_critic(), Adam(config.learning_rate), Adam(config.learning_rate),
+                   settings)
+    self.collector = RolloutCollector(make_vector_env(env_id, self.num_agents, seed), seed)
+    self.replay = SequenceReplay(config.replay_capacity, self.num_agents, self.observation_dim, self.action_dim)
+    self.rng = np.random.default_rng(seed)
+    self.eval_env = make_env(env_id)
+    self.recent_returns = []
+
+  def init(self, seed: int) -> TD3State:
+    """Every agent's own initialisation (fresh networks per agent), stacked on a leading N axis."""
+    import keras
+    states = []
+    for i in range(self.num_agents):
+      keras.utils.set_random_seed(seed * 1_000 + i)
+      policy, critic = self.make_policy(), self.make_critic()
+      states.append(self.td3.init([tf.convert_to_tensor(v.value) for v in policy.trainable_variables],
+                                  [tf.convert_to_tensor(v.value) for v in critic.trainable_variables]))
+    return population.stack(states)
+
+  # Python side, called through tf.py_function.
+  def observations(self):
+    return self.collector.observations
+
+  def step(self, actions):
+    """One step of every copy with the given actions [N, A]; stores it. Returns (finished [N],
+    returns [N], lengths [N]) of episodes that ended at this step."""
+    import numpy as np
+    actions = np.asarray(actions, np.float32)
+    out = {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
+    trajectory, stats = self.collector.collect(lambda obs: out, 1)
+    self.replay.add(**{k: getattr(trajectory, k)[:, 0] for k in ("observations", "actions", "rewards",
+                                                                  "next_observations", "terminated", "truncated",
+                                                                  "episode_steps")})
+    finished, returns, lengths = (np.zeros(self.num_agents, np.float32), np.zeros(self.num_agents, np.float32),
+                                  np.zeros(self.num_agents, np.int32))
+    for (copy, _), ret, length in zip(stats.positions, stats.returns, stats.lengths):
+      finished[copy], returns[copy], lengths[copy] = 1.0, ret, length
+    self.recent_returns = (self.recent_returns + list(stats.returns))[-100:]
+    return finished, returns, lengths
+
+  def sample(self):
+    batch = self.replay.sample_per_copy(self.rng, self.config.batch_size, self.config.sequence_length)
+    return tuple(batch)
+
+  # Graph side.
+  def sample_graph(self) -> Trajectory:
+    n, b, t, o, a = (self.num_agents, self.config.batch_size, self.config.sequence_length, self.observation_dim,
+                     self.action_dim)
+    shapes = dict(observations=[n, b, t, o], actions=[n, b, t, a], next_observations=[n, b, t, o],
+                  policy_outputs=[n, b, t, a])
+    outputs = tf.py_function(self.sample, [], [tf.float32] * len(Trajectory._fields))
+    for name, x in zip(Trajectory._fields, outputs):
+      x.set_shape(shapes.get(name, [n, b, t]))
+    return Trajectory(*outputs)
+
+  def act_and_step(self, state: TD3State, steps, seed):
+    """Exploration actions (uniform random during warm-up) for every copy, one environment step."""
+    observations = tf.py_function(self.observations, [], tf.float32)
+    observations.set_shape([self.num_agents, self.observation_dim])
+    low, high = tf.constant(self.info.action_low, tf.float32), tf.constant(self.info.action_high, tf.float32)
+    seeds = population.member_seeds(seed, self.num_agents)
+    explore = population.vectorize(lambda p, o, s: self.td3.explore(p, o[None], s, self.config.exploration_noise)[0])
+
+    def random_actions():
+      u = tf.random.stateless_uniform([self.num_agents, self.action_dim], seed)
+      return low + u * (high - low)
+
+    actions = tf.cond(steps < self.config.warmup_steps, random_actions,
+                      lambda: explore(state.policy, observations, seeds))
+    finished, returns, lengths = tf.py_function(self.step, [actions], [tf.float32, tf.float32, tf.int32])
+    for x in (finished, returns, lengths):
+      x.set_shape([self.num_agents])
+    return finished, returns, lengths
+
+  def evaluate(self, state: TD3State, episodes: int, seed: int):
+    """Greedy returns of agents 0, 1, ... (one episode each, `episodes` in all, cycling)."""
+    import numpy as np
+    from tf_metarl.collection import evaluate
+    out = []
+    for k in range(episodes):
+      params = population.member(state, k % self.num_agents).policy
+      act = lambda obs: self.td3.actions(params, tf.constant(obs)).numpy()
+      out += evaluate(self.eval_env, act, 1, seed=seed + k)
+    return [float(x) for x in np.asarray(out)]
+
+
+class MetaGenRLState(NamedTuple):
+  """groups: one stacked TD3State per training environment; steps: int64 scalar, the environment
+  steps each agent has taken."""
+  groups: tuple
+  steps: tf.Tensor
+
+
+class MetaGenRLProblem(InnerProblem):
+  """MetaGenRL as an inner problem (for `MetaTrainer` with `UnrolledEstimator(1)`).
+
+  `unroll`: `policy_delay` environment steps of every agent, each followed (after warm-up) by a
+  TD3 update of every agent on its own replay (critic every step, policy with the annealed L_α on
+  every `policy_delay`-th), all agents of a group in one vectorised call. Its result is returned
+  with gradients stopped: α's gradient comes only from `meta_loss`, which runs MetaGenRL's own K
+  inner steps from the current policies (`future_policy_values`) on fresh replay batches.
+  """
+
+  def __init__(self, groups: Sequence[AgentGroup], objective: MetaGenRLObjective, config: MetaGenRLConfig):
+    self.groups, self.objective, self.config = tuple(groups), objective, config
+    self.total_agents = sum(g.num_agents for g in self.groups)
+
+  def init(self, eta, seed):
+    seed = int(seed[0].numpy())  # called eagerly, once, by the meta-trainer
+    return MetaGenRLState(tuple(g.init(seed + 97 * k) for k, g in enumerate(self.groups)), tf.zeros([], tf.int64))
+
+  def _progress(self, steps):
+    after_warmup = tf.cast(steps - self.config.warmup_steps, tf.float32)
+    return tf.clip_by_value(after_warmup / max(self.config.anneal_steps, 1), 0.0, 1.0)
+
+  def unroll(self, eta, state: MetaGenRLState, seed):
+    cfg = self.config
+    objective_fn = annealed_objective(self.objective, eta, self._progress(state.steps))
+    groups, steps = list(state.groups), state.steps
+    returns, lengths, finished, losses = [], [], [], []
+    seeds = tf.random.experimental.stateless_split(seed, num=2 * cfg.policy_delay * len(self.groups))
+    for t in range(cfg.policy_delay):
+      for k, group in enumerate(self.groups):
+        s1, s2 = seeds[2 * (t * len(self.groups) + k)], seeds[2 * (t * len(self.groups) + k) + 1]
+        done, ret, length = group.act_and_step(groups[k], steps, s1)
+        finished.append(done), returns.append(ret), lengths.append(length)
+
+        def update(group=group, current=groups[k], s2=s2):
+          # TD3.update's steps, with the policy-delay decision taken once for the whole group (its
+          # agents update in lockstep): a tf.cond inside vectorized_map would run both branches.
+          td3, batch = group.td3, group.sample_graph()
+          new, metrics = population.vectorize(td3.critic_update)(current, batch,
+                                                                 population.member_seeds(s2, group.num_agents))
+          actor_step = population.vectorize(lambda st, b: td3.actor_update(st, b, objective_fn)[0])
+          new = tf.cond(new.updates[0] % cfg.policy_delay == 0, lambda: actor_step(new, batch), lambda: new)
+          return new, tf.reduce_mean(metrics["critic_loss"])
+
+        groups[k], loss = tf.cond(steps + 1 >= cfg.warmup_steps, update, lambda current=groups[k]: (
+            current, tf.constant(float("nan"))))
+        losses.append(loss)
+      steps = steps + 1
+    new_state = tf.nest.map_structure(tf.stop_gradient, MetaGenRLState(tuple(groups), steps))
+    metrics = {"env_steps": tf.constant(cfg.policy_delay * self.total_agents, tf.int64),
+               "episodes": Episodes(tf.concat(returns, 0), tf.concat(lengths, 0), tf.concat(finished, 0)),
+               "critic_loss": tf.reduce_mean(tf.stack(losses)), "anneal_progress": self._progress(steps)}
+    return new_state, (), metrics
+
+  def meta_batch(self, state: MetaGenRLState, seed):
+    ready = state.steps >= max(self.config.warmup_steps, self.config.sequence_length)
+    batches = tuple(tf.cond(ready, g.sample_graph, lambda g=g: _zeros_batch(g)) for g in self.groups)
+    return state, (ready, batches), {"env_steps": tf.zeros([], tf.int64)}
+
+  def meta_loss(self, eta, state: MetaGenRLState, batch, inner_batches=()):
+    ready, batches = batch
+    cfg = self.config
+
+    def loss():
+      values = [future_policy_values(g.td3, self.objective, eta, s, b, cfg.inner_steps, cfg.inner_learning_rate)
+                for g, s, b in zip(self.groups, state.groups, batches)]
+      return -tf.reduce_mean(tf.concat(values, 0))  # the mean over all agents
+
+    value = tf.cond(ready, loss, lambda: tf.constant(0.0))
+    return value, {"future_policy_value": -value}
+
+  def params(self, state: MetaGenRLState):
+    """Every agent's policy and critic parameters (what the trainer checks for non-finite values)."""
+    return [p for group in state.groups for p in list(group.policy) + list(group.critic)]
+
+  def evaluate(self, state: MetaGenRLState, episodes: int, seed: int):
+    return [r for k, g in enumerate(self.groups) for r in g.evaluate(state.groups[k], episodes, seed + 1_000 * k)]
+
+  def report(self, eta):
+    import numpy as np
+    return {f"charts/return_{g.env_id}": float(np.mean(g.recent_returns)) for g in self.groups if g.recent_returns}
+
+
+def _zeros_batch(group: AgentGroup) -> Trajectory:
+  n, b, t = group.num_agents, group.config.batch_size, group.config.sequence_length
+  o, a = group.observation_dim, group.action_dim
+  z = lambda *shape: tf.zeros([n, b, t, *shape])
+  return Trajectory(observations=z(o), actions=z(a), rewards=z(), next_observations=z(o), terminated=z(),
+                    truncated=z(), policy_outputs=z(a), log_probs=z(), episode_steps=z())
+
+
+def spread_agents(envs: Sequence[str], num_agents: int) -> Dict[str, int]:
+  """Agents per environment, as even as possible (the first environments get one more)."""
+  base, extra = divmod(num_agents, len(envs))
+  return {env: base + (i < extra) for i, env in enumerate(envs)}
+
+
+class MetaGenRLTrainer(MetaTrainer):
+  """The meta-trainer wired for MetaGenRL from a config (what `meta_train` runs for it). Its
+  replays are saved beside each checkpoint; the environment copies restart their episodes on
+  resume (gymnasium environments cannot be checkpointed)."""
+
+  def __init__(self, config: MetaGenRLConfig, seed: int):
+    import keras
+    config.validate()
+    self.config = config
+    keras.utils.set_random_seed(seed)
+    self.objective_model = MetaGenRLObjective(config.scalar_features, config.objective_units)
+    groups = [AgentGroup(env, n, config, seed + 7_919 * i)
+              for i, (env, n) in enumerate(spread_agents(config.envs, config.num_agents).items())]
+    problem = MetaGenRLProblem(groups, self.objective_model, config)
+    super().__init__(problem, UnrolledEstimator(1), self.objective_model.network, Adam(config.objective_learning_rate),
+                     seed, jit_compile=False, max_grad_norm=config.max_grad_norm)
+    self.steps_per_iteration = config.policy_delay * problem.total_agents
+
+  def objective(self) -> MetaGenRLObjective:
+    """L_α as an exportable objective (its network holds the meta-trained α)."""
+    return self.objective_model
+
+  def save_extra(self, checkpoint_path):
+    import os
+    import numpy as np
+    for k, group in enumerate(self.problem.groups):
+      tmp = f"{checkpoint_path}.replay{k}.tmp.npz"
+      np.savez(tmp, **group.replay.state())
+      os.replace(tmp, f"{checkpoint_path}.replay{k}.npz")
+
+  def restore_extra(self, checkpoint_path):
+    import numpy as np
+    from tf_metarl.collection import RolloutCollector
+    steps = int(self.env_steps.numpy())
+    for k, group in enumerate(self.problem.groups):
+      path = f"{checkpoint_path}.replay{k}.npz"
+      try:
+        with np.load(path) as state:
+          group.replay.load_state(state)
+      except (OSError, ValueError, KeyError) as e:
+        raise errors.CheckpointError(f"cannot restore replay buffer {path}: {e}") from None
+      group.rng = np.random.default_rng(self.seed + steps + k)
+      group.collector = RolloutCollector(group.collector.env, self.seed + steps + k)

@@ -46,6 +46,18 @@ class SequenceReplay:
     batch = {k: self.data[k][rows, copies] for k in _FIELDS}
     return Trajectory(policy_outputs=batch["actions"], log_probs=np.zeros_like(batch["rewards"]), **batch)
 
+  def sample_per_copy(self, rng: np.random.Generator, batch_size: int, length: int) -> Trajectory:
+    """`batch_size` sequences of `length` steps from every copy: arrays [num_envs, batch_size,
+    length, ...] (a population whose agent i owns copy i trains on its own experience)."""
+    if self.size < length:
+      raise ValueError(f"replay holds {self.size} steps per copy, fewer than the sequence length {length}")
+    oldest = self.position if self.size == self.capacity else 0
+    starts = (oldest + rng.integers(0, self.size - length + 1, (self.num_envs, batch_size))) % self.capacity
+    rows = (starts[..., None] + np.arange(length)) % self.capacity  # [N, B, T]
+    copies = np.broadcast_to(np.arange(self.num_envs)[:, None, None], rows.shape)
+    batch = {k: self.data[k][rows, copies] for k in _FIELDS}
+    return Trajectory(policy_outputs=batch["actions"], log_probs=np.zeros_like(batch["rewards"]), **batch)
+
   def state(self):
     return dict(position=np.array(self.position), size=np.array(self.size), **self.data)
 

@@ -10,13 +10,13 @@ state and the inner state as they were, and counts the skip (`self.guard`, an `U
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tf_metarl import compilation
-from tf_metarl.agents.optimizers import all_finite
+from tf_metarl.agents.optimizers import all_finite, clip_by_global_norm
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.learners.loop import Trainable
 from tf_metarl.learners.update_guard import UpdateGuard
@@ -34,13 +34,15 @@ class MetaTrainer(Trainable):
     meta_optimizer: an `agents.optimizers` optimizer.
     seed: seeds η's initial inner state and every iteration's randomness.
     jit_compile: compile the step with XLA (not for tasks stepped in Python; see compilation.py).
+    max_grad_norm: clip the meta-gradient's global norm before the meta-optimizer (None: no).
   """
 
   def __init__(self, problem: InnerProblem, estimator, meta_model, meta_optimizer, seed: int,
-               jit_compile: bool = compilation.JIT_COMPILE):
+               jit_compile: bool = compilation.JIT_COMPILE, max_grad_norm: Optional[float] = None):
     self._step = tf.function(self._step_graph, jit_compile=jit_compile)
     self.problem, self.estimator, self.meta_model, self.meta_optimizer = problem, estimator, meta_model, meta_optimizer
     self.seed = int(seed)
+    self.max_grad_norm = max_grad_norm
     self.eta = StateVariables(list(meta_model.trainable_variables), name="eta")
     eta = self.eta.read()
     self.state = StateVariables(problem.init(eta, tf.constant([self.seed, -1])), name="inner_state")
@@ -60,7 +62,7 @@ class MetaTrainer(Trainable):
     metrics = dict(metrics)
     new_eta, new_opt_state = eta, opt_state
     if eta:
-      metrics["meta_grad_norm"] = tf.linalg.global_norm(grads)
+      grads, metrics["meta_grad_norm"] = clip_by_global_norm(list(grads), self.max_grad_norm)
       new_eta, new_opt_state = self.meta_optimizer.update(eta, grads, opt_state)
     # Checked on what could go non-finite (gradients, inner parameters, the meta-loss), not on collected data.
     finite = all_finite([grads, new_eta, self.problem.params(new_state), metrics["meta_loss"]])

@@ -73,6 +73,9 @@ def cases(base):
   lacks_kind = _copy_export(base, "lacks_kind", lambda m: json.dumps({k: v for k, v in m.items() if k != "kind"}))
   plain = _plain_saved_model(base)
   nan_export = _non_finite_export(base)
+  from tf_metarl.export import export_objective
+  from tf_metarl.objectives import MetaGenRLObjective
+  metagenrl_export = export_objective(MetaGenRLObjective(units=4), str(base / "metagenrl"))
   return [
       # train_agent
       ("override_unknown_default_config", "train_agent", ["--config.no_such_field=1"],
@@ -111,6 +114,9 @@ def cases(base):
        "refusing to load an objective with non-finite parameters", [logdir("nan")]),
       ("corrupt_run_json", "train_agent", ["--config.steps=64", f"--logdir={corrupt_run}"],
        "run.json is unreadable", []),
+      ("metagenrl_export_on_a_discrete_env", "train_agent",
+       [f"--objective={metagenrl_export}", "--env=CartPole-v1", f"--logdir={logdir('md')}"],
+       "trains continuous actions only; CartPole-v1 has 2 discrete actions", [logdir("md")]),
       # meta_train
       ("meta_export_is_a_file", "meta_train", [f"--export={a_file}", f"--logdir={logdir('mx')}"],
        "exists and is not a directory", [logdir("mx")]),
@@ -125,6 +131,14 @@ def cases(base):
        "frodo.inner_steps (M) must be >= 1", [logdir("mi")]),
       ("meta_unknown_variant", "meta_train", ["--config=configs/frodo_catch.py:nosuch"], "unknown variant 'nosuch'", []),
       ("meta_logdir_is_a_file", "meta_train", [f"--logdir={a_file}"], "exists and is not a directory", []),
+      ("metagenrl_zero_agents", "meta_train", ["--config=configs/metagenrl_quick.py", "--config.metagenrl.num_agents=0",
+                                               f"--logdir={logdir('mz')}"], "num_agents must be >= 1", [logdir("mz")]),
+      ("metagenrl_fewer_agents_than_envs", "meta_train",
+       ["--config=configs/metagenrl_quick.py", "--config.metagenrl.num_agents=1", f"--logdir={logdir('mf')}"],
+       "2 training environments need at least as many agents, got num_agents=1", [logdir("mf")]),
+      ("metagenrl_discrete_env", "meta_train",
+       ["--config=configs/metagenrl_quick.py", "--config.metagenrl.envs=('CartPole-v1',)", f"--logdir={logdir('mc')}"],
+       "MetaGenRL trains continuous-action agents; CartPole-v1 has 2 discrete actions", [logdir("mc")]),
       # export_objective
       ("export_unknown_objective", "export_objective", ["--objective=nosuch", f"--export_dir={base / 'x1'}"],
        "nosuch", [str(base / "x1")]),
@@ -161,8 +175,9 @@ CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds 
     "checkpoint_every_negative", "eval_episodes_zero", "learning_rate_negative", "unknown_environment",
     "objective_path_missing", "objective_not_a_saved_model", "objective_wrong_action_kind", "metadata_not_an_object",
     "metadata_lacks_kind", "plain_saved_model_with_copied_metadata", "export_with_non_finite_parameters",
-    "corrupt_run_json", "meta_export_is_a_file", "meta_export_needs_frodo", "meta_override_unknown",
+    "corrupt_run_json", "metagenrl_export_on_a_discrete_env", "meta_export_is_a_file", "meta_export_needs_frodo", "meta_override_unknown",
     "meta_log_every_zero", "meta_inner_steps_zero", "meta_unknown_variant", "meta_logdir_is_a_file",
+    "metagenrl_zero_agents", "metagenrl_fewer_agents_than_envs", "metagenrl_discrete_env",
     "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",
     "export_action_kinds"]
 

@@ -122,3 +122,58 @@ def test_a_population_update_with_the_learned_objective_is_one_vectorised_call()
     for a, b in zip(tf.nest.flatten(population.member(stacked, i)), tf.nest.flatten(single)):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-7, atol=1e-9)
   assert np.all(np.isfinite(metrics["actor_loss"].numpy()))
+
+
+@pytest.mark.slow
+def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_action_dimension(tmp_path):
+  """The quick config end to end: meta-training on two 1-D-action environments writes a finite
+  export whose metadata says `action_dim: null`; train_agent then trains a fresh TD3 agent with it
+  on Hopper-v5 (3-D actions), from the export alone."""
+  import json
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  from tf_metarl.export import load_metadata
+  export = tmp_path / "export"
+  result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/metagenrl_quick.py",
+                           "--config.steps=1200", "--config.eval_every=0", "--config.metagenrl.warmup_steps=100",
+                           "--config.metagenrl.anneal_steps=100", f"--export={export}", f"--logdir={tmp_path / 'meta'}",
+                           "--noplot"], capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout.strip().splitlines()[-1])
+  assert summary["env_steps"] == 1200 and summary["skipped_updates"] == 0
+  metadata = load_metadata(summary["exported"])
+  assert metadata["kind"] == "metagenrl" and metadata["constraints"]["action_dim"] is None
+  assert metadata["training_config"]["metagenrl"]["envs"] == ["Pendulum-v1", "MountainCarContinuous-v0"]
+  result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.train_agent", "--config=configs/train_agent.py:td3",
+                           f"--objective={summary['exported']}", "--env=Hopper-v5", "--config.steps=600",
+                           "--config.off_policy.warmup_steps=300", "--config.eval_every=600",
+                           "--config.eval_episodes=1", f"--logdir={tmp_path / 'test'}", "--noplot"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  test = json.loads(result.stdout.strip().splitlines()[-1])
+  assert test["objective_kind"] == "saved_model:metagenrl" and test["env_steps"] == 600
+  assert test["final_eval_return"] is not None and np.isfinite(test["final_eval_return"])
+
+
+@pytest.mark.slow
+def test_meta_training_moves_alpha_and_resumes_with_its_replays(tmp_path):
+  from tf_metarl.algorithms.metagenrl import MetaGenRLTrainer
+  from tf_metarl.learners.loop import RunSettings, run_training
+  config = MetaGenRLConfig(envs=("Pendulum-v1", "MountainCarContinuous-v0"), num_agents=2, hidden_sizes=(16,),
+                           batch_size=4, sequence_length=5, warmup_steps=20, anneal_steps=20, replay_capacity=500,
+                           objective_units=4)
+  settings = RunSettings(checkpoint_every=40, checkpoint_every_seconds=0, log_every_seconds=60)
+  trainer = MetaGenRLTrainer(config, seed=0)
+  alpha = [v.numpy().copy() for v in trainer.objective_model.network.trainable_variables]
+  run_training(trainer, 80, str(tmp_path), {"run": "metagenrl"}, settings)
+  assert any(np.any(a != b.numpy()) for a, b in zip(alpha, trainer.objective_model.network.trainable_variables))
+  sizes = [g.replay.size for g in trainer.problem.groups]
+  assert sizes == [40, 40]  # 80 steps over 2 agents
+  resumed = MetaGenRLTrainer(config, seed=0)
+  summary = run_training(resumed, 120, str(tmp_path), {"run": "metagenrl"}, settings)
+  assert summary["resumed_from"] == 80 and summary["env_steps"] == 120
+  assert [g.replay.size for g in resumed.problem.groups] == [60, 60]  # restored 40, then 20 more each
+  for a, b in zip(trainer.objective_model.network.trainable_variables[:1],
+                  resumed.objective_model.network.trainable_variables[:1]):
+    assert not np.array_equal(a.numpy(), b.numpy())  # it kept training from the restored α

@@ -30,7 +30,8 @@ def config_from_dataclass(instance) -> ml_collections.ConfigDict:
 
 def dataclass_from_config(cls, values: Mapping, section: str):
   """Builds dataclass `cls` from a config section, with one-line ConfigErrors for unknown keys and
-  values of the wrong type (bools must be bools, numbers numbers, tuples sequences of ints).
+  values of the wrong type (bools must be bools, numbers numbers, tuples sequences of ints, or of
+  strings where the default holds strings).
   `section` names the config section in messages ("" for top-level keys)."""
   names = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(values) - names)
@@ -49,7 +50,12 @@ def dataclass_from_config(cls, values: Mapping, section: str):
           raise TypeError
         converted[f.name] = value
       elif isinstance(default, tuple):
-        converted[f.name] = tuple(int(v) for v in value)
+        if default and isinstance(default[0], str):  # e.g. environment ids
+          if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise TypeError
+          converted[f.name] = tuple(value)
+        else:
+          converted[f.name] = tuple(int(v) for v in value)
       elif isinstance(default, str):
         if not isinstance(value, str):
           raise TypeError

@@ -1,6 +1,8 @@
-r"""Online meta-gradient training (FRODO, learned γ/λ, A2C baseline) with the meta-trainer.
+r"""Meta-training with the meta-trainer: online meta-gradients (FRODO, learned γ/λ, A2C baseline)
+and MetaGenRL (a population of TD3 agents sharing one learned objective).
 
   meta_train --config=configs/frodo_catch.py --seed=1 --logdir=runs/frodo-catch-s1
+  meta_train --config=configs/metagenrl_quick.py --export=/tmp/metagenrl_quick
   meta_train --config=configs/frodo_catch.py:extension --config.frodo.inner_steps=3
   meta_train --config=configs/mgrl_catch.py:a2c
 
@@ -21,16 +23,39 @@ _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed)."
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<method>-<env>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
 _EXPORT = flags.DEFINE_string("export", None,
-                              "FRODO only: export the learned target as an objective to this model directory "
+                              "FRODO or MetaGenRL: export the learned target / objective to this model directory "
                               "(a new integer version inside, e.g. export/frodo_catch).")
 _FRESH = common.define_fresh_flag()
+
+
+def _frodo_run(config, seed):
+  """(trainer factory, run name, identity, exportable?) for the online meta-gradient configs."""
+  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
+  from tf_metarl.config_utils import dataclass_from_config
+  frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
+  learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
+  learner_config.validate()
+  name = f"{learner_config.method}{'-ext' if frodo.extension else ''}-{learner_config.env}"
+  identity = dict(method=learner_config.method, extension=frodo.extension, env=learner_config.env, seed=seed)
+  exportable = None if learner_config.method == "frodo" else (
+      f"--export needs the frodo method; this config trains {learner_config.method!r}")
+  return lambda: OnlineMetaTrainer(learner_config, seed), name, identity, exportable
+
+
+def _metagenrl_run(config, seed):
+  """The same for MetaGenRL configs (a `metagenrl` section)."""
+  from tf_metarl.algorithms.metagenrl import MetaGenRLConfig, MetaGenRLTrainer
+  from tf_metarl.config_utils import dataclass_from_config
+  metagenrl = dataclass_from_config(MetaGenRLConfig, config.metagenrl.to_dict(), "metagenrl").validate()
+  name = f"metagenrl-{'+'.join(metagenrl.envs)}"
+  identity = dict(method="metagenrl", envs=list(metagenrl.envs), num_agents=metagenrl.num_agents, seed=seed)
+  return lambda: MetaGenRLTrainer(metagenrl, seed), name, identity, None
 
 
 def main(argv):
   if len(argv) > 1:
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
-  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
-  from tf_metarl.config_utils import dataclass_from_config, positive_int
+  from tf_metarl.config_utils import positive_int
   from tf_metarl.export import check_export_dir
   from tf_metarl.learners import loop
 
@@ -38,18 +63,14 @@ def main(argv):
   seed = config.seed if _SEED.value is None else _SEED.value
   steps = positive_int(config.steps, "config.steps")
   settings = loop.RunSettings.from_config(config)
-  frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
-  learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
-  learner_config.validate()
-  name = f"{learner_config.method}{'-ext' if frodo.extension else ''}-{learner_config.env}"
+  make_trainer, name, identity, not_exportable = (_metagenrl_run if "metagenrl" in config else _frodo_run)(config, seed)
   logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
   loop.check_logdir(logdir)
   if _EXPORT.value:  # checked now, not after hours of training
-    if learner_config.method != "frodo":
-      common.fail(f"--export needs the frodo method; this config trains {learner_config.method!r}")
+    if not_exportable:
+      common.fail(not_exportable)
     check_export_dir(_EXPORT.value)
-  trainer = OnlineMetaTrainer(learner_config, seed)
-  identity = dict(method=learner_config.method, extension=frodo.extension, env=learner_config.env, seed=seed)
+  trainer = make_trainer()
   summary = loop.run_training(trainer, steps, logdir, identity, settings, config=dict(config.to_dict(), seed=seed),
                               fresh=_FRESH.value)
   if _EXPORT.value:

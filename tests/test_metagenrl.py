@@ -43,7 +43,8 @@ def small_population(seed=0, features=None):
   return td3, objective, population.stack(states), population.stack([batch() for _ in range(N)])
 
 
-@pytest.mark.parametrize("inner_steps, features", [(1, None), (2, ("rewards", "time"))])
+@pytest.mark.parametrize("inner_steps, features", [
+    (1, None), pytest.param(2, ("rewards", "time"), marks=pytest.mark.slow)])  # K = 2: 13 s
 def test_meta_gradient_matches_central_finite_differences(inner_steps, features):
   """K = 2 without the value inputs: V(s) = Q(s, π_{φ_1}(s)) is held constant by the tape (as in the
   paper and the reference) but moves with α under finite differences, once φ_1 depends on α."""
@@ -51,13 +52,18 @@ def test_meta_gradient_matches_central_finite_differences(inner_steps, features)
   eta = [tf.identity(v) for v in objective.network.trainable_variables]
   lr = 0.05  # larger than the paper's 1e-3 so the inner step moves the value measurably
 
+  @tf.function
   def loss(eta):
     return population_meta_loss(td3, objective, eta, states, batches, inner_steps, lr, vectorized=False)
 
-  with tf.GradientTape() as tape:
-    tape.watch(eta)
-    value = loss(eta)
-  grads = tape.gradient(value, eta)
+  @tf.function
+  def loss_and_grads(eta):
+    with tf.GradientTape() as tape:
+      tape.watch(eta)
+      value = loss(eta)
+    return value, tape.gradient(value, eta)
+
+  _, grads = loss_and_grads(eta)
   rng = np.random.default_rng(1)
   direction = [tf.constant(rng.normal(size=g.shape)) for g in grads]
   norm = np.sqrt(sum(float(tf.reduce_sum(d * d)) for d in direction))
@@ -107,6 +113,7 @@ def test_bad_configs_are_one_line_errors(overrides, message):
     MetaGenRLConfig(**overrides).validate()
 
 
+@pytest.mark.slow
 def test_a_population_update_with_the_learned_objective_is_one_vectorised_call():
   """TD3.update with L_α, vectorised over agents (the LSTM is unrolled for a static length, so pfor
   can vectorise the policy gradient through it), equals a loop of single updates."""

@@ -97,3 +97,22 @@ def test_replay_samples_each_copy_from_its_own_column():
   steps = batch.rewards % 100
   np.testing.assert_array_equal(np.diff(steps, axis=-1), np.ones((3, 4, 4)))  # consecutive, never across the wrap
   assert steps.min() >= 2 and steps.max() <= 11
+
+
+def test_replay_save_and_load_round_trip_and_damage_is_one_line(tmp_path):
+  from tf_metarl.learners.replay import SequenceReplay
+  replay = SequenceReplay(capacity=4, num_envs=2, observation_dim=1, action_dim=1)
+  for t in range(3):
+    replay.add(observations=np.full((2, 1), t), actions=np.zeros((2, 1)), rewards=np.full(2, t),
+               next_observations=np.zeros((2, 1)), terminated=np.zeros(2), truncated=np.zeros(2),
+               episode_steps=np.full(2, t))
+  path = str(tmp_path / "replay.npz")
+  replay.save(path)
+  copy = SequenceReplay(capacity=4, num_envs=2, observation_dim=1, action_dim=1)
+  copy.load(path)
+  assert (copy.size, copy.position) == (3, 3)
+  np.testing.assert_array_equal(copy.data["rewards"], replay.data["rewards"])
+  with open(path, "r+b") as f:
+    f.truncate(100)
+  with pytest.raises(errors.CheckpointError, match="cannot restore replay buffer .*replay.npz"):
+    copy.load(path)

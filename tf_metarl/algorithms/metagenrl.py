@@ -390,23 +390,14 @@ class MetaGenRLTrainer(MetaTrainer):
     return self.objective_model
 
   def save_extra(self, checkpoint_path):
-    import os
-    import numpy as np
     for k, group in enumerate(self.problem.groups):
-      tmp = f"{checkpoint_path}.replay{k}.tmp.npz"
-      np.savez(tmp, **group.replay.state())
-      os.replace(tmp, f"{checkpoint_path}.replay{k}.npz")
+      group.replay.save(f"{checkpoint_path}.replay{k}.npz")
 
   def restore_extra(self, checkpoint_path):
     import numpy as np
     from tf_metarl.collection import RolloutCollector
     steps = int(self.env_steps.numpy())
     for k, group in enumerate(self.problem.groups):
-      path = f"{checkpoint_path}.replay{k}.npz"
-      try:
-        with np.load(path) as state:
-          group.replay.load_state(state)
-      except (OSError, ValueError, KeyError) as e:
-        raise errors.CheckpointError(f"cannot restore replay buffer {path}: {e}") from None
+      group.replay.load(f"{checkpoint_path}.replay{k}.npz")
       group.rng = np.random.default_rng(self.seed + steps + k)
       group.collector = RolloutCollector(group.collector.env, self.seed + steps + k)

@@ -8,7 +8,6 @@ and their Q-values: `TD3ActorObjective` gives TD3; a learned objective (MetaGenR
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import keras
 import numpy as np
@@ -106,19 +105,12 @@ class OffPolicyLearner(Trainable):
                 guard=self.guard)
 
   def save_extra(self, checkpoint_path):
-    """Saves the replay buffer beside the checkpoint (written to a temp file, then renamed)."""
-    tmp = checkpoint_path + ".replay.tmp.npz"
-    np.savez(tmp, np_rng=np.array(self.np_rng.bit_generator.state["state"]["state"], dtype=object),
-             **self.replay.state())
-    os.replace(tmp, checkpoint_path + ".replay.npz")  # deleted with its checkpoint (same prefix)
+    """Saves the replay buffer beside the checkpoint (deleted with it: same prefix)."""
+    self.replay.save(checkpoint_path + ".replay.npz")
 
   def restore_extra(self, checkpoint_path):
-    path = checkpoint_path + ".replay.npz"
-    try:
-      with np.load(path, allow_pickle=True) as state:
-        self.replay.load_state(state)
-    except (OSError, ValueError, KeyError) as e:
-      raise errors.CheckpointError(f"cannot restore replay buffer {path}: {e}") from None
+    self.replay.load(checkpoint_path + ".replay.npz")
+    # The NumPy sampler and the environments are reseeded from the step (README: what a resume restores).
     self.np_rng = np.random.default_rng(self.seed + int(self.env_steps.numpy()))
     self.collector = RolloutCollector(self.env, self.seed + int(self.env_steps.numpy()))
 

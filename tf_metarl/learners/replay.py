@@ -6,8 +6,11 @@ episode boundaries; `terminated`/`truncated` mark them, as in a collected `Traje
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from tf_metarl import errors
 from tf_metarl.trajectories import Trajectory
 
 _FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "episode_steps")
@@ -60,6 +63,20 @@ class SequenceReplay:
 
   def state(self):
     return dict(position=np.array(self.position), size=np.array(self.size), **self.data)
+
+  def save(self, path: str) -> None:
+    """Writes the buffer to `path` (.npz) through a temporary file, so a crash leaves no partial file."""
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **self.state())
+    os.replace(tmp, path)
+
+  def load(self, path: str) -> None:
+    """Reads what `save` wrote; a missing, truncated or mismatched file is a one-line CheckpointError."""
+    try:
+      with np.load(path) as state:
+        self.load_state(state)
+    except (OSError, ValueError, KeyError, EOFError) as e:
+      raise errors.CheckpointError(f"cannot restore replay buffer {path}: {e}") from None
 
   def load_state(self, state):
     for k in _FIELDS:

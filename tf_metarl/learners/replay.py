@@ -7,6 +7,7 @@ episode boundaries; `terminated`/`truncated` mark them, as in a collected `Traje
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class SequenceReplay:
     try:
       with np.load(path) as state:
         self.load_state(state)
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
       raise errors.CheckpointError(f"cannot restore replay buffer {path}: {e}") from None
 
   def load_state(self, state):

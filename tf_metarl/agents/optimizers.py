@@ -90,8 +90,13 @@ def make_optimizer(name: str, learning_rate: float, **kwargs):
 
 
 def clip_by_global_norm(grads: List[tf.Tensor], max_norm: Optional[float]) -> Tuple[List[tf.Tensor], tf.Tensor]:
-  """Returns (grads scaled to global norm ≤ max_norm (unchanged if None), the norm before clipping)."""
-  norm = tf.linalg.global_norm(grads)
+  """Returns (grads scaled to global norm ≤ max_norm (unchanged if None), the norm before clipping).
+
+  The norm is a sum of squares, not `tf.linalg.global_norm`: that uses L2Loss, which
+  `tf.vectorized_map` has no converter for and runs as a sequential loop (measured in
+  populations: "Using a while_loop for converting L2Loss")."""
+  norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads])) if grads else (
+      tf.constant(0.0))
   if max_norm is None:
     return list(grads), norm
   clipped, _ = tf.clip_by_global_norm(grads, max_norm, use_norm=norm)

@@ -66,20 +66,28 @@ class TD3:
     """π(s) for observations [..., O] -> [..., A], within the action bounds."""
     return functional_call(self.policy, policy_params, observations)
 
-  def explore(self, policy_params, observations, seed, noise_std: float):
-    """π(s) + N(0, (noise_std · half range)²), clipped to the bounds; observations [N, O]; seed int32 [2]."""
+  def explore(self, policy_params, observations, seed, noise_std: float, normal=None):
+    """π(s) + N(0, (noise_std · half range)²), clipped to the bounds; observations [N, O]; seed int32 [2].
+    `normal`: standard-normal draws of the actions' shape to use instead of drawing from `seed`
+    (populations draw all agents' noise in one op: stateless RNG ops have no vectorized_map converter)."""
     actions = self.actions(policy_params, observations)
-    noise = tf.random.stateless_normal(tf.shape(actions), seed, dtype=actions.dtype) * noise_std * self.half_range
+    if normal is None:
+      normal = tf.random.stateless_normal(tf.shape(actions), seed, dtype=actions.dtype)
+    noise = normal * noise_std * self.half_range
     return tf.clip_by_value(actions + noise, self.low, self.high)
 
   def q_values(self, critic_params, observations, actions):
     """[2, ...]: both critics' Q(s, a)."""
     return functional_call(self.critic, critic_params, (observations, actions))
 
-  def critic_update(self, state: TD3State, batch: Trajectory, seed) -> Tuple[TD3State, Dict[str, tf.Tensor]]:
+  def critic_update(self, state: TD3State, batch: Trajectory, seed, normal=None) -> Tuple[TD3State, Dict[str, tf.Tensor]]:
+    """`normal`: standard-normal draws shaped like `batch.actions` for the target-policy smoothing,
+    instead of drawing them from `seed` (see `explore`)."""
     s = self.settings
     dtype = batch.actions.dtype  # float64 in finite-difference tests
-    noise = tf.clip_by_value(tf.random.stateless_normal(tf.shape(batch.actions), seed, dtype=dtype) * s.target_noise,
+    if normal is None:
+      normal = tf.random.stateless_normal(tf.shape(batch.actions), seed, dtype=dtype)
+    noise = tf.clip_by_value(normal * s.target_noise,
                              -s.target_noise_clip, s.target_noise_clip) * tf.cast(self.half_range, dtype)
     next_actions = tf.clip_by_value(self.actions(state.target_policy, batch.next_observations) + noise,
                                     tf.cast(self.low, dtype), tf.cast(self.high, dtype))

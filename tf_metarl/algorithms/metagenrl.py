@@ -222,6 +222,19 @@ class AgentGroup:
     return tuple(batch)
 
   # Graph side.
+  def update(self, states: TD3State, batches: Trajectory, seed, objective_fn):
+    """One TD3 step of every agent (stacked states and batches): critics, then, every
+    `policy_delay`-th step, policies by `objective_fn` and the target networks. The policy-delay
+    decision is taken once for the group (its agents update in lockstep): a tf.cond inside
+    vectorized_map would run both branches. Returns (states, metrics [N])."""
+    td3 = self.td3
+    normal = tf.random.stateless_normal(tf.shape(batches.actions), seed, dtype=batches.actions.dtype)
+    new, metrics = population.vectorize(lambda st, b, z: td3.critic_update(st, b, None, normal=z))(
+        states, batches, normal)
+    actor_step = population.vectorize(lambda st, b: td3.actor_update(st, b, objective_fn)[0])
+    new = tf.cond(new.updates[0] % self.config.policy_delay == 0, lambda: actor_step(new, batches), lambda: new)
+    return new, metrics
+
   def sample_graph(self) -> Trajectory:
     n, b, t, o, a = (self.num_agents, self.config.batch_size, self.config.sequence_length, self.observation_dim,
                      self.action_dim)
@@ -237,15 +250,17 @@ class AgentGroup:
     observations = tf.py_function(self.observations, [], tf.float32)
     observations.set_shape([self.num_agents, self.observation_dim])
     low, high = tf.constant(self.info.action_low, tf.float32), tf.constant(self.info.action_high, tf.float32)
-    seeds = population.member_seeds(seed, self.num_agents)
-    explore = population.vectorize(lambda p, o, s: self.td3.explore(p, o[None], s, self.config.exploration_noise)[0])
+    normal = tf.random.stateless_normal([self.num_agents, 1, self.action_dim], tf.random.experimental.stateless_fold_in(
+        seed, 1))
+    explore = population.vectorize(
+        lambda p, o, z: self.td3.explore(p, o[None], None, self.config.exploration_noise, normal=z)[0])
 
     def random_actions():
       u = tf.random.stateless_uniform([self.num_agents, self.action_dim], seed)
       return low + u * (high - low)
 
     actions = tf.cond(steps < self.config.warmup_steps, random_actions,
-                      lambda: explore(state.policy, observations, seeds))
+                      lambda: explore(state.policy, observations, normal))
     finished, returns, lengths = tf.py_function(self.step, [actions], [tf.float32, tf.float32, tf.int32])
     for x in (finished, returns, lengths):
       x.set_shape([self.num_agents])
@@ -305,13 +320,7 @@ class MetaGenRLProblem(InnerProblem):
         finished.append(done), returns.append(ret), lengths.append(length)
 
         def update(group=group, current=groups[k], s2=s2):
-          # TD3.update's steps, with the policy-delay decision taken once for the whole group (its
-          # agents update in lockstep): a tf.cond inside vectorized_map would run both branches.
-          td3, batch = group.td3, group.sample_graph()
-          new, metrics = population.vectorize(td3.critic_update)(current, batch,
-                                                                 population.member_seeds(s2, group.num_agents))
-          actor_step = population.vectorize(lambda st, b: td3.actor_update(st, b, objective_fn)[0])
-          new = tf.cond(new.updates[0] % cfg.policy_delay == 0, lambda: actor_step(new, batch), lambda: new)
+          new, metrics = group.update(current, group.sample_graph(), s2, objective_fn)
           return new, tf.reduce_mean(metrics["critic_loss"])
 
         groups[k], loss = tf.cond(steps + 1 >= cfg.warmup_steps, update, lambda current=groups[k]: (

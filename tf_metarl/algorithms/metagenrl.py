@@ -8,23 +8,30 @@ For each agent (policy φ, critics θ) and a replayed batch split into K + 1 dis
 
 and α ascends the population mean of that meta-objective (second order: through every inner
 step). Policies themselves follow ∇_φ L_α (annealed from the DDPG gradient −Q over the first
-steps); critics are TD3's. This module holds those pure functions; the population, replay and
-environments are driven by the inner problem built on them.
+steps); critics are TD3's. Here: the config, those pure functions, `AgentGroup` (the agents of one
+training environment, their environment copies and replay), `MetaGenRLProblem` (the inner
+problem) and `MetaGenRLTrainer` (the meta-trainer wired from a config).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable, Dict, NamedTuple, Sequence, Tuple
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.agents import population
 from tf_metarl.agents.optimizers import Adam
 from tf_metarl.agents.td3 import TD3, TD3Settings, TD3State
+from tf_metarl.collection import RolloutCollector, evaluate
+from tf_metarl.envs.gym_envs import describe_env, make_env, make_vector_env
+from tf_metarl.learners.replay import SequenceReplay
 from tf_metarl.meta.problem import Episodes, InnerProblem
 from tf_metarl.meta.trainer import MetaTrainer
 from tf_metarl.meta.unrolled import UnrolledEstimator
+from tf_metarl.networks import DeterministicPolicy, TwinQCritic
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.objectives.metagenrl import SCALAR_FEATURES, MetaGenRLObjective
 from tf_metarl.trajectories import Trajectory
@@ -156,11 +163,6 @@ class AgentGroup:
   the compiled meta-step through `tf.py_function`, as `tasks.GymTask` does."""
 
   def __init__(self, env_id: str, num_agents: int, config: MetaGenRLConfig, seed: int):
-    import numpy as np
-    from tf_metarl.collection import RolloutCollector
-    from tf_metarl.envs.gym_envs import describe_env, make_env, make_vector_env
-    from tf_metarl.learners.replay import SequenceReplay
-    from tf_metarl.networks import DeterministicPolicy, TwinQCritic
 
     info = describe_env(env_id)
     if info.action_kind != "continuous":
@@ -187,7 +189,6 @@ class AgentGroup:
 
   def init(self, seed: int) -> TD3State:
     """Every agent's own initialisation (fresh networks per agent), stacked on a leading N axis."""
-    import keras
     states = []
     for i in range(self.num_agents):
       keras.utils.set_random_seed(seed * 1_000 + i)
@@ -203,7 +204,6 @@ class AgentGroup:
   def step(self, actions):
     """One step of every copy with the given actions [N, A]; stores it. Returns (finished [N],
     returns [N], lengths [N]) of episodes that ended at this step."""
-    import numpy as np
     actions = np.asarray(actions, np.float32)
     out = {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
     trajectory, stats = self.collector.collect(lambda obs: out, 1)
@@ -268,8 +268,6 @@ class AgentGroup:
 
   def evaluate(self, state: TD3State, episodes: int, seed: int):
     """Greedy returns of agents 0, 1, ... (one episode each, `episodes` in all, cycling)."""
-    import numpy as np
-    from tf_metarl.collection import evaluate
     out = []
     for k in range(episodes):
       params = population.member(state, k % self.num_agents).policy
@@ -358,7 +356,6 @@ class MetaGenRLProblem(InnerProblem):
     return [r for k, g in enumerate(self.groups) for r in g.evaluate(state.groups[k], episodes, seed + 1_000 * k)]
 
   def report(self, eta):
-    import numpy as np
     return {f"charts/return_{g.env_id}": float(np.mean(g.recent_returns)) for g in self.groups if g.recent_returns}
 
 
@@ -382,7 +379,6 @@ class MetaGenRLTrainer(MetaTrainer):
   resume (gymnasium environments cannot be checkpointed)."""
 
   def __init__(self, config: MetaGenRLConfig, seed: int):
-    import keras
     config.validate()
     self.config = config
     keras.utils.set_random_seed(seed)
@@ -403,8 +399,6 @@ class MetaGenRLTrainer(MetaTrainer):
       group.replay.save(f"{checkpoint_path}.replay{k}.npz")
 
   def restore_extra(self, checkpoint_path):
-    import numpy as np
-    from tf_metarl.collection import RolloutCollector
     steps = int(self.env_steps.numpy())
     for k, group in enumerate(self.problem.groups):
       group.replay.load(f"{checkpoint_path}.replay{k}.npz")

@@ -11,7 +11,10 @@ The code path `MetaGenRLProblem.unroll` and `meta_loss` run, on LunarLanderConti
   batched: one `tf.function` call on the stacked N agents;
   loop: N calls of the same compiled function on one agent each (N = 1 stacks).
 
-Both in one process, interleaved over rounds; medians. Writes docs/results/metagenrl_population.json.
+Both in one process, interleaved over rounds; medians. Then, with --loop_iterations > 0, the whole
+loop (`MetaGenRLTrainer.iteration`: environment steps, replay, updates, meta-update) on
+LunarLanderContinuous-v3 for each N after a short warm-up: agent-steps per second. Writes
+docs/results/metagenrl_population.json.
 """
 import os
 import sys
@@ -27,6 +30,7 @@ _SIZES = flags.DEFINE_list("sizes", ["1", "5", "20"], "Population sizes N.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (median).")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Interleaved rounds.")
 _HIDDEN = flags.DEFINE_list("hidden", ["350", "350", "350"], "Hidden layer sizes of policies and critics.")
+_LOOP_ITERATIONS = flags.DEFINE_integer("loop_iterations", 0, "Timed whole-loop iterations per N (0: skip).")
 _OUT = flags.DEFINE_string("out", "docs/results/metagenrl_population.json", "Result file.")
 
 
@@ -91,6 +95,21 @@ def main(_):
     batched, loop = min(results[n]["batched"]), min(results[n]["loop"])
     out["rows"].append({"agents": n, "batched_ms": round(1000 * batched, 1), "loop_ms": round(1000 * loop, 1),
                         "speedup": round(loop / batched, 2)})
+  if _LOOP_ITERATIONS.value:
+    from tf_metarl.algorithms.metagenrl import MetaGenRLTrainer
+    out["loop"] = []
+    for n in sizes:
+      loop_config = MetaGenRLConfig(envs=("LunarLanderContinuous-v3",), num_agents=n, warmup_steps=config.sequence_length,
+                                    hidden_sizes=config.hidden_sizes, replay_capacity=10_000)
+      trainer = MetaGenRLTrainer(loop_config, seed=0)
+      while int(trainer.env_steps.numpy()) < n * 2 * loop_config.warmup_steps:  # warm-up and tracing, untimed
+        trainer.iteration()
+      start, steps = time.perf_counter(), int(trainer.env_steps.numpy())
+      for _ in range(_LOOP_ITERATIONS.value):
+        trainer.iteration()
+      elapsed = time.perf_counter() - start
+      out["loop"].append({"agents": n, "agent_steps_per_second": round((int(trainer.env_steps.numpy()) - steps) / elapsed, 1),
+                          "seconds_per_iteration": round(elapsed / _LOOP_ITERATIONS.value, 3)})
   write_result(_OUT.value, out)
 
 

@@ -152,3 +152,23 @@ def test_registry():
 if __name__ == "__main__":
   import sys
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_off_policy_reinforce_by_hand():
+  """Two steps, no termination, γ = 0.5, λ = 1: δ = r + γV' − V; A_1 = δ_1, A_0 = δ_0 + γ A_1."""
+  from tf_metarl.objectives import OffPolicyReinforceObjective
+  objective = OffPolicyReinforceObjective(gamma=0.5, lam=1.0)
+  actions = tf.Variable([[[0.0, 1.0], [1.0, 1.0]]])
+  inputs = dict(rewards=tf.constant([[1.0, 2.0]]), discounts=tf.ones([1, 2]), episode_ends=tf.zeros([1, 2]),
+                values=tf.constant([[0.5, 1.0]]), next_values=tf.constant([[1.0, 4.0]]),
+                behaviour_actions=tf.constant([[[1.0, 1.0], [1.0, 3.0]]]))
+  deltas = np.array([1.0 + 0.5 * 1.0 - 0.5, 2.0 + 0.5 * 4.0 - 1.0])   # [1, 3]
+  advantages = np.array([deltas[0] + 0.5 * deltas[1], deltas[1]])     # [2.5, 3]
+  squared = np.array([(1.0 + 0.0) / 2, (0.0 + 4.0) / 2])             # mean over D of (a_b − a)²
+  with tf.GradientTape() as tape:
+    out = objective(dict(inputs, actions=actions))
+  np.testing.assert_allclose(out["per_step"].numpy(), [advantages * squared], rtol=1e-6)
+  # ∂/∂a of A · mean_d (a_b − a)² = −A (a_b − a) (D = 2), averaged over the 2 steps.
+  expected = -np.array([[advantages[0] * np.array([1.0, 0.0]), advantages[1] * np.array([0.0, 2.0])]]) / 2
+  np.testing.assert_allclose(tape.gradient(out["loss"], actions).numpy(), expected, rtol=1e-6)
+  assert make_objective("reinforce_offpolicy").kind == "reinforce_offpolicy"

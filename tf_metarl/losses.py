@@ -60,6 +60,13 @@ def deterministic_policy_gradient(q_values):
   return -check_rank("q_values", q_values, 2)
 
 
+def off_policy_reinforce(actions, behaviour_actions, advantages):
+  """A_t · mean_d (a_t − π(s_t))², [B, T], for deterministic policies (actions [B, T, D]): the
+  off-policy REINFORCE of MetaGenRL's baselines (the reference code's `reinforce` objective)."""
+  actions = check_rank("actions", actions, 3)
+  return advantages * tf.reduce_mean(tf.square(behaviour_actions - actions), axis=-1)
+
+
 def clipped_double_q_targets(rewards, discounts, next_q_values, gamma):
   """TD3 critic targets r_t + γ d_t min_i Q_i'(s'_t, ã'_t), [B, T]; `next_q_values` is [2, B, T]."""
   rewards = check_rank("rewards", rewards, 2)

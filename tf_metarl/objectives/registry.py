@@ -1,11 +1,12 @@
-"""Builds an objective from a name (`ppo`, `reinforce`, `a2c`, `td3`) or a SavedModel directory."""
+"""Builds an objective from a name (`ppo`, `reinforce`, `a2c`, `td3`, `reinforce_offpolicy`) or a
+SavedModel directory."""
 from __future__ import annotations
 
 import os
 from typing import Mapping, Optional
 
 from tf_metarl import errors
-from tf_metarl.objectives.deterministic import TD3ActorObjective
+from tf_metarl.objectives.deterministic import OffPolicyReinforceObjective, TD3ActorObjective
 from tf_metarl.objectives.policy_gradient import A2CObjective, PPOObjective, ReinforceObjective
 
 BUILTIN_OBJECTIVES = {
@@ -13,6 +14,7 @@ BUILTIN_OBJECTIVES = {
     "reinforce": ReinforceObjective,
     "a2c": A2CObjective,
     "td3": TD3ActorObjective,
+    "reinforce_offpolicy": OffPolicyReinforceObjective,
 }
 
 

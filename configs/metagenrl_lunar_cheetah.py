@@ -3,5 +3,6 @@
 from configs.metagenrl_common import base_config
 
 
-def get_config():
-  return base_config(envs=("LunarLanderContinuous-v3", "HalfCheetah-v5"))
+def get_config(objective: str = "learned"):
+  """`:reinforce_offpolicy` or `:td3`: the same population with that fixed objective (baselines)."""
+  return base_config(envs=("LunarLanderContinuous-v3", "HalfCheetah-v5"), objective=objective)

@@ -107,6 +107,7 @@ def test_annealing_moves_from_the_ddpg_gradient_to_the_objective():
     (dict(inner_steps=0), "inner_steps \\(K\\) must be >= 1"),
     (dict(inner_steps=2, batch_size=100), "batch_size 100 must split into inner_steps \\+ 1 = 3 equal parts"),
     (dict(scalar_features=("reward",)), "unknown scalar feature\\(s\\) reward"),
+    (dict(objective="ppo"), "objective must be one of learned, reinforce_offpolicy, td3, got 'ppo'"),
 ])
 def test_bad_configs_are_one_line_errors(overrides, message):
   with pytest.raises(errors.ConfigError, match=message):
@@ -184,3 +185,19 @@ def test_meta_training_moves_alpha_and_resumes_with_its_replays(tmp_path):
   for a, b in zip(trainer.objective_model.network.trainable_variables[:1],
                   resumed.objective_model.network.trainable_variables[:1]):
     assert not np.array_equal(a.numpy(), b.numpy())  # it kept training from the restored α
+
+
+@pytest.mark.slow
+def test_a_fixed_objective_population_is_the_baseline_and_meta_learns_nothing(tmp_path):
+  from tf_metarl.algorithms.metagenrl import MetaGenRLTrainer
+  from tf_metarl.learners.loop import fit
+  config = MetaGenRLConfig(envs=("Pendulum-v1",), num_agents=2, hidden_sizes=(16,), batch_size=4, sequence_length=5,
+                           warmup_steps=10, replay_capacity=200, objective_units=4, objective="reinforce_offpolicy")
+  trainer = MetaGenRLTrainer(config, seed=0)
+  before = [x.numpy().copy() for x in tf.nest.flatten(trainer.state.read().groups[0].policy)]
+  fit(trainer, 60)
+  after = tf.nest.flatten(trainer.state.read().groups[0].policy)
+  assert any(np.any(a != b.numpy()) for a, b in zip(before, after))  # the policies trained
+  assert trainer.eta.leaves == []
+  with pytest.raises(errors.ConfigError, match="nothing meta-learned to export"):
+    trainer.objective()

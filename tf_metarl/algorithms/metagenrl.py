@@ -34,7 +34,11 @@ from tf_metarl.meta.unrolled import UnrolledEstimator
 from tf_metarl.networks import DeterministicPolicy, TwinQCritic
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.objectives.metagenrl import SCALAR_FEATURES, MetaGenRLObjective
+from tf_metarl.objectives.registry import make_objective
 from tf_metarl.trajectories import Trajectory
+
+
+OBJECTIVES = ("learned", "reinforce_offpolicy", "td3")
 
 
 @dataclasses.dataclass
@@ -47,6 +51,9 @@ class MetaGenRLConfig:
   anneal_steps: over the first this many steps the policy's gradient moves linearly from the DDPG
     gradient to ∇_φ L_α.
   scalar_features: the objective's scalar inputs (the ablations drop `time`, or both values).
+  objective: `learned` (MetaGenRL: L_α, meta-trained), or a fixed built-in objective the same
+    population trains with and nothing is meta-learned: `reinforce_offpolicy` (off-policy
+    REINFORCE with GAE, the paper's baseline) or `td3` (the DDPG gradient).
   """
   envs: Tuple[str, ...] = ("LunarLanderContinuous-v3", "HalfCheetah-v5")
   num_agents: int = 20
@@ -70,6 +77,7 @@ class MetaGenRLConfig:
   objective_units: int = 32
   scalar_features: Tuple[str, ...] = SCALAR_FEATURES
   replay_capacity: int = 1_000_000
+  objective: str = "learned"
 
   def validate(self):
     if self.num_agents < 1:
@@ -84,6 +92,8 @@ class MetaGenRLConfig:
     if self.batch_size % (self.inner_steps + 1):
       raise errors.ConfigError(f"batch_size {self.batch_size} must split into inner_steps + 1 = "
                                f"{self.inner_steps + 1} equal parts")
+    if self.objective not in OBJECTIVES:
+      raise errors.ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
     unknown = sorted(set(self.scalar_features) - set(SCALAR_FEATURES))
     if unknown:
       raise errors.ConfigError(f"unknown scalar feature(s) {', '.join(unknown)}; expected a subset of "
@@ -293,8 +303,12 @@ class MetaGenRLProblem(InnerProblem):
   inner steps from the current policies (`future_policy_values`) on fresh replay batches.
   """
 
-  def __init__(self, groups: Sequence[AgentGroup], objective: MetaGenRLObjective, config: MetaGenRLConfig):
+  def __init__(self, groups: Sequence[AgentGroup], objective: MetaGenRLObjective, config: MetaGenRLConfig,
+               fixed_objective=None):
+    """`fixed_objective`: an `Objective` the policies follow instead of L_α (a baseline): no
+    annealing, no meta-batch, no meta-loss."""
     self.groups, self.objective, self.config = tuple(groups), objective, config
+    self.fixed_objective = fixed_objective
     self.total_agents = sum(g.num_agents for g in self.groups)
 
   def init(self, eta, seed):
@@ -307,7 +321,8 @@ class MetaGenRLProblem(InnerProblem):
 
   def unroll(self, eta, state: MetaGenRLState, seed):
     cfg = self.config
-    objective_fn = annealed_objective(self.objective, eta, self._progress(state.steps))
+    objective_fn = (self.fixed_objective if self.fixed_objective is not None else
+                    annealed_objective(self.objective, eta, self._progress(state.steps)))
     groups, steps = list(state.groups), state.steps
     returns, lengths, finished, losses = [], [], [], []
     seeds = tf.random.experimental.stateless_split(seed, num=2 * cfg.policy_delay * len(self.groups))
@@ -332,6 +347,8 @@ class MetaGenRLProblem(InnerProblem):
     return new_state, (), metrics
 
   def meta_batch(self, state: MetaGenRLState, seed):
+    if self.fixed_objective is not None:
+      return state, (tf.constant(False), ()), {"env_steps": tf.zeros([], tf.int64)}
     ready = state.steps >= max(self.config.warmup_steps, self.config.sequence_length)
     batches = tuple(tf.cond(ready, g.sample_graph, lambda g=g: _zeros_batch(g)) for g in self.groups)
     return state, (ready, batches), {"env_steps": tf.zeros([], tf.int64)}
@@ -339,6 +356,8 @@ class MetaGenRLProblem(InnerProblem):
   def meta_loss(self, eta, state: MetaGenRLState, batch, inner_batches=()):
     ready, batches = batch
     cfg = self.config
+    if self.fixed_objective is not None:
+      return tf.constant(0.0), {}
 
     def loss():
       values = [future_policy_values(g.td3, self.objective, eta, s, b, cfg.inner_steps, cfg.inner_learning_rate)
@@ -385,13 +404,19 @@ class MetaGenRLTrainer(MetaTrainer):
     self.objective_model = MetaGenRLObjective(config.scalar_features, config.objective_units)
     groups = [AgentGroup(env, n, config, seed + 7_919 * i)
               for i, (env, n) in enumerate(spread_agents(config.envs, config.num_agents).items())]
-    problem = MetaGenRLProblem(groups, self.objective_model, config)
-    super().__init__(problem, UnrolledEstimator(1), self.objective_model.network, Adam(config.objective_learning_rate),
+    fixed = None if config.objective == "learned" else make_objective(config.objective)
+    problem = MetaGenRLProblem(groups, self.objective_model, config, fixed)
+    # A baseline meta-learns nothing: its meta-model has no parameters (MetaTrainer then only advances the problem).
+    meta_model = self.objective_model.network if fixed is None else keras.Sequential([])
+    super().__init__(problem, UnrolledEstimator(1), meta_model, Adam(config.objective_learning_rate),
                      seed, jit_compile=False, max_grad_norm=config.max_grad_norm)
     self.steps_per_iteration = config.policy_delay * problem.total_agents
 
   def objective(self) -> MetaGenRLObjective:
     """L_α as an exportable objective (its network holds the meta-trained α)."""
+    if self.config.objective != "learned":
+      raise errors.ConfigError(f"a population trained with the fixed objective {self.config.objective!r} has "
+                               "nothing meta-learned to export")
     return self.objective_model
 
   def save_extra(self, checkpoint_path):

@@ -48,8 +48,11 @@ def _metagenrl_run(config, seed):
   from tf_metarl.config_utils import dataclass_from_config
   metagenrl = dataclass_from_config(MetaGenRLConfig, config.metagenrl.to_dict(), "metagenrl").validate()
   name = f"metagenrl-{'+'.join(metagenrl.envs)}"
-  identity = dict(method="metagenrl", envs=list(metagenrl.envs), num_agents=metagenrl.num_agents, seed=seed)
-  return lambda: MetaGenRLTrainer(metagenrl, seed), name, identity, None
+  identity = dict(method="metagenrl", objective=metagenrl.objective, envs=list(metagenrl.envs),
+                  num_agents=metagenrl.num_agents, seed=seed)
+  exportable = None if metagenrl.objective == "learned" else (
+      f"--export needs the learned objective; this config trains with the fixed {metagenrl.objective!r}")
+  return lambda: MetaGenRLTrainer(metagenrl, seed), name, identity, exportable
 
 
 def main(argv):

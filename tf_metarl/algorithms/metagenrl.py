@@ -343,7 +343,7 @@ class MetaGenRLProblem(InnerProblem):
     new_state = tf.nest.map_structure(tf.stop_gradient, MetaGenRLState(tuple(groups), steps))
     metrics = {"env_steps": tf.constant(cfg.policy_delay * self.total_agents, tf.int64),
                "episodes": Episodes(tf.concat(returns, 0), tf.concat(lengths, 0), tf.concat(finished, 0)),
-               "critic_loss": tf.reduce_mean(tf.stack(losses)), "anneal_progress": self._progress(steps)}
+               "critic_loss": tf.reduce_mean(tf.stack(losses)), "meta/anneal_weight": self._progress(steps)}
     return new_state, (), metrics
 
   def meta_batch(self, state: MetaGenRLState, seed):

@@ -142,7 +142,7 @@ def test_hessian_vector_products_against_the_matrix():
   np.testing.assert_allclose(hessian_vector_product(loss, theta, v, "finite_difference").numpy(), want, rtol=1e-7)
 
 
-@pytest.mark.parametrize("vectorize", [True, False])
+@pytest.mark.parametrize("vectorize", [True, pytest.param(False, marks=pytest.mark.slow)])  # the loop: 8 s
 def test_evolution_strategies_with_many_samples_matches_the_hypergradient(vectorize):
   problem = QuadraticProblem()
   population = 20_000 if vectorize else 400

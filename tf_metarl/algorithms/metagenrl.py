@@ -217,9 +217,7 @@ class AgentGroup:
     actions = np.asarray(actions, np.float32)
     out = {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
     trajectory, stats = self.collector.collect(lambda obs: out, 1)
-    self.replay.add(**{k: getattr(trajectory, k)[:, 0] for k in ("observations", "actions", "rewards",
-                                                                  "next_observations", "terminated", "truncated",
-                                                                  "episode_steps")})
+    self.replay.add_trajectory(trajectory)
     finished, returns, lengths = (np.zeros(self.num_agents, np.float32), np.zeros(self.num_agents, np.float32),
                                   np.zeros(self.num_agents, np.int32))
     for (copy, _), ret, length in zip(stats.positions, stats.returns, stats.lengths):

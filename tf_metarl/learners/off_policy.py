@@ -144,9 +144,7 @@ class OffPolicyLearner(Trainable):
     """One vector step of every copy, then the due gradient updates (metrics averaged over them)."""
     cfg = self.config
     trajectory, stats = self.collector.collect(self.act, 1)
-    step = {k: getattr(trajectory, k)[:, 0] for k in ("observations", "actions", "rewards", "next_observations",
-                                                      "terminated", "truncated", "episode_steps")}
-    self.replay.add(**step)
+    self.replay.add_trajectory(trajectory)
     self.env_steps.assign_add(cfg.num_envs)
     updates = []
     if int(self.env_steps.numpy()) >= cfg.warmup_steps:

@@ -35,6 +35,11 @@ class SequenceReplay:
     self.position = (self.position + 1) % self.capacity
     self.size = min(self.size + 1, self.capacity)
 
+  def add_trajectory(self, trajectory: Trajectory):
+    """Adds every time step of a collected trajectory [num_envs, T, ...], in order."""
+    for t in range(trajectory.rewards.shape[1]):
+      self.add(**{k: getattr(trajectory, k)[:, t] for k in _FIELDS})
+
   def sample(self, rng: np.random.Generator, batch_size: int, length: int) -> Trajectory:
     """Samples `batch_size` sequences of `length` consecutive steps of one copy each.
 

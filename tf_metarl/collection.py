@@ -27,6 +27,15 @@ class EpisodeStats:
   lengths: List[int] = dataclasses.field(default_factory=list)
   positions: List[Tuple[int, int]] = dataclasses.field(default_factory=list)
 
+  def per_step(self, num_envs: int, num_steps: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(returns float32 [num_envs, num_steps], lengths int32 [...]): each finished episode's return
+    and length at the step where it ended, 0 elsewhere (a length is never 0 where one ended)."""
+    returns = np.zeros((num_envs, num_steps), np.float32)
+    lengths = np.zeros((num_envs, num_steps), np.int32)
+    for (copy, t), ret, length in zip(self.positions, self.returns, self.lengths):
+      returns[copy, t], lengths[copy, t] = ret, length
+    return returns, lengths
+
 
 class RolloutCollector:
   """Steps a vector environment (created with SAME_STEP autoreset) with a policy.

@@ -156,11 +156,7 @@ class GymTask(Task):
         counter[0] += 1
         return {k: v.numpy() for k, v in act(list(params[:num_params]), tf.constant(observations), step_seed).items()}
       trajectory, stats = self.collector.collect(act_numpy, length)
-      episode_returns = np.zeros_like(trajectory.rewards)
-      episode_lengths = np.zeros(trajectory.rewards.shape, np.int32)
-      for (copy, t), ret, length_ in zip(stats.positions, stats.returns, stats.lengths):
-        episode_returns[copy, t], episode_lengths[copy, t] = ret, length_
-      return tuple(trajectory) + (episode_returns, episode_lengths)
+      return tuple(trajectory) + stats.per_step(self.num_envs, length)
 
     dtypes = [tf.float32, tf.int32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32,
               tf.float32, tf.float32, tf.int32]

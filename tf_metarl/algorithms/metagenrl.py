@@ -173,7 +173,6 @@ class AgentGroup:
   the compiled meta-step through `tf.py_function`, as `tasks.GymTask` does."""
 
   def __init__(self, env_id: str, num_agents: int, config: MetaGenRLConfig, seed: int):
-
     info = describe_env(env_id)
     if info.action_kind != "continuous":
       raise errors.IncompatibleSpaceError(f"MetaGenRL trains continuous-action agents; {env_id} has "
@@ -218,12 +217,9 @@ class AgentGroup:
     out = {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
     trajectory, stats = self.collector.collect(lambda obs: out, 1)
     self.replay.add_trajectory(trajectory)
-    finished, returns, lengths = (np.zeros(self.num_agents, np.float32), np.zeros(self.num_agents, np.float32),
-                                  np.zeros(self.num_agents, np.int32))
-    for (copy, _), ret, length in zip(stats.positions, stats.returns, stats.lengths):
-      finished[copy], returns[copy], lengths[copy] = 1.0, ret, length
     self.recent_returns = (self.recent_returns + list(stats.returns))[-100:]
-    return finished, returns, lengths
+    returns, lengths = stats.per_step(self.num_agents, 1)
+    return (lengths[:, 0] > 0).astype(np.float32), returns[:, 0], lengths[:, 0]
 
   def sample(self):
     batch = self.replay.sample_per_copy(self.rng, self.config.batch_size, self.config.sequence_length)
@@ -281,7 +277,7 @@ class AgentGroup:
       params = population.member(state, k % self.num_agents).policy
       act = lambda obs: self.td3.actions(params, tf.constant(obs)).numpy()
       out += evaluate(self.eval_env, act, 1, seed=seed + k)
-    return [float(x) for x in np.asarray(out)]
+    return out
 
 
 class MetaGenRLState(NamedTuple):

@@ -11,6 +11,34 @@ from tf_metarl.config_utils import config_from_dataclass
 from tf_metarl.learners.loop import RunSettings
 
 
+# The budget a 2-core CPU host allows (`:<objective>,cpu`): 4 agents with 2 × 128 networks, batch
+# 16 × 20, 5k random steps then 10k annealing steps per agent, 100k steps per agent. Measured on
+# such a host: about 100 ms per iteration of 8 agent-steps (77 agent-steps/s), against 264 ms per
+# agent-step for the paper's networks and batch (docs/RESULTS.md, MetaGenRL).
+CPU_BUDGET = dict(num_agents=4, hidden_sizes=(128, 128), batch_size=16, warmup_steps=5_000, anneal_steps=10_000)
+CPU_STEPS = 4 * 100_000
+
+
+def parse_variant(variant: str):
+  """`objective[,cpu]` (the config string after `:`) -> (objective, cpu budget?)."""
+  parts = [p.strip() for p in variant.split(",") if p.strip()] or ["learned"]
+  extra = [p for p in parts[1:] if p != "cpu"]
+  if extra or parts[0] == "cpu":
+    raise ValueError(f"config variant {variant!r}: expected <objective>[,cpu], e.g. learned,cpu or td3")
+  return parts[0], "cpu" in parts[1:]
+
+
+def variant_config(envs, variant: str) -> ml_collections.ConfigDict:
+  """The config of `envs` for a variant string (`parse_variant`)."""
+  objective, cpu = parse_variant(variant)
+  if not cpu:
+    return base_config(envs=envs, objective=objective)
+  c = base_config(envs=envs, objective=objective, **CPU_BUDGET)
+  c.steps = CPU_STEPS
+  c.eval_every = c.checkpoint_every = CPU_STEPS // 10
+  return c
+
+
 def base_config(**metagenrl) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0

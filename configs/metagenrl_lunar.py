@@ -1,7 +1,8 @@
 """MetaGenRL meta-trained on LunarLanderContinuous-v3 alone: `meta_train --config=configs/metagenrl_lunar.py`."""
-from configs.metagenrl_common import base_config
+from configs.metagenrl_common import variant_config
 
 
-def get_config(objective: str = "learned"):
-  """`:reinforce_offpolicy` or `:td3`: the same population with that fixed objective (baselines)."""
-  return base_config(envs=("LunarLanderContinuous-v3",), objective=objective)
+def get_config(variant: str = "learned"):
+  """`:reinforce_offpolicy` or `:td3`: the same population with that fixed objective (baselines);
+  `,cpu` appended (`:learned,cpu`): the budget a 2-core CPU host allows (`metagenrl_common.CPU_BUDGET`)."""
+  return variant_config(("LunarLanderContinuous-v3",), variant)

@@ -1,4 +1,5 @@
 """SavedModel export: signatures, metadata, loading in a process that has only TensorFlow, errors."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -294,3 +295,20 @@ def test_metadata_that_is_not_an_export_is_refused(tmp_path, ppo_export):
 
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_learner_settings_travel_with_an_export_and_yield_to_the_users_config(tmp_path):
+  from tf_metarl.algorithms.metagenrl import MetaGenRLConfig
+  from tf_metarl.learners.off_policy import OffPolicyConfig
+  from tf_metarl.learners.train import resolve_learner_config
+  objective = MetaGenRLObjective(units=4)
+  objective.set_learner_settings(MetaGenRLConfig(hidden_sizes=(32, 32), batch_size=8).learner_settings())
+  loaded = load_objective(export_objective(objective, str(tmp_path / "m")))
+  assert loaded.learner_settings()["hidden_sizes"] == [32, 32] and loaded.learner_settings()["sequence_length"] == 20
+  user = dict(dataclasses.asdict(OffPolicyConfig()), batch_size=64, hidden_sizes=(256, 256))  # batch set by the user
+  config, adopted = resolve_learner_config(OffPolicyConfig, "off_policy", user, loaded.learner_settings())
+  assert (config.batch_size, config.hidden_sizes, config.sequence_length) == (64, (32, 32), 20)
+  assert config.layer_norm and config.max_grad_norm == 1.0 and "batch_size" not in adopted
+  # Built-in objectives recommend nothing: the user's config (here all defaults) is used as is.
+  config, adopted = resolve_learner_config(OffPolicyConfig, "off_policy", {}, PPOObjective().learner_settings())
+  assert config == OffPolicyConfig() and adopted == {}

@@ -153,6 +153,8 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
   metadata = load_metadata(summary["exported"])
   assert metadata["kind"] == "metagenrl" and metadata["constraints"]["action_dim"] is None
   assert metadata["training_config"]["metagenrl"]["envs"] == ["Pendulum-v1", "MountainCarContinuous-v0"]
+  # The agents' settings travel with the export: segments of 10, batch 16, 64 × 64, layer norm.
+  assert metadata["learner_settings"]["sequence_length"] == 10 and metadata["learner_settings"]["layer_norm"]
   result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.train_agent", "--config=configs/train_agent.py:td3",
                            f"--objective={summary['exported']}", "--env=Hopper-v5", "--config.steps=600",
                            "--config.off_policy.warmup_steps=300", "--config.eval_every=600",
@@ -162,6 +164,10 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
   test = json.loads(result.stdout.strip().splitlines()[-1])
   assert test["objective_kind"] == "saved_model:metagenrl" and test["env_steps"] == 600
   assert test["final_eval_return"] is not None and np.isfinite(test["final_eval_return"])
+  # Resolved settings in the logdir: the export's, except warmup_steps, which the command line set.
+  resolved = json.loads((tmp_path / "test" / "config.json").read_text())["off_policy"]
+  assert (resolved["sequence_length"], resolved["batch_size"], resolved["hidden_sizes"]) == (10, 16, [64, 64])
+  assert resolved["layer_norm"] and resolved["max_grad_norm"] == 1.0 and resolved["warmup_steps"] == 300
 
 
 @pytest.mark.slow
@@ -178,6 +184,9 @@ def test_meta_training_moves_alpha_and_resumes_with_its_replays(tmp_path):
   assert any(np.any(a != b.numpy()) for a, b in zip(alpha, trainer.objective_model.network.trainable_variables))
   sizes = [g.replay.size for g in trainer.problem.groups]
   assert sizes == [40, 40]  # 80 steps over 2 agents
+  metrics, _ = trainer.iteration()  # past warm-up: every loss TensorBoard shows is a number
+  for name in ("critic_loss", "policy_objective_loss", "future_policy_value", "meta_grad_norm"):
+    assert np.isfinite(metrics[name]), (name, metrics)
   resumed = MetaGenRLTrainer(config, seed=0)
   summary = run_training(resumed, 120, str(tmp_path), {"run": "metagenrl"}, settings)
   assert summary["resumed_from"] == 80 and summary["env_steps"] == 120

@@ -100,6 +100,16 @@ class MetaGenRLConfig:
                                f"{', '.join(SCALAR_FEATURES)}")
     return self
 
+  def learner_settings(self) -> dict:
+    """The agents' settings as `train_agent`'s `off_policy` section: what an agent meta-tested
+    with the exported L_α trains with (warm-up, batch of segments, networks, TD3's constants)."""
+    return dict(hidden_sizes=list(self.hidden_sizes), layer_norm=self.layer_norm, batch_size=self.batch_size,
+                sequence_length=self.sequence_length, warmup_steps=self.warmup_steps,
+                exploration_noise=self.exploration_noise, gamma=self.gamma, tau=self.tau,
+                target_noise=self.target_noise, target_noise_clip=self.target_noise_clip,
+                policy_delay=self.policy_delay, actor_learning_rate=self.learning_rate,
+                critic_learning_rate=self.learning_rate, max_grad_norm=self.max_grad_norm)
+
 
 def objective_values(objective: MetaGenRLObjective, eta: Sequence[tf.Tensor], inputs: Dict[str, tf.Tensor]):
   """l_t [B, T] of L_α with parameters η (explicit tensors: differentiable in η)."""
@@ -230,13 +240,16 @@ class AgentGroup:
     """One TD3 step of every agent (stacked states and batches): critics, then, every
     `policy_delay`-th step, policies by `objective_fn` and the target networks. The policy-delay
     decision is taken once for the group (its agents update in lockstep): a tf.cond inside
-    vectorized_map would run both branches. Returns (states, metrics [N])."""
+    vectorized_map would run both branches. Returns (states, metrics [N]: critic_loss, q_mean,
+    objective_loss: the policies' loss, NaN on steps without a policy update)."""
     td3 = self.td3
     normal = tf.random.stateless_normal(tf.shape(batches.actions), seed, dtype=batches.actions.dtype)
     new, metrics = population.vectorize(lambda st, b, z: td3.critic_update(st, b, None, normal=z))(
         states, batches, normal)
-    actor_step = population.vectorize(lambda st, b: td3.actor_update(st, b, objective_fn)[0])
-    new = tf.cond(new.updates[0] % self.config.policy_delay == 0, lambda: actor_step(new, batches), lambda: new)
+    actor_step = population.vectorize(lambda st, b: td3.actor_update(st, b, objective_fn))
+    skip = lambda: (new, tf.fill([self.num_agents], tf.constant(np.nan, metrics["critic_loss"].dtype)))
+    new, metrics["objective_loss"] = tf.cond(new.updates[0] % self.config.policy_delay == 0,
+                                             lambda: _with_loss(actor_step(new, batches)), skip)
     return new, metrics
 
   def sample_graph(self) -> Trajectory:
@@ -280,6 +293,11 @@ class AgentGroup:
     return out
 
 
+def _with_loss(step_result):
+  state, metrics = step_result
+  return state, metrics["actor_loss"]
+
+
 class MetaGenRLState(NamedTuple):
   """groups: one stacked TD3State per training environment; steps: int64 scalar, the environment
   steps each agent has taken."""
@@ -318,7 +336,7 @@ class MetaGenRLProblem(InnerProblem):
     objective_fn = (self.fixed_objective if self.fixed_objective is not None else
                     annealed_objective(self.objective, eta, self._progress(state.steps)))
     groups, steps = list(state.groups), state.steps
-    returns, lengths, finished, losses = [], [], [], []
+    returns, lengths, finished, losses, policy_losses = [], [], [], [], []
     seeds = tf.random.experimental.stateless_split(seed, num=2 * cfg.policy_delay * len(self.groups))
     for t in range(cfg.policy_delay):
       for k, group in enumerate(self.groups):
@@ -328,16 +346,18 @@ class MetaGenRLProblem(InnerProblem):
 
         def update(group=group, current=groups[k], s2=s2):
           new, metrics = group.update(current, group.sample_graph(), s2, objective_fn)
-          return new, tf.reduce_mean(metrics["critic_loss"])
+          return new, tf.reduce_mean(metrics["critic_loss"]), tf.reduce_mean(metrics["objective_loss"])
 
-        groups[k], loss = tf.cond(steps + 1 >= cfg.warmup_steps, update, lambda current=groups[k]: (
-            current, tf.constant(float("nan"))))
-        losses.append(loss)
+        nan = tf.constant(float("nan"))
+        groups[k], loss, policy_loss = tf.cond(steps + 1 >= cfg.warmup_steps, update,
+                                               lambda current=groups[k]: (current, nan, nan))
+        losses.append(loss), policy_losses.append(policy_loss)
       steps = steps + 1
     new_state = tf.nest.map_structure(tf.stop_gradient, MetaGenRLState(tuple(groups), steps))
     metrics = {"env_steps": tf.constant(cfg.policy_delay * self.total_agents, tf.int64),
                "episodes": Episodes(tf.concat(returns, 0), tf.concat(lengths, 0), tf.concat(finished, 0)),
-               "critic_loss": tf.reduce_mean(tf.stack(losses)), "meta/anneal_weight": self._progress(steps)}
+               "critic_loss": _nan_mean(losses), "policy_objective_loss": _nan_mean(policy_losses),
+               "meta/anneal_weight": self._progress(steps)}
     return new_state, (), metrics
 
   def meta_batch(self, state: MetaGenRLState, seed):
@@ -370,6 +390,15 @@ class MetaGenRLProblem(InnerProblem):
 
   def report(self, eta):
     return {f"charts/return_{g.env_id}": float(np.mean(g.recent_returns)) for g in self.groups if g.recent_returns}
+
+
+def _nan_mean(values):
+  """Mean ignoring NaN entries, which mark steps without that update (`loop.mean_metrics`'s rule,
+  in the graph); NaN if no step had one."""
+  x = tf.stack(values)
+  present = ~tf.math.is_nan(x)
+  count = tf.reduce_sum(tf.cast(present, x.dtype))
+  return tf.where(count > 0, tf.reduce_sum(tf.where(present, x, 0.0)) / tf.maximum(count, 1.0), np.nan)
 
 
 def _zeros_batch(group: AgentGroup) -> Trajectory:
@@ -411,6 +440,7 @@ class MetaGenRLTrainer(MetaTrainer):
     if self.config.objective != "learned":
       raise errors.ConfigError(f"a population trained with the fixed objective {self.config.objective!r} has "
                                "nothing meta-learned to export")
+    self.objective_model.set_learner_settings(self.config.learner_settings())
     return self.objective_model
 
   def save_extra(self, checkpoint_path):

@@ -56,6 +56,7 @@ def _metadata(objective: Objective, training_config: Optional[Mapping], provenan
                   for n in objective.output_names},
       "constraints": objective.constraints(),
       "hyperparameters": objective.hyperparameters(),
+      "learner_settings": objective.learner_settings(),
       "training_config": dict(training_config or {}),
       "provenance": dict({"tf_metarl_version": tf_metarl.__version__, "tensorflow_version": tf.__version__,
                           "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -278,6 +279,12 @@ class LoadedObjective(Objective):
 
   def constraints(self):
     return dict(self.metadata["constraints"], action_kinds=list(self.action_kinds))
+
+  def learner_settings(self):
+    settings = self.metadata.get("learner_settings", {})
+    if not isinstance(settings, dict):
+      raise errors.NotASavedModelError(f"{self.path}: metadata learner_settings must be a JSON object")
+    return dict(settings)
 
   def __call__(self, inputs):
     unknown = sorted(set(inputs) - set(self._specs) - set(INPUT_DESCRIPTIONS))

@@ -46,6 +46,7 @@ class OffPolicyConfig:
   hidden_sizes: tuple = (256, 256)
   activation: str = "relu"
   layer_norm: bool = False
+  max_grad_norm: float = 0.0       # global-norm clipping of each critic and actor gradient (0: none)
 
   def validate(self):
     for name in ("num_envs", "replay_capacity", "batch_size", "sequence_length", "policy_delay"):
@@ -54,6 +55,8 @@ class OffPolicyConfig:
     if self.warmup_steps < self.sequence_length * self.num_envs:
       raise errors.ConfigError(f"off_policy.warmup_steps ({self.warmup_steps}) must cover at least one sequence "
                                f"per copy ({self.sequence_length * self.num_envs})")
+    if self.max_grad_norm < 0:
+      raise errors.ConfigError(f"off_policy.max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}")
     if not 0 < self.tau <= 1:
       raise errors.ConfigError(f"off_policy.tau must be in (0, 1], got {self.tau}")
 
@@ -79,7 +82,8 @@ class OffPolicyLearner(Trainable):
     self.target_critic.set_weights(self.critic.get_weights())
     settings = TD3Settings(gamma=config.gamma, tau=config.tau, policy_delay=config.policy_delay,
                            target_noise=config.target_noise, target_noise_clip=config.target_noise_clip,
-                           episode_step_limit=float(env_info.max_episode_steps or 1000))
+                           episode_step_limit=float(env_info.max_episode_steps or 1000),
+                           max_grad_norm=config.max_grad_norm or None)
     self.agent = TD3(self.policy, self.critic, Adam(config.actor_learning_rate), Adam(config.critic_learning_rate),
                      settings)
     initial = self.agent.init()

@@ -1,9 +1,11 @@
 """Entry point: trains a fresh agent on an environment with an objective given by name or path."""
 from __future__ import annotations
 
-from typing import Dict, Mapping
+import dataclasses
+from typing import Dict, Mapping, Tuple
 
 import numpy as np
+from absl import logging
 
 from tf_metarl import errors
 from tf_metarl.config_utils import dataclass_from_config, positive_int
@@ -31,6 +33,22 @@ def check_compatible(objective: Objective, env_info: EnvInfo, source: str) -> No
     raise errors.IncompatibleSpaceError(f"objective {source!r} names an unknown learner {objective.learner!r}")
 
 
+def _comparable(value):
+  return [_comparable(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def resolve_learner_config(cls, section: str, values: Mapping, recommended: Mapping) -> Tuple[object, dict]:
+  """The learner's config section as dataclass `cls`: its defaults, then `recommended` (an
+  exported objective's `learner_settings`) for every key the user's `values` leave at the
+  default, then the user's values. Returns (config, the recommended keys adopted)."""
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+  values, adopted = dict(values), {}
+  for key, value in recommended.items():
+    if key in defaults and _comparable(values.get(key, defaults[key])) == _comparable(defaults[key]):
+      values[key] = adopted[key] = value
+  return dataclass_from_config(cls, values, section), adopted
+
+
 def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapping, fresh: bool = False) -> Dict:
   """Trains a fresh agent; returns the run summary.
 
@@ -54,13 +72,18 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   settings = dict((config.get("objective_settings") or {}).get(objective_spec) or {})
   objective = make_objective(objective_spec, settings)
   check_compatible(objective, env_info, objective_spec)
+  section, cls = ("on_policy", OnPolicyConfig) if objective.learner == ON_POLICY else ("off_policy", OffPolicyConfig)
+  learner_config, adopted = resolve_learner_config(cls, section, dict(config.get(section, {})),
+                                                   objective.learner_settings())
+  if adopted:
+    logging.info("%s settings from %s (where the config keeps the default): %s", section, objective_spec,
+                 ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))
   if objective.learner == ON_POLICY:
-    learner_config = dataclass_from_config(OnPolicyConfig, dict(config.get("on_policy", {})), "on_policy")
     learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
   else:
-    learner_config = dataclass_from_config(OffPolicyConfig, dict(config.get("off_policy", {})), "off_policy")
     learner = OffPolicyLearner(env_info, objective, learner_config, seed)
   identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
                   learner=objective.learner)
-  return run_training(learner, steps, logdir, identity, run_settings,
-                      config=dict(config, env=env_id, objective=objective_spec, seed=seed), fresh=fresh)
+  resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
+  resolved[section] = dataclasses.asdict(learner_config)  # what the agent trained with, adopted settings included
+  return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)

@@ -168,6 +168,16 @@ class Objective(tf.Module):
     """JSON-serialisable settings recorded in exports."""
     return {}
 
+  def learner_settings(self) -> dict:
+    """Settings of the learner this objective was meta-trained beside (keys of that learner's
+    config section, e.g. `off_policy.sequence_length`), recorded in exports: `train_agent` uses
+    them where the user's config leaves a key at its default. Empty for hand-written objectives."""
+    return dict(getattr(self, "_learner_settings", None) or {})
+
+  def set_learner_settings(self, settings: Mapping) -> None:
+    """Records `learner_settings` (JSON-serialisable; not tracked as checkpoint state)."""
+    self._learner_settings = self._no_dependency(dict(settings))
+
   def constraints(self) -> dict:
     """What an environment must satisfy for this objective (recorded in exports, checked by learners).
 

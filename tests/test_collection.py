@@ -99,3 +99,11 @@ def test_describe_env_and_unknown_ids():
 if __name__ == "__main__":
   import sys
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_mujoco_warnings_go_to_the_log_once_and_leave_no_file(tmp_path, monkeypatch, caplog):
+  from tf_metarl.envs.gym_envs import make_env, make_vector_env
+  monkeypatch.chdir(tmp_path)
+  make_vector_env("HalfCheetah-v5", 2).close()
+  make_env("HalfCheetah-v5").close()
+  assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's default handler writes it here

@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
+from absl import logging
 
 from tf_metarl import errors
 
@@ -43,6 +44,27 @@ class EnvInfo:
     return dataclasses.asdict(self)
 
 
+def _route_mujoco_warnings() -> None:
+  """MuJoCo prints its warnings to stderr and appends them to MUJOCO_LOG.TXT in the working
+  directory; gymnasium's v5 models trigger one (`settotalmass` is deprecated in MuJoCo 4) for
+  every copy. MuJoCo has one process-wide hook for them: route them to absl logging, each
+  distinct message once."""
+  try:
+    import mujoco
+  except ImportError:
+    return
+  if getattr(mujoco.get_mju_user_warning(), "_tf_metarl", False):
+    return
+  seen = set()
+
+  def warn(message):
+    if message not in seen:
+      seen.add(message)
+      logging.warning("MuJoCo: %s", message)
+  warn._tf_metarl = True
+  mujoco.set_mju_user_warning(warn)
+
+
 def _check_id(env_id: str) -> None:
   if not isinstance(env_id, str) or not env_id:
     raise errors.UnknownEnvironmentError(f"environment id must be a non-empty string, got {env_id!r}")
@@ -55,6 +77,7 @@ def _check_id(env_id: str) -> None:
 def make_env(env_id: str, **kwargs) -> gym.Env:
   """Creates one gymnasium environment, with a one-line error for unknown ids or missing extras."""
   _check_id(env_id)
+  _route_mujoco_warnings()
   try:
     return gym.make(env_id, **kwargs)
   except gym.error.DependencyNotInstalled as e:
@@ -71,6 +94,7 @@ def make_vector_env(env_id: str, num_envs: int, seed: int = 0) -> gym.vector.Vec
   _check_id(env_id)
   if num_envs < 1:
     raise errors.ConfigError(f"num_envs must be >= 1, got {num_envs}")
+  _route_mujoco_warnings()
   try:
     env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                        vector_kwargs=dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))

@@ -19,21 +19,34 @@ CPU_BUDGET = dict(num_agents=4, hidden_sizes=(128, 128), batch_size=16, warmup_s
 CPU_STEPS = 4 * 100_000
 
 
+# The ablations of the paper's section 5.2, as variant tokens (`:learned,cpu,no_time`).
+ABLATIONS = {
+    "no_time": dict(scalar_features=("rewards", "next_values", "values")),
+    "no_values": dict(scalar_features=("rewards", "time")),
+    "k3": dict(inner_steps=3),
+}
+
+
 def parse_variant(variant: str):
-  """`objective[,cpu]` (the config string after `:`) -> (objective, cpu budget?)."""
+  """`objective[,cpu][,ablation...]` (the config string after `:`) -> (objective, cpu budget?,
+  MetaGenRLConfig overrides of the ablations)."""
   parts = [p.strip() for p in variant.split(",") if p.strip()] or ["learned"]
-  extra = [p for p in parts[1:] if p != "cpu"]
-  if extra or parts[0] == "cpu":
-    raise ValueError(f"config variant {variant!r}: expected <objective>[,cpu], e.g. learned,cpu or td3")
-  return parts[0], "cpu" in parts[1:]
+  extra = [p for p in parts[1:] if p != "cpu" and p not in ABLATIONS]
+  if extra or parts[0] == "cpu" or parts[0] in ABLATIONS:
+    raise ValueError(f"config variant {variant!r}: expected <objective>[,cpu][,{'|'.join(ABLATIONS)}], "
+                     "e.g. learned,cpu or learned,cpu,no_time")
+  overrides = {}
+  for p in parts[1:]:
+    overrides.update(ABLATIONS.get(p, {}))
+  return parts[0], "cpu" in parts[1:], overrides
 
 
 def variant_config(envs, variant: str) -> ml_collections.ConfigDict:
   """The config of `envs` for a variant string (`parse_variant`)."""
-  objective, cpu = parse_variant(variant)
+  objective, cpu, ablation = parse_variant(variant)
   if not cpu:
-    return base_config(envs=envs, objective=objective)
-  c = base_config(envs=envs, objective=objective, **CPU_BUDGET)
+    return base_config(envs=envs, objective=objective, **ablation)
+  c = base_config(envs=envs, objective=objective, **dict(CPU_BUDGET, **ablation))
   c.steps = CPU_STEPS
   c.eval_every = c.checkpoint_every = CPU_STEPS // 10
   return c

@@ -130,6 +130,8 @@ def cases(base):
       ("meta_inner_steps_zero", "meta_train", ["--config.frodo.inner_steps=0", f"--logdir={logdir('mi')}"],
        "frodo.inner_steps (M) must be >= 1", [logdir("mi")]),
       ("meta_unknown_variant", "meta_train", ["--config=configs/frodo_catch.py:nosuch"], "unknown variant 'nosuch'", []),
+      ("metagenrl_unknown_variant", "meta_train", ["--config=configs/metagenrl_lunar.py:learned,cpu,bogus"],
+       "config variant 'learned,cpu,bogus': expected <objective>[,cpu]", []),
       ("meta_logdir_is_a_file", "meta_train", [f"--logdir={a_file}"], "exists and is not a directory", []),
       ("metagenrl_zero_agents", "meta_train", ["--config=configs/metagenrl_quick.py", "--config.metagenrl.num_agents=0",
                                                f"--logdir={logdir('mz')}"], "num_agents must be >= 1", [logdir("mz")]),

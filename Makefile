@@ -1,11 +1,11 @@
-# Two entry points: `make demo` (set up, then train a fresh agent with the shipped objective) and
+# Two entry points: `make demo` (set up, then train a fresh agent with a shipped learned objective) and
 # `make test` (set up, then run the test suite). Both create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast test-slow bazel-test export-ppo clean
+.PHONY: setup demo demo-ppo test test-fast test-slow bazel-test export-ppo clean
 
 setup: $(STAMP)
 
@@ -15,11 +15,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# A fresh agent on CartPole-v1 trained by the PPO objective loaded from export/ppo (its highest
-# version); writes runs/demo/learning_curve.png and runs/demo/summary.json.
+# A fresh agent on Pendulum-v1 (an environment it never saw) trained by the MetaGenRL objective
+# shipped in export/metagenrl_lunar_cheetah (meta-trained on LunarLanderContinuous-v3 and
+# HalfCheetah-v5); a few minutes on 2 cores. Writes runs/demo/learning_curve.png and
+# runs/demo/summary.json. `make demo-ppo`: the PPO objective from export/ppo on CartPole-v1.
 demo: setup
 	rm -rf runs/demo
-	$(VENV)/bin/train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo
+	$(VENV)/bin/train_agent --objective=export/metagenrl_lunar_cheetah --env=Pendulum-v1 --config.steps=10000 \
+	  --config.eval_every=2000 --logdir=runs/demo
+
+demo-ppo: setup
+	rm -rf runs/demo-ppo
+	$(VENV)/bin/train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo-ppo
 
 # Bazel first (every BUILD target must build offline with Debian's bazel-bootstrap 4.2.3), then both
 # pytest tiers: the default tier (under 3 minutes on 2 cores), then the tests marked `slow`.

@@ -35,6 +35,32 @@ def test_train_with_the_shipped_objective_writes_everything(tmp_path):
   assert config["on_policy"]["learning_rate"] == 2.5e-4 and config["identity"]["seed"] == 0
 
 
+def test_the_shipped_metagenrl_objective_is_a_complete_export():
+  from tf_metarl.export import load_objective
+  objective = load_objective(os.path.join(REPO, "export", "metagenrl_lunar_cheetah"))
+  metadata = objective.metadata
+  assert metadata["kind"] == "metagenrl" and metadata["constraints"]["action_dim"] is None
+  assert metadata["training_config"]["metagenrl"]["envs"] == ["LunarLanderContinuous-v3", "HalfCheetah-v5"]
+  assert metadata["provenance"]["env_steps"] > 0 and metadata["parameters"]["count"] > 0  # loading checked finiteness
+  settings = objective.learner_settings()
+  assert settings["sequence_length"] == metadata["training_config"]["metagenrl"]["sequence_length"]
+  assert settings["hidden_sizes"] == metadata["training_config"]["metagenrl"]["hidden_sizes"]
+
+
+@pytest.mark.slow
+def test_the_demo_trains_an_agent_with_the_shipped_metagenrl_objective_on_an_unseen_environment(tmp_path):
+  """`make demo`'s command, shortened: Pendulum-v1 (1-D actions) was not among the training environments."""
+  logdir = tmp_path / "demo"
+  result = run(BIN + ["--objective=export/metagenrl_lunar_cheetah", "--env=Pendulum-v1", "--config.steps=800",
+                      "--config.off_policy.warmup_steps=400", "--config.eval_every=400", "--config.eval_episodes=1",
+                      f"--logdir={logdir}"], timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout.strip().splitlines()[-1])
+  assert summary["objective_kind"] == "saved_model:metagenrl" and summary["env_steps"] == 800
+  assert (logdir / "learning_curve.png").exists() and summary["skipped_updates"] == 0
+  assert "off_policy settings from export/metagenrl_lunar_cheetah" in result.stderr  # adopted, and said so
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
   logdir = tmp_path / "run"

@@ -1,8 +1,10 @@
 """Writes objectives as versioned SavedModels and loads them back as objectives.
 
 Layout: `<base>/<name>/<version>/` with an integer version (TF Serving serves the highest), holding
-`saved_model.pb`, `variables/` and `assets/objective.json`, the metadata: objective kind, learner,
-action kinds, input specs, hyperparameters, training config and provenance.
+`saved_model.pb`, `variables/`, `assets/objective.json` (the metadata: objective kind, learner,
+action kinds, input specs, hyperparameters, learner settings, training config and provenance) and
+`assets.extra/tf_serving_warmup_requests` (one realistic request, `tf_metarl.serving`, which the
+exporter checks the signature answers with finite outputs).
 
 Signatures:
   serving_default(**inputs) -> {"per_step": float32[batch, time], "loss": float32[], and any other
@@ -28,6 +30,7 @@ from absl import logging
 
 import tf_metarl
 from tf_metarl import errors
+from tf_metarl import serving
 from tf_metarl.file_checks import check_writable_directory
 from tf_metarl.objectives.base import (INPUT_DESCRIPTIONS, Objective, assert_input_shapes, describe_spec,
                                        validate_inputs, with_feature_sizes)
@@ -79,6 +82,10 @@ class _ExportModule(tf.Module):
 
     self.loss = tf.function(loss)
     self.serving_default = self.loss.get_concrete_function(**specs)
+    # Track the tf.Variables under Keras 3's variables too. Without this, loaders that restore
+    # through the graph's saver (TF Serving, saved_model_cli run, TF1 sessions) fail with
+    # "Could not find variable ...": measured on this stack, keras-team/keras#19274 and #20096.
+    self._tf_variables = list(self.serving_default.variables)
 
   def attach_metadata(self, metadata_path: str, metadata_json: str):
     self.metadata_asset = tf.saved_model.Asset(metadata_path)
@@ -156,6 +163,9 @@ def export_objective(objective: Objective, model_dir: str, version: Optional[int
         module.attach_metadata(path, metadata_json)
         tf.saved_model.save(module, staging, signatures={"serving_default": module.serving_default,
                                                          "get_metadata": module.get_metadata.get_concrete_function()})
+      # TF Serving replays this request when it loads the version; the signature must answer it.
+      warmup = serving.write_warmup_requests(staging, os.path.basename(os.path.normpath(model_dir)), metadata)
+      _check_answers(module, serving.request_inputs(serving.read_warmup_requests(staging)[0]), warmup)
       os.rename(staging, target)  # replaces the empty directory this process claimed
     except BaseException:
       os.rmdir(target)  # still the empty claim: give the version back
@@ -164,6 +174,12 @@ def export_objective(objective: Objective, model_dir: str, version: Optional[int
     shutil.rmtree(staging, ignore_errors=True)
     raise
   return target
+
+
+def _check_answers(module, inputs, source):
+  outputs = module.serving_default(**{n: tf.constant(v) for n, v in inputs.items()})
+  if not all(np.all(np.isfinite(v.numpy())) for v in outputs.values()):
+    raise errors.NonFiniteError(f"refusing to export: the signature's answer to {source} is not finite")
 
 
 def _claim_version(model_dir: str, version: Optional[int], mode: int):

@@ -78,7 +78,8 @@ def run_one(method, env, steps, seed, export, eval_episodes, logdir, threads):
   summary = train(env, spec, seed, run_dir, config)
   rows = [r for r in read_learning_curve(os.path.join(run_dir, CURVE_FILE)) if np.isfinite(r["eval_return"])]
   record = dict(seed=seed, final_eval_return=summary["final_eval_return"], best_eval_return=summary["best_eval_return"],
-                wall_time_s=summary["wall_time_s"], steps_per_second=summary.get("steps_per_second"),
+                wall_time_s=summary["wall_time_s"],  # the run's own time, also when a finished run is reused
+                steps_per_second=round(summary["env_steps"] / max(summary["wall_time_s"], 1e-9), 1),
                 skipped_updates=summary.get("skipped_updates", 0))
   return record, ([r["env_steps"] for r in rows], [r["eval_return"] for r in rows])
 

@@ -38,6 +38,8 @@ def main(_):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FuncFormatter
+  thousands = FuncFormatter(lambda x, _: f"{x / 1000:g}k")
   import numpy as np
 
   curves = read_scalars(os.path.join(_LOGDIR.value, "tb"), TAGS)
@@ -63,6 +65,8 @@ def main(_):
     twin.set_ylabel("annealing weight (0: DDPG gradient, 1: L_α)")
   axes[1].set(xlabel="environment steps (population total)", ylabel="meta-objective", title="meta-training")
   axes[1].legend(fontsize=8, loc="lower left")
+  for ax in axes:
+    ax.xaxis.set_major_formatter(thousands)
   fig.tight_layout()
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
   fig.savefig(os.path.join(_OUT.value, "figures", f"{_NAME.value}.png"))

@@ -91,6 +91,8 @@ def main(_):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FuncFormatter
+  thousands = FuncFormatter(lambda x, _: f"{x / 1000:g}k")
   import numpy as np
 
   from tf_metarl.export import load_metadata
@@ -132,6 +134,7 @@ def main(_):
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"greedy return ({_EVAL_EPISODES.value} episodes)")
     ax.legend(fontsize=8)
+    ax.xaxis.set_major_formatter(thousands)
   fig.tight_layout()
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
   fig.savefig(os.path.join(_OUT.value, "figures", f"metagenrl_metatest{_TAG.value}.png"))

@@ -79,19 +79,30 @@ def test_model_config_names_every_shipped_model():
     serving.model_config(os.path.join(REPO, "export"), "newest")
 
 
-@pytest.mark.slow
-def test_saved_model_cli_runs_the_warmup_request(exports, tmp_path):
-  """TensorFlow's own CLI (what a serving engineer tries first) answers the warm-up request."""
-  _, paths = exports
-  path = paths["metagenrl"]
-  inputs = serving.request_inputs(serving.read_warmup_requests(path)[0])
+def _saved_model_cli_answer(path, inputs, tmp_path):
   np.savez(tmp_path / "inputs.npz", **inputs)
   spec = ";".join(f"{n}={tmp_path / 'inputs.npz'}[{n}]" for n in sorted(inputs))
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
   result = subprocess.run([cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
-                           "--inputs", spec, "--outdir", str(tmp_path / "out")], capture_output=True, text=True,
-                          timeout=300)
+                           "--inputs", spec, "--outdir", str(tmp_path / "out"), "--overwrite"], capture_output=True,
+                          text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
-  per_step = np.load(tmp_path / "out" / "per_step.npy")
+  return np.load(tmp_path / "out" / "per_step.npy")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["fresh_metagenrl", "metagenrl_lunar_cheetah", "frodo_catch", "ppo"])
+def test_saved_model_cli_answers_like_a_direct_call(exports, tmp_path, model):
+  """TensorFlow's own CLI restores variables the way TF Serving does (through the graph's saver):
+  the fresh export's warm-up request and every shipped model's highest version must give the
+  direct call's answer. (Keras 3 variables untracked by the exporter: "Could not find variable",
+  or silently wrong values, as export/frodo_catch/1 gives.)"""
+  from tf_metarl.export.saved_model import resolve_version_dir
+  path = exports[1]["metagenrl"] if model.startswith("fresh") else resolve_version_dir(os.path.join(REPO, "export", model))
+  if model.startswith("fresh"):
+    inputs = serving.request_inputs(serving.read_warmup_requests(path)[0])
+  else:
+    inputs = serving.example_inputs(load_metadata(path))
+  per_step = _saved_model_cli_answer(path, inputs, tmp_path)
   expected = load_objective(path)({n: tf.constant(v) for n, v in inputs.items()})["per_step"].numpy()
-  np.testing.assert_allclose(per_step, expected, rtol=1e-6)
+  np.testing.assert_allclose(per_step, expected, rtol=1e-5, atol=1e-6)

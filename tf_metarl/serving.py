@@ -50,14 +50,17 @@ _GENERATORS = {
 def example_inputs(metadata: Mapping, batch: int = 2, time: int = 8, feature_size: int = 2,
                    seed: int = 0) -> Dict[str, np.ndarray]:
   """One batch of inputs for an export's `serving_default`, from its metadata `inputs` (names,
-  dtypes, shapes). Feature sizes the export fixes are used; free ones (`null`) get
-  `feature_size`. Actions are in [-1, 1]; log-probabilities negative, entropies positive."""
+  dtypes, shapes). Feature sizes the export fixes (in its input shapes or, for older exports, its
+  constraints) are used; free ones (`null`) get `feature_size`. Actions are in [-1, 1]; log-probabilities negative, entropies positive."""
   rng = np.random.default_rng(seed)
+  constraints = metadata.get("constraints", {})  # older exports fix sizes only here
+  fixed = {"observations": constraints.get("observation_dim"), "actions": constraints.get("action_dim"),
+           "behaviour_actions": constraints.get("action_dim")}
   out = {}
   for name, spec in sorted(metadata["inputs"].items()):
     shape = spec["shape"]
     if len(shape) == 3:
-      size = shape[2] if shape[2] is not None else feature_size
+      size = shape[2] if shape[2] is not None else fixed.get(name) or feature_size
       if name.endswith("actions"):
         value = rng.uniform(-1.0, 1.0, size=(batch, time, size))
       else:

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 BINARIES = {name: [sys.executable, "-m", f"tf_metarl.bin.{name}"]
-            for name in ("train_agent", "meta_train", "export_objective")}
+            for name in ("train_agent", "meta_train", "export_objective", "serving_config")}
 SHIPPED_PPO = os.path.join(REPO, "export", "ppo")
 
 
@@ -69,6 +69,7 @@ def cases(base):
   os.makedirs(corrupt_run)
   (corrupt_run / "run.json").write_text("{not json")
   os.makedirs(base / "exports" / "m" / "1")
+  os.makedirs(base / "no_models" / "not_a_model")  # a directory, but no <name>/<version>/ inside
   not_object = _copy_export(base, "not_object", lambda m: "[1, 2]")
   lacks_kind = _copy_export(base, "lacks_kind", lambda m: json.dumps({k: v for k, v in m.items() if k != "kind"}))
   plain = _plain_saved_model(base)
@@ -141,6 +142,13 @@ def cases(base):
       ("metagenrl_discrete_env", "meta_train",
        ["--config=configs/metagenrl_quick.py", "--config.metagenrl.envs=('CartPole-v1',)", f"--logdir={logdir('mc')}"],
        "MetaGenRL trains continuous-action agents; CartPole-v1 has 2 discrete actions", [logdir("mc")]),
+      # serving_config
+      ("serving_no_export_dir", "serving_config", [f"--export_dir={base / 'nothing_here'}"],
+       "not a directory of exported models", []),
+      ("serving_model_without_export", "serving_config", [f"--export_dir={base / 'exports'}"],
+       "exports/m: not a SavedModel", []),
+      ("serving_dir_without_models", "serving_config", [f"--export_dir={base / 'no_models'}"],
+       "holds no exported models", []),
       # export_objective
       ("export_unknown_objective", "export_objective", ["--objective=nosuch", f"--export_dir={base / 'x1'}"],
        "nosuch", [str(base / "x1")]),

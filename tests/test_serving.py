@@ -106,3 +106,14 @@ def test_saved_model_cli_answers_like_a_direct_call(exports, tmp_path, model):
   per_step = _saved_model_cli_answer(path, inputs, tmp_path)
   expected = load_objective(path)({n: tf.constant(v) for n, v in inputs.items()})["per_step"].numpy()
   np.testing.assert_allclose(per_step, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_serving_config_binary_writes_a_config_the_server_can_parse(tmp_path):
+  out = tmp_path / "configs" / "models.config"
+  result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.serving_config", "--export_dir=export",
+                           "--base_path_prefix=/models", f"--out={out}"], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  config = text_format.Parse(out.read_text(), model_server_config_pb2.ModelServerConfig())
+  assert "/models/metagenrl_lunar_cheetah" in [c.base_path for c in config.model_config_list.config]

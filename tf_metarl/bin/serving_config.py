@@ -28,7 +28,9 @@ def main(argv):
     print(text, end="", flush=True)
     return
   import os
-X
+  directory = os.path.dirname(os.path.abspath(_OUT.value))
+  check_writable_directory(directory, "--out's directory")
+  os.makedirs(directory, exist_ok=True)
   with open(_OUT.value, "w") as f:
     f.write(text)
   print(_OUT.value, flush=True)

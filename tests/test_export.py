@@ -240,9 +240,14 @@ def test_non_finite_parameters_are_never_exported_nor_loaded(tmp_path, monkeypat
   with pytest.raises(errors.NonFiniteError, match="refusing to export metagenrl: non-finite parameters"):
     export_objective(objective, str(tmp_path / "m"))
   assert not os.path.exists(tmp_path / "m" / "1")
-  # An export written without that check (as an older version could) is refused when loaded.
+  # Without the parameter check, the warm-up request's non-finite answer still stops it.
   from tf_metarl.export import saved_model
   monkeypatch.setattr(saved_model, "parameter_report", lambda variables: {"count": 0, "max_abs": 0.0, "non_finite": []})
+  with pytest.raises(errors.NonFiniteError, match="the signature's answer to .*tf_serving_warmup_requests is not finite"):
+    export_objective(objective, str(tmp_path / "m"))
+  assert not os.path.exists(tmp_path / "m" / "1")
+  # An export written without either check (as an older version could) is refused when loaded.
+  monkeypatch.setattr(saved_model, "_check_answers", lambda *args: None)
   path = export_objective(objective, str(tmp_path / "m"))
   monkeypatch.undo()
   with pytest.raises(errors.NonFiniteError, match="refusing to load an objective with non-finite parameters"):

@@ -66,6 +66,7 @@ def test_without_reuse_every_iteration_collects_m_plus_one_batches():
   assert int(agent.env_steps.numpy()) == 8 * 16 * 3
 
 
+@pytest.mark.slow  # 9–12 s on 2 cores
 def test_carried_batch_is_checkpointed(tmp_path):
   import tensorflow as tf
   first = learner("a2c")
@@ -100,6 +101,7 @@ def test_agents_learn_catch(method, tmp_path):
   assert initial < 0.0 and summary["final_eval_return"] > 0.5, (initial, summary)
 
 
+@pytest.mark.slow  # 9–12 s on 2 cores
 def test_random_walk_value_error_falls_then_jumps_at_the_switch(tmp_path):
   agent = learner("a2c", env="random_walk")
   run_training(agent, 30_000, str(tmp_path), {"m": "rw"}, RunSettings(eval_episodes=0, log_every_seconds=60))

@@ -47,17 +47,18 @@ def _plain_saved_model(base):
 
 
 def _non_finite_export(base):
-  """An export holding a NaN (written past the exporter's own check, as an older version could)."""
+  """An export holding a NaN (written past the exporter's own checks, as an older version could)."""
   from tf_metarl.export import export_objective, saved_model
   from tf_metarl.objectives import MetaGenRLObjective
   objective = MetaGenRLObjective(units=4)
   objective.network.trainable_variables[0].assign(objective.network.trainable_variables[0] * np.nan)
-  original = saved_model.parameter_report
+  originals = saved_model.parameter_report, saved_model._check_answers
   saved_model.parameter_report = lambda variables: {"count": 0, "max_abs": 0.0, "non_finite": []}
+  saved_model._check_answers = lambda *args: None
   try:
     return export_objective(objective, str(base / "nan"))
   finally:
-    saved_model.parameter_report = original
+    saved_model.parameter_report, saved_model._check_answers = originals
 
 
 def cases(base):
@@ -186,8 +187,9 @@ CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds 
     "objective_path_missing", "objective_not_a_saved_model", "objective_wrong_action_kind", "metadata_not_an_object",
     "metadata_lacks_kind", "plain_saved_model_with_copied_metadata", "export_with_non_finite_parameters",
     "corrupt_run_json", "metagenrl_export_on_a_discrete_env", "meta_export_is_a_file", "meta_export_needs_frodo", "meta_override_unknown",
-    "meta_log_every_zero", "meta_inner_steps_zero", "meta_unknown_variant", "meta_logdir_is_a_file",
-    "metagenrl_zero_agents", "metagenrl_fewer_agents_than_envs", "metagenrl_discrete_env",
+    "meta_log_every_zero", "meta_inner_steps_zero", "meta_unknown_variant", "metagenrl_unknown_variant",
+    "meta_logdir_is_a_file", "metagenrl_zero_agents", "metagenrl_fewer_agents_than_envs", "metagenrl_discrete_env",
+    "serving_no_export_dir", "serving_model_without_export", "serving_dir_without_models",
     "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",
     "export_action_kinds"]
 

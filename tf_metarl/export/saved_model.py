@@ -252,7 +252,7 @@ class LoadedObjective(Objective):
   def __init__(self, path: str):
     super().__init__(name="loaded_objective")
     self.path = resolve_version_dir(path)
-    self.metadata = load_metadata(self.path)
+    self.metadata = self._no_dependency(load_metadata(self.path))  # plain JSON values, not tracked wrappers
     try:
       # Not tracked (`_no_dependency`): re-exporting this objective must carry its signature and
       # variables, not the old module whole (its assets/objective.json would replace the new one).

@@ -314,6 +314,10 @@ def test_learner_settings_travel_with_an_export_and_yield_to_the_users_config(tm
   config, adopted = resolve_learner_config(OffPolicyConfig, "off_policy", user, loaded.learner_settings())
   assert (config.batch_size, config.hidden_sizes, config.sequence_length) == (64, (32, 32), 20)
   assert config.layer_norm and config.max_grad_norm == 1.0 and "batch_size" not in adopted
+  # A setting this version does not know (a newer exporter's) is skipped, the rest still apply.
+  config, adopted = resolve_learner_config(OffPolicyConfig, "off_policy", user,
+                                           dict(loaded.learner_settings(), no_such_setting=3))
+  assert "no_such_setting" not in adopted and config.sequence_length == 20
   # Built-in objectives recommend nothing: the user's config (here all defaults) is used as is.
   config, adopted = resolve_learner_config(OffPolicyConfig, "off_policy", {}, PPOObjective().learner_settings())
   assert config == OffPolicyConfig() and adopted == {}

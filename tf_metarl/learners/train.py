@@ -43,6 +43,9 @@ def resolve_learner_config(cls, section: str, values: Mapping, recommended: Mapp
   default, then the user's values. Returns (config, the recommended keys adopted)."""
   defaults = {f.name: f.default for f in dataclasses.fields(cls)}
   values, adopted = dict(values), {}
+  unknown = sorted(set(recommended) - set(defaults))
+  if unknown:  # e.g. an export written by a newer version: its other settings still apply
+    logging.warning("ignoring recommended %s setting(s) this version does not have: %s", section, ", ".join(unknown))
   for key, value in recommended.items():
     if key in defaults and _comparable(values.get(key, defaults[key])) == _comparable(defaults[key]):
       values[key] = adopted[key] = value

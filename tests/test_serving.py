@@ -41,6 +41,14 @@ def test_every_export_carries_a_warmup_request_its_signature_answers(exports):
     assert np.isfinite(via_proto["loss"].numpy())
 
 
+def test_every_shipped_model_serves_a_warmup_request():
+  from tf_metarl.export.saved_model import resolve_version_dir
+  for model in ("ppo", "frodo_catch", "metagenrl_lunar_cheetah"):
+    path = resolve_version_dir(os.path.join(REPO, "export", model))  # what a model server loads
+    request = serving.read_warmup_requests(path)[0]
+    assert request.model_spec.name == model and sorted(request.inputs) == sorted(load_metadata(path)["inputs"])
+
+
 def test_example_inputs_look_like_real_data():
   metadata = load_metadata(os.path.join(REPO, "export", "frodo_catch"))
   inputs = serving.example_inputs(metadata, batch=3, time=5)

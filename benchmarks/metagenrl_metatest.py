@@ -54,13 +54,13 @@ def parse_envs(items):
 def run_config(method, export, steps, eval_episodes):
   """(objective spec, train_agent config) of one method."""
   from configs import train_agent as train_agent_config
-  from tf_metarl.objectives.registry import make_objective
+  from tf_metarl.export import load_metadata
   preset = method if method in ("ppo", "reinforce") else "td3"
   config = train_agent_config.get_config(preset)
   config.steps, config.eval_every, config.eval_episodes = steps, max(steps // 10, 1), eval_episodes
   config.checkpoint_every = max(steps // 2, 1)
   if method in ("td3", "reinforce_offpolicy"):  # the learned objective's agent, another actor objective
-    config.off_policy.update(make_objective(export).learner_settings())
+    config.off_policy.update(load_metadata(export).get("learner_settings", {}))  # metadata only: no model load
   return (export if method == "learned" else method), config
 
 

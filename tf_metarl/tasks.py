@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.collection import RolloutCollector, evaluate
-from tf_metarl.envs import batched
+from tf_metarl.envs import batched, classic_control
 from tf_metarl.envs.catch import NUM_ACTIONS, Catch
 from tf_metarl.envs.gym_envs import DISCRETE, describe_env, make_env, make_vector_env
 from tf_metarl.envs.random_walk import NUM_STATES, RandomWalk
@@ -59,12 +59,12 @@ def to_trajectory(time_major: Dict[str, tf.Tensor]) -> Trajectory:
   outputs = batch.get("policy_outputs", tf.cast(batch["actions"], tf.float32)[..., None])
   return Trajectory(observations=batch["observations"], actions=batch["actions"], rewards=batch["rewards"],
                     next_observations=batch["next_observations"], terminated=batch["terminated"],
-                    truncated=tf.zeros_like(batch["terminated"]), policy_outputs=outputs, log_probs=log_probs,
+                    truncated=batch["truncated"], policy_outputs=outputs, log_probs=log_probs,
                     episode_steps=batch.get("episode_steps", tf.zeros_like(batch["rewards"])))
 
 
 def _flat_episodes(time_major) -> Episodes:
-  ends = time_major["terminated"]
+  ends = tf.maximum(time_major["terminated"], time_major["truncated"])
   return Episodes(tf.reshape(time_major["episode_returns"], [-1]), tf.reshape(time_major["episode_lengths"], [-1]),
                   tf.reshape(ends, [-1]))
 
@@ -93,7 +93,7 @@ class BatchedTask(Task):
     state = self._counting.reset(seed, episodes)
     policy = lambda observations, s: greedy_fn(policy_params, observations)
     _, out = batched.rollout(self._counting, state, policy, seed, self.evaluation_steps)
-    ends = out["terminated"] > 0
+    ends = tf.maximum(out["terminated"], out["truncated"]) > 0
     first = tf.logical_and(ends, tf.equal(tf.cumsum(tf.cast(ends, tf.int32), axis=0), 1))
     return tf.reduce_sum(tf.where(first, out["episode_returns"], 0.0), axis=0)
 
@@ -180,9 +180,16 @@ class GymTask(Task):
 
 
 def make_task(name: str, num_envs: int, seed: int, rows: int = 11, columns: int = 6) -> Task:
-  """`catch` (rows × columns), `random_walk`, or any discrete-action gymnasium id."""
+  """`catch` (rows × columns), `random_walk`, a discrete-action TensorFlow-native id (e.g.
+  `tf_metarl/CartPole-v1`: collected in graph), or any discrete-action gymnasium id."""
   if name == "catch":
     return BatchedTask("catch", Catch(rows, columns), NUM_ACTIONS, evaluation_steps=rows - 1)
   if name == "random_walk":
     return RandomWalkTask()
+  if classic_control.is_native(name):
+    env = classic_control.make_native(name)
+    if not env.discrete:
+      raise errors.IncompatibleSpaceError(
+          f"online meta-gradient methods need discrete actions; {name} has continuous actions")
+    return BatchedTask(name, env, env.num_actions, evaluation_steps=env.max_episode_steps)
   return GymTask(name, num_envs, seed)

@@ -102,3 +102,23 @@ class EpisodeCounting:
                 truncated=truncated)
     state = CountedState(inner, tf.where(ended, 0.0, returns), tf.where(ended, 0, lengths))
     return state, next_observations, rewards, terminated, info
+
+
+class ClippedActions:
+  """Wraps a continuous-action batched environment so it receives actions clipped to [low, high]
+  while rollouts record the policy's own actions, as `collection.RolloutCollector` does with
+  gymnasium's Box bounds (the learners' convention: the log-probabilities stay those of the
+  sampled actions)."""
+
+  def __init__(self, env, low: float, high: float):
+    self.env, self.low, self.high = env, float(low), float(high)
+    self.observation_size = env.observation_size
+
+  def reset(self, seed, batch_size: int):
+    return self.env.reset(seed, batch_size)
+
+  def observe(self, state):
+    return self.env.observe(state)
+
+  def step_autoreset(self, state, actions, seed):
+    return _step(self.env, state, tf.clip_by_value(actions, self.low, self.high), seed)

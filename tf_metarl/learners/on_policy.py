@@ -40,6 +40,7 @@ class OnPolicyConfig:
   layer_norm: bool = False
   critic_gamma: float = 0.99  # for the critic's own loss, used only when the objective does not train it
   critic_lambda: float = 0.95
+  jit_compile: bool = False  # XLA for the whole iteration on TensorFlow-native environments (in-graph learner)
 
   def validate(self):
     for name in ("num_envs", "rollout_length", "epochs", "minibatches"):
@@ -78,10 +79,14 @@ class OnPolicyLearner(Trainable):
     self.rng = tf.random.Generator.from_seed(seed)
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
     self.guard = UpdateGuard()
-    self.env = make_vector_env(env_info.env_id, config.num_envs, seed)
-    self.eval_env = make_env(env_info.env_id)
-    self.collector = RolloutCollector(self.env, seed)
     self._evaluations = 0
+    self._make_environments()
+
+  def _make_environments(self):
+    """Gymnasium copies stepped from Python (`InGraphOnPolicyLearner` replaces them)."""
+    self.env = make_vector_env(self.env_info.env_id, self.config.num_envs, self.seed)
+    self.eval_env = make_env(self.env_info.env_id)
+    self.collector = RolloutCollector(self.env, self.seed)
 
   def checkpoint_items(self):
     return dict(policy=self.policy, critic=self.critic, agent_state=self.state, rng=self.rng,
@@ -110,11 +115,15 @@ class OnPolicyLearner(Trainable):
     self.guard.record(metrics["skipped_updates"])
     return metrics
 
-  def iteration(self):
+  def _anneal_learning_rate(self):
     cfg = self.config
     if cfg.anneal_learning_rate:
       frac = 1.0 - float(self.env_steps.numpy()) / max(self.total_steps, 1)
       self.learning_rate.assign(cfg.learning_rate * max(frac, 0.0))
+
+  def iteration(self):
+    cfg = self.config
+    self._anneal_learning_rate()
     trajectory, stats = self.collector.collect(self.act, cfg.rollout_length)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     size = cfg.num_envs // cfg.minibatches

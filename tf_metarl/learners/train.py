@@ -9,6 +9,7 @@ from absl import logging
 
 from tf_metarl import errors
 from tf_metarl.config_utils import dataclass_from_config, positive_int
+from tf_metarl.envs import classic_control
 from tf_metarl.envs.gym_envs import EnvInfo, describe_env
 from tf_metarl.learners.loop import RunSettings, check_logdir, run_training
 from tf_metarl.objectives.base import OFF_POLICY, ON_POLICY, Objective
@@ -56,7 +57,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   """Trains a fresh agent; returns the run summary.
 
   Args:
-    env_id: a gymnasium id.
+    env_id: a gymnasium id; on-policy objectives train in graph on the TensorFlow-native ids
+      (`tf_metarl/CartPole-v1`, ...: `envs.classic_control`).
     objective_spec: "ppo", "reinforce", "a2c", "td3", or a path to an exported objective.
     fresh: move an existing `logdir` aside and start over instead of resuming it.
     config: a mapping (ml_collections ConfigDict or dict) with `steps`, the `RunSettings` keys
@@ -66,6 +68,7 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   created or training starts.
   """
   from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner  # Imported here: one learner per run.
+  from tf_metarl.learners.in_graph_on_policy import InGraphOnPolicyLearner
   from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
 
   steps = positive_int(config["steps"], "config.steps")
@@ -81,12 +84,15 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   if adopted:
     logging.info("%s settings from %s (where the config keeps the default): %s", section, objective_spec,
                  ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))
-  if objective.learner == ON_POLICY:
+  in_graph = objective.learner == ON_POLICY and classic_control.is_native(env_id)
+  if in_graph:  # TensorFlow-native environment: each iteration is one graph
+    learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps)
+  elif objective.learner == ON_POLICY:
     learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
   else:
     learner = OffPolicyLearner(env_info, objective, learner_config, seed)
   identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
-                  learner=objective.learner)
+                  learner=objective.learner + ("_in_graph" if in_graph else ""))
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
   resolved[section] = dataclasses.asdict(learner_config)  # what the agent trained with, adopted settings included
   return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)

@@ -33,6 +33,9 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   c.env = "Pendulum-v1" if preset == "td3" else "CartPole-v1"
   c.objective = preset
   c.seed = 0
+  # Agents trained together in one graph, of seeds seed .. seed + seeds − 1 (needs an on-policy
+  # objective on a TensorFlow-native environment, tf_metarl/<id>); `train_agent --seeds` sets it.
+  c.seeds = 1
   c.steps = 100_000 if preset != "td3" else 30_000
   # Evaluation, checkpoints (by steps and by time), progress lines, the non-finite stop: RunSettings.
   c.update(config_from_dataclass(RunSettings(eval_every=10_000 if preset != "td3" else 5_000,

@@ -12,9 +12,9 @@ from tf_metarl.learners.on_policy import OnPolicyConfig
 from tf_metarl.objectives.registry import make_objective
 
 
-def make_learner(env_id="tf_metarl/CartPole-v1", objective="ppo", seed=0, total_steps=20_000, **config):
+def make_learner(env_id="tf_metarl/CartPole-v1", objective="ppo", seed=0, total_steps=20_000, members=1, **config):
   return InGraphOnPolicyLearner(describe_env(env_id), make_objective(objective, {}), OnPolicyConfig(**config), seed,
-                                total_steps)
+                                total_steps, members=members)
 
 
 def test_train_agent_picks_the_in_graph_learner_and_ppo_learns_cartpole(tmp_path):
@@ -68,3 +68,43 @@ def test_continuous_actions_are_clipped_for_the_environment_and_recorded_as_samp
     np.testing.assert_allclose(rewards, -0.1 * np.clip(actions, env.low, env.high) ** 2, rtol=1e-5)
   result = fit(learner, 512)
   assert np.isfinite(result["metrics"]["loss"])
+
+
+def test_population_members_start_as_lone_agents_of_their_seeds_and_train_independently():
+  team = make_learner(seed=3, members=3, num_envs=4, rollout_length=32, epochs=2, minibatches=2)
+  stacked = team.state.read()
+  for i in range(3):
+    lone = make_learner(seed=3 + i, num_envs=4, rollout_length=32, epochs=2, minibatches=2).state.read()
+    for a, b in zip(lone.policy + lone.critic, stacked.policy + stacked.critic):
+      np.testing.assert_array_equal(a.numpy(), b[i].numpy())
+  before = stacked.policy[0].numpy()
+  for _ in range(3):
+    metrics, stats = team.iteration()
+  after = team.state.read().policy
+  assert all(np.abs(after[0].numpy()[i] - before[i]).max() > 0 for i in range(3))  # every member updated
+  # Each member learns from its own copies: different data, so members stay different.
+  assert np.abs(after[0][0].numpy() - after[0][1].numpy()).max() > 1e-3
+  assert any(k.startswith("population/episodic_return_seed") for k in metrics)
+  assert int(team.env_state.read().lengths.shape[0]) == 12  # members × num_envs copies
+
+
+def test_a_population_update_equals_each_members_own_update():
+  team = make_learner(members=2, num_envs=4, rollout_length=16, epochs=1, minibatches=1)
+  state = team._read_members()
+  _, trajectory, _ = team.task.rollout(team.env_state.read(), team._act, state.policy, tf.constant([0, 1]), 16)
+  batches = tf.nest.map_structure(lambda x: tf.reshape(x, [2, 4] + x.shape[1:].as_list()), trajectory)
+  together, _ = team._per_member(lambda s, b: team.agent.update(s, b, team.objective, 1e-3))(state, batches)
+  for i in range(2):
+    member = tf.nest.map_structure(lambda x: x[i], state)
+    alone, _ = team.agent.update(member, tf.nest.map_structure(lambda x: x[i], batches), team.objective, 1e-3)
+    for a, b in zip(alone.policy + alone.critic, together.policy + together.critic):
+      np.testing.assert_allclose(a.numpy(), b[i].numpy(), atol=1e-6)
+
+
+def test_train_agent_seeds_reports_every_seed(tmp_path):
+  config = train_agent_config.get_config("ppo")
+  config.steps, config.eval_every, config.eval_episodes, config.seeds = 2048, 2048, 2, 3
+  summary = train("tf_metarl/CartPole-v1", "ppo", 5, str(tmp_path), config.to_dict())
+  assert summary["seeds"] == [5, 6, 7] and len(summary["member_final_eval_return"]) == 3
+  assert all(r is not None and 8 <= r <= 500 for r in summary["member_final_eval_return"])
+  assert summary["env_steps"] == 2048  # per member

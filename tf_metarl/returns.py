@@ -14,8 +14,21 @@ import tensorflow as tf
 from tf_metarl.shapes import check_rank
 
 
+# Up to this many static steps the recursion is unrolled: `tf.scan` inside `tf.vectorized_map`
+# (populations) becomes a TensorList while loop that XLA cannot compile, and the unrolled form is
+# the same arithmetic in the same order (bit-identical results).
+MAX_UNROLLED_STEPS = 256
+
+
 def _reverse_recursion(deltas, coefficients):
   """Computes y_t = deltas_t + coefficients_t * y_{t+1}, y_T = 0, over the time axis of [B, T]."""
+  steps = deltas.shape[1]
+  if steps is not None and steps <= MAX_UNROLLED_STEPS:
+    ys, carry = [], tf.zeros_like(deltas[:, 0])
+    for t in reversed(range(steps)):
+      carry = deltas[:, t] + coefficients[:, t] * carry
+      ys.append(carry)
+    return tf.stack(ys[::-1], axis=1) if ys else tf.zeros_like(deltas)
   deltas_tm = tf.transpose(deltas)  # [T, B]: tf.scan iterates the leading axis.
   coefficients_tm = tf.transpose(coefficients)
   ys = tf.scan(lambda carry, x: x[0] + x[1] * carry, (deltas_tm, coefficients_tm),

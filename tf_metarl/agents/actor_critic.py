@@ -38,13 +38,17 @@ class ActorCritic:
     max_grad_norm: clip the update's global gradient norm (None: no clipping).
     critic_return: (γ, λ) to regress V on λ-returns with its own loss, for objectives that do not
       train the critic; None when the objective's loss trains it.
+    select_skips: skip non-finite updates with `tf.where` rather than `tf.cond` (see
+      `optimizers.apply_if_finite`): for agents no meta-gradient differentiates through, trained
+      as vectorised populations or under XLA.
   """
 
   def __init__(self, policy, critic, optimizer, max_grad_norm: Optional[float] = None,
-               critic_return: Optional[Tuple[float, float]] = None):
+               critic_return: Optional[Tuple[float, float]] = None, select_skips: bool = False):
     self.policy, self.critic, self.optimizer = policy, critic, optimizer
     self.max_grad_norm = max_grad_norm
     self.critic_return = critic_return
+    self.select_skips = select_skips
 
   def init(self) -> ActorCriticState:
     """The state holding the Keras models' current parameters and a fresh optimizer state."""
@@ -112,6 +116,7 @@ class ActorCritic:
       loss, metrics = self.loss(params[:num_policy], params[num_policy:], batch, objective_fn)
     grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads, norm = clip_by_global_norm(grads, self.max_grad_norm)
-    params, opt_state, skipped = apply_if_finite(self.optimizer, params, grads, state.optimizer, learning_rate)
+    params, opt_state, skipped = apply_if_finite(self.optimizer, params, grads, state.optimizer, learning_rate,
+                                                 select=self.select_skips)
     metrics = dict(metrics, grad_norm=norm, skipped_updates=tf.cast(skipped, tf.float32))
     return ActorCriticState(params[:num_policy], params[num_policy:], opt_state), metrics

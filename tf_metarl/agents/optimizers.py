@@ -110,15 +110,22 @@ def all_finite(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
 
 
 def apply_if_finite(optimizer, params: Sequence[tf.Tensor], grads: Sequence[tf.Tensor], state,
-                    learning_rate=None) -> Tuple[List[tf.Tensor], object, tf.Tensor]:
+                    learning_rate=None, select: bool = False) -> Tuple[List[tf.Tensor], object, tf.Tensor]:
   """`optimizer.update`, unless a gradient or an updated parameter is non-finite: then the old
   parameters and optimizer state are kept. Returns (params, state, skipped: bool scalar).
 
   Every agent and meta update goes through here, so nothing non-finite reaches a checkpoint or an
   export. `tf.cond` rather than `tf.where`: gradients through the kept branch only, so an
   enclosing meta-gradient tape never multiplies a NaN by zero (which is NaN).
+  `select=True` chooses with `tf.where` instead, for updates no tape differentiates through: under
+  `tf.vectorized_map` (populations) a `tf.cond` on a per-member flag becomes dynamic partitions,
+  which are slow and which XLA cannot compile.
   """
   new_params, new_state = optimizer.update(params, grads, state, learning_rate)
   finite = all_finite([grads, new_params])
+  if select:
+    pick = lambda new, old: tf.where(finite, new, old)
+    return ([pick(n, o) for n, o in zip(new_params, params)], tf.nest.map_structure(pick, new_state, state),
+            tf.logical_not(finite))
   kept = tf.cond(finite, lambda: (list(new_params), new_state), lambda: (list(params), state))
   return list(kept[0]), kept[1], tf.logical_not(finite)

@@ -2,6 +2,7 @@ r"""Trains a fresh agent on a gymnasium environment with any objective, built-in
 
   train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo
   train_agent --config=configs/train_agent.py:td3 --env=Pendulum-v1 --config.steps=20000
+  train_agent --env=tf_metarl/CartPole-v1 --seeds=5   # 5 PPO agents in one graph
 
 Writes TensorBoard summaries, checkpoints (by steps, every few minutes, and at SIGINT/SIGTERM; a
 rerun with the same --logdir resumes, --fresh starts over), a learning curve (CSV and PNG) and
@@ -19,6 +20,8 @@ _ENV = flags.DEFINE_string("env", None, "Gymnasium environment id (default: conf
 _OBJECTIVE = flags.DEFINE_string("objective", None,
                                  "ppo, reinforce, a2c, td3, or an exported objective directory (default: config.objective).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed).")
+_SEEDS = flags.DEFINE_integer("seeds", None, "Agents of seeds seed .. seed+seeds-1 trained together in one graph "
+                              "(TensorFlow-native environments, on-policy objectives; default: config.seeds).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<env>-<objective>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
 _FRESH = common.define_fresh_flag()
@@ -33,8 +36,14 @@ def main(argv):
   env_id = _ENV.value or config.env
   objective = _OBJECTIVE.value or config.objective
   seed = config.seed if _SEED.value is None else _SEED.value
+  if _SEEDS.value is not None:
+    if config.get("seeds", 1) != 1:
+      common.fail(f"seeds given in two places: --seeds={_SEEDS.value} and config.seeds={config.seeds}; give one")
+    config.seeds = _SEEDS.value
+  seeds = int(config.get("seeds", 1))
   name = os.path.basename(os.path.normpath(objective))
-  logdir = _LOGDIR.value or os.path.join("runs", f"{env_id}-{name}-s{seed}")
+  tag = f"s{seed}" if seeds == 1 else f"s{seed}-{seed + seeds - 1}"
+  logdir = _LOGDIR.value or os.path.join("runs", f"{env_id}-{name}-{tag}")
   summary = learners.train(env_id, objective, seed, logdir, config.to_dict(), fresh=_FRESH.value)
   if _PLOT.value:
     summary["plot"] = common.plot_run(logdir, name, f"{env_id}: fresh agent, objective {name}, seed {seed}")

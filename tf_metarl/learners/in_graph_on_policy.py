@@ -1,4 +1,5 @@
-"""The on-policy learner on a TensorFlow-native environment: a whole iteration is one graph.
+"""The on-policy learner on a TensorFlow-native environment: a whole iteration is one graph, for
+one agent or for a population of agents (seeds) trained together.
 
 Collection of all copies (`tasks.BatchedTask.rollout`, a `tf.while_loop`), then every epoch and
 minibatch of `agents.ActorCritic.update` (another `tf.while_loop`), run as one `tf.function`;
@@ -7,16 +8,28 @@ objective, its settings (`OnPolicyConfig`) and its update are those of `OnPolicy
 two paths train the same agent; this one also checkpoints the environments' state, so a resumed
 run continues the same episodes. `train_agent` picks it for `tf_metarl/<id>` environments
 (`envs.classic_control`).
+
+Population (`members` > 1): member i is the agent of seed `seed + i`, initialised as a lone
+agent of that seed would be. Members' states are stacked on a leading axis (`agents.population`)
+and act and update through `tf.vectorized_map`; their `num_envs` copies each are one batched
+environment of `members × num_envs` copies. `env_steps` counts each member's steps.
 """
 from __future__ import annotations
 
-from typing import Dict
+import collections
+from typing import Dict, List
 
+import keras
+import numpy as np
 import tensorflow as tf
 
+from tf_metarl import errors
+from tf_metarl.agents import population
+from tf_metarl.agents.actor_critic import ActorCritic
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.envs import batched, classic_control
 from tf_metarl.learners.on_policy import OnPolicyLearner
+from tf_metarl.networks import ValueCritic, make_policy
 from tf_metarl.state_variables import StateVariables
 from tf_metarl.tasks import BatchedTask
 
@@ -28,16 +41,37 @@ def _nan_masked(metrics: Dict[str, tf.Tensor]):
 
 
 class InGraphOnPolicyLearner(OnPolicyLearner):
-  """`OnPolicyLearner` whose environments are TensorFlow-native batched copies (see the module
+  """`OnPolicyLearner` on TensorFlow-native batched copies, for `members` agents (see the module
   docstring). `env_info.env_id` must be a `tf_metarl/<id>` of `envs.classic_control`."""
+
+  def __init__(self, env_info, objective, config, seed: int, total_steps: int, members: int = 1):
+    if int(members) < 1:
+      raise errors.ConfigError(f"a population needs at least 1 member, got {members}")
+    self.members = int(members)
+    super().__init__(env_info, objective, config, seed, total_steps)
+    self.agent.select_skips = True  # never differentiated through; vectorised and XLA-compilable
+    if self.members > 1:  # the Keras models stay member 0's structure; the state is the stack
+      self.state = StateVariables(population.stack([self.agent.init()] + [self._fresh_state(seed + i)
+                                                                          for i in range(1, self.members)]),
+                                  name="population_state")
+    self._recent = [collections.deque(maxlen=100) for _ in range(self.members)]
+    self.member_eval_returns: List[float] = [float("nan")] * self.members
+
+  def _fresh_state(self, seed: int):
+    """The initial state a lone agent of `seed` would start from."""
+    keras.utils.set_random_seed(seed)
+    cfg, info = self.config, self.env_info
+    policy = make_policy(info, "stochastic", cfg.hidden_sizes, cfg.activation, cfg.layer_norm)
+    critic = ValueCritic(int(np.prod(info.observation_shape)), cfg.hidden_sizes, cfg.activation, cfg.layer_norm)
+    return ActorCritic(policy, critic, self.agent.optimizer).init()
 
   def _make_environments(self):
     native = classic_control.make_native(self.env_info.env_id)
     env = native if native.discrete else batched.ClippedActions(native, native.action_low, native.action_high)
     self.task = BatchedTask(self.env_info.env_id, env, self.env_info.num_actions,
                             evaluation_steps=native.max_episode_steps)
-    self.env_state = StateVariables(self.task.reset(tf.constant([self.seed % (2**31), 11]), self.config.num_envs),
-                                    name="env_state")
+    copies = self.members * self.config.num_envs
+    self.env_state = StateVariables(self.task.reset(tf.constant([self.seed % (2**31), 11]), copies), name="env_state")
     self._iteration_graph = tf.function(self._iteration_step, jit_compile=self.config.jit_compile)
     self._greedy_fn = self.agent.greedy  # one object, so the evaluation graph is traced once
 
@@ -47,22 +81,48 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
   def restore_extra(self, checkpoint_path):
     """The environments' state is in the checkpoint: nothing to restart."""
 
-  def _iteration_step(self, seed, learning_rate):
-    """Collect, then `epochs` × `minibatches` updates. Returns (mean metrics, episodes)."""
-    cfg = self.config
-    rollout_seed, shuffle_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+  # --- members: every state leaf has a leading population axis inside the iteration ---
+  def _read_members(self):
     state = self.state.read()
-    env_state, trajectory, episodes = self.task.rollout(self.env_state.read(), self.agent.act, state.policy,
+    return state if self.members > 1 else tf.nest.map_structure(lambda x: x[None], state)
+
+  def _assign_members(self, state):
+    self.state.assign(state if self.members > 1 else tf.nest.map_structure(lambda x: x[0], state))
+
+  def _per_member(self, fn):
+    """fn over one member's arguments -> over stacked arguments (no vectorisation for one member)."""
+    if self.members > 1:
+      return population.vectorize(fn)
+    return lambda *args: tf.nest.map_structure(lambda x: x[None], fn(*tf.nest.map_structure(lambda x: x[0], args)))
+
+  def _act(self, policy_params, observations, seed):
+    """All members act: observations [members · num_envs, O] -> outputs [members · num_envs, ...]."""
+    size = self.config.num_envs
+    split = tf.reshape(observations, [self.members, size, -1])
+    out = self._per_member(self.agent.act)(policy_params, split, population.member_seeds(seed, self.members))
+    # Static shapes: XLA needs them for the rollout's TensorArrays.
+    return tf.nest.map_structure(lambda x: tf.reshape(x, [self.members * size] + x.shape[2:].as_list()), out)
+
+  def _iteration_step(self, seed, learning_rate):
+    """Collect, then `epochs` × `minibatches` updates of every member. Returns (metrics averaged
+    over updates and members, episodes)."""
+    cfg, members = self.config, self.members
+    rollout_seed, shuffle_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    state = self._read_members()
+    env_state, trajectory, episodes = self.task.rollout(self.env_state.read(), self._act, state.policy,
                                                         rollout_seed, cfg.rollout_length)
+    trajectory = tf.nest.map_structure(lambda x: tf.reshape(x, [members, cfg.num_envs] + x.shape[1:].as_list()),
+                                       trajectory)
     size = cfg.num_envs // cfg.minibatches
     epoch_seeds = tf.random.experimental.stateless_split(shuffle_seed, num=cfg.epochs)
+    member_update = self._per_member(lambda s, b: self.agent.update(s, b, self.objective, learning_rate))
 
     def update(k, agent_state):
-      order = tf.argsort(tf.random.stateless_uniform([cfg.num_envs], epoch_seeds[k // cfg.minibatches]))
-      copies = order[(k % cfg.minibatches) * size:(k % cfg.minibatches + 1) * size]
-      batch = tf.nest.map_structure(lambda x: tf.gather(x, copies), trajectory)
-      agent_state, metrics = self.agent.update(agent_state, batch, self.objective, learning_rate)
-      self.guard.record(metrics["skipped_updates"])
+      order = tf.argsort(tf.random.stateless_uniform([members, cfg.num_envs], epoch_seeds[k // cfg.minibatches]))
+      copies = order[:, (k % cfg.minibatches) * size:(k % cfg.minibatches + 1) * size]
+      batch = tf.nest.map_structure(lambda x: tf.gather(x, copies, batch_dims=1), trajectory)
+      agent_state, metrics = member_update(agent_state, batch)
+      self.guard.record(tf.reduce_max(metrics["skipped_updates"]))
       return agent_state, _nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"})
 
     state, (sums, counts) = update(tf.constant(0), state)
@@ -74,9 +134,10 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
 
     _, state, sums, counts = tf.while_loop(lambda k, *_: k < cfg.epochs * cfg.minibatches, body,
                                            (tf.constant(1), state, sums, counts))
-    self.state.assign(state)
+    self._assign_members(state)
     self.env_state.assign(env_state)
-    means = {k: tf.math.divide_no_nan(sums[k], counts[k]) + tf.where(counts[k] > 0, 0.0, float("nan")) for k in sums}
+    means = {k: tf.reduce_mean(tf.math.divide_no_nan(sums[k], counts[k]) + tf.where(counts[k] > 0, 0.0, float("nan")))
+             for k in sums}
     return means, episodes
 
   def iteration(self):
@@ -86,13 +147,36 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     metrics, episodes = self._iteration_graph(seed, self.learning_rate)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     ended = episodes.finished.numpy() > 0
-    stats = EpisodeStats(returns=episodes.returns.numpy()[ended].tolist(),
-                         lengths=episodes.lengths.numpy()[ended].astype(int).tolist())
+    returns, lengths = episodes.returns.numpy()[ended], episodes.lengths.numpy()[ended]
+    member = (np.flatnonzero(ended) % (self.members * cfg.num_envs)) // cfg.num_envs  # episodes are [T · copies]
     metrics = {k: float(v) for k, v in metrics.items()}
     metrics["charts/learning_rate"] = float(self.learning_rate.numpy())
-    return metrics, stats
+    if self.members > 1:
+      for i in range(self.members):
+        self._recent[i].extend(returns[member == i].tolist())
+        if np.any(member == i):
+          metrics[f"population/episodic_return_seed{self.seed + i}"] = float(returns[member == i].mean())
+    return metrics, EpisodeStats(returns=returns.tolist(), lengths=lengths.astype(int).tolist())
+
+  def summary_extra(self):
+    """For a population, per member (in seed order): the seeds, the last evaluation's mean return
+    and the mean of the last 100 training episodes (None where there are none)."""
+    if self.members == 1:
+      return {}
+    nan_to_none = lambda xs: [None if x != x else round(x, 2) for x in xs]
+    recent = [float(np.mean(r)) if r else float("nan") for r in self._recent]
+    return {"seeds": [self.seed + i for i in range(self.members)],
+            "member_final_eval_return": nan_to_none(self.member_eval_returns),
+            "member_train_return_last100": nan_to_none(recent)}
 
   def evaluate(self, episodes: int):
+    """Greedy episodes of every member (concatenated in seed order)."""
     self._evaluations += 1
-    return self.task.evaluate(self._greedy_fn, self.state.read().policy, episodes,
-                              seed=10_000 * (self.seed + 1) + 100 * self._evaluations)
+    seed = 10_000 * (self.seed + 1) + 100 * self._evaluations
+    stacked = self._read_members().policy
+    out = []
+    for i in range(self.members):
+      returns = self.task.evaluate(self._greedy_fn, [p[i] for p in stacked], episodes, seed=seed)
+      self.member_eval_returns[i] = float(np.mean(returns)) if returns else float("nan")
+      out += returns
+    return out

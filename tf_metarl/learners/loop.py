@@ -62,6 +62,10 @@ class Trainable:
     """A learner-specific number for the learning curve's `metric` column (NaN: none)."""
     return float("nan")
 
+  def summary_extra(self) -> Dict[str, object]:
+    """Learner-specific entries for the run summary (e.g. a population's per-seed returns)."""
+    return {}
+
 
 def mean_metrics(updates: Sequence[Mapping[str, object]]) -> Dict[str, float]:
   """Averages each scalar metric over an iteration's updates, ignoring NaN entries (e.g. TD3's
@@ -386,7 +390,7 @@ def run_training(learner: Trainable, total_steps: int, logdir: str, identity: Di
                  wall_time_s=round(time.monotonic() - start_time, 2),
                  steps_per_second=round(meter.rate(steps), 1), resumed_from=restored,
                  skipped_updates=int(guard.skipped.numpy()) if guard is not None else 0,
-                 damaged_checkpoints=damaged, logdir=logdir)
+                 damaged_checkpoints=damaged, logdir=logdir, **learner.summary_extra())
   summary = {k: (None if isinstance(v, float) and v != v else v) for k, v in summary.items()}  # NaN -> null (JSON)
   with open(os.path.join(logdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2, sort_keys=True)

@@ -61,7 +61,9 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
       (`tf_metarl/CartPole-v1`, ...: `envs.classic_control`).
     objective_spec: "ppo", "reinforce", "a2c", "td3", or a path to an exported objective.
     fresh: move an existing `logdir` aside and start over instead of resuming it.
-    config: a mapping (ml_collections ConfigDict or dict) with `steps`, the `RunSettings` keys
+    config: a mapping (ml_collections ConfigDict or dict) with `steps` (per seed), `seeds` (how
+      many agents, of seeds seed, seed + 1, ..., train together in one graph; > 1 needs an
+      on-policy objective on a TensorFlow-native environment), the `RunSettings` keys
       (`eval_every`, `checkpoint_every`, ...), `objective_settings` (hyperparameters per built-in
       objective) and the learner sections `on_policy` / `off_policy`.
   Every input (config values, logdir, environment, objective) is checked before the logdir is
@@ -72,6 +74,7 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
 
   steps = positive_int(config["steps"], "config.steps")
+  members = positive_int(config.get("seeds", 1), "config.seeds")
   run_settings = RunSettings.from_config(config)
   check_logdir(logdir)
   env_info = describe_env(env_id)
@@ -85,14 +88,20 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     logging.info("%s settings from %s (where the config keeps the default): %s", section, objective_spec,
                  ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))
   in_graph = objective.learner == ON_POLICY and classic_control.is_native(env_id)
+  if members > 1 and not in_graph:
+    raise errors.ConfigError(
+        f"config.seeds = {members} trains the seeds together in one graph, which needs an on-policy objective on a "
+        f"TensorFlow-native environment ({', '.join(classic_control.ENVIRONMENTS)}); got {objective_spec} on {env_id}")
   if in_graph:  # TensorFlow-native environment: each iteration is one graph
-    learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps)
+    learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps, members=members)
   elif objective.learner == ON_POLICY:
     learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
   else:
     learner = OffPolicyLearner(env_info, objective, learner_config, seed)
   identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
                   learner=objective.learner + ("_in_graph" if in_graph else ""))
+  if members > 1:
+    identity["seeds"] = members
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
   resolved[section] = dataclasses.asdict(learner_config)  # what the agent trained with, adopted settings included
   return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)

@@ -88,11 +88,15 @@ def test_population_members_start_as_lone_agents_of_their_seeds_and_train_indepe
   assert int(team.env_state.read().lengths.shape[0]) == 12  # members × num_envs copies
 
 
-def test_a_population_update_equals_each_members_own_update():
+def test_members_act_on_their_own_copies_and_a_population_update_equals_each_members_own_update():
   team = make_learner(members=2, num_envs=4, rollout_length=16, epochs=1, minibatches=1)
   state = team._read_members()
   _, trajectory, _ = team.task.rollout(team.env_state.read(), team._act, state.policy, tf.constant([0, 1]), 16)
   batches = tf.nest.map_structure(lambda x: tf.reshape(x, [2, 4] + x.shape[1:].as_list()), trajectory)
+  for i in range(2):  # member i's copies were stepped with member i's policy
+    outputs = team.agent.policy_outputs([p[i] for p in state.policy], batches.observations[i])
+    np.testing.assert_allclose(team.agent.policy.log_prob(outputs, batches.actions[i]).numpy(),
+                               batches.log_probs[i].numpy(), atol=1e-5)
   together, _ = team._per_member(lambda s, b: team.agent.update(s, b, team.objective, 1e-3))(state, batches)
   for i in range(2):
     member = tf.nest.map_structure(lambda x: x[i], state)

@@ -12,8 +12,9 @@ import numpy as np  # noqa: E402
 
 
 def plot_learning_curves(curves: Dict[str, Sequence[Dict]], path: str, title: str = "", key: str = "eval_return",
-                         fallback_key: str = "train_return") -> str:
-  """Plots `key` (or `fallback_key` where `key` is empty) against env_steps, one line per label.
+                         fallback_key: str = "train_return", x_key: str = "env_steps",
+                         xlabel: str = "environment steps", ylabel: str = "episode return") -> str:
+  """Plots `key` (or `fallback_key` where `key` is empty) against `x_key`, one line per label.
 
   Args:
     curves: label -> rows as read by `loop.read_learning_curve`.
@@ -21,12 +22,12 @@ def plot_learning_curves(curves: Dict[str, Sequence[Dict]], path: str, title: st
   fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
   for label, rows in curves.items():
     for k, style in ((key, "-"), (fallback_key, ":")):
-      points = [(r["env_steps"], r[k]) for r in rows if not math.isnan(r.get(k, float("nan")))]
+      points = [(r[x_key], r[k]) for r in rows if not math.isnan(r.get(k, float("nan")))]
       if points:
         xs, ys = np.array(points).T
         ax.plot(xs, ys, style, label=f"{label} ({k.replace('_', ' ')})")
-  ax.set_xlabel("environment steps")
-  ax.set_ylabel("episode return")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)

@@ -56,6 +56,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
                                   name="population_state")
     self._recent = [collections.deque(maxlen=100) for _ in range(self.members)]
     self.member_eval_returns: List[float] = [float("nan")] * self.members
+    self.last_member_returns: List[List[float]] = [[] for _ in range(self.members)]  # the last iteration's episodes
 
   def _fresh_state(self, seed: int):
     """The initial state a lone agent of `seed` would start from."""
@@ -151,6 +152,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     member = (np.flatnonzero(ended) % (self.members * cfg.num_envs)) // cfg.num_envs  # episodes are [T · copies]
     metrics = {k: float(v) for k, v in metrics.items()}
     metrics["charts/learning_rate"] = float(self.learning_rate.numpy())
+    self.last_member_returns = [returns[member == i].tolist() for i in range(self.members)]
     if self.members > 1:
       for i in range(self.members):
         self._recent[i].extend(returns[member == i].tolist())

@@ -78,6 +78,7 @@ ENDINGS = {"CartPole-v1": (True, True), "Acrobot-v1": (False, True), "Pendulum-v
            "MountainCar-v0": (True, True), "MountainCarContinuous-v0": (True, True)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id, gym_id", PAIRS)
 def test_float64_trajectories_equal_gymnasium_over_thousands_of_steps(env_id, gym_id):
   native = cc.make_native(env_id, dtype=tf.float64)

@@ -17,6 +17,7 @@ def make_learner(env_id="tf_metarl/CartPole-v1", objective="ppo", seed=0, total_
                                 total_steps, members=members)
 
 
+@pytest.mark.slow
 def test_train_agent_picks_the_in_graph_learner_and_ppo_learns_cartpole(tmp_path):
   config = train_agent_config.get_config("ppo")
   config.steps, config.eval_every, config.eval_episodes = 40_960, 40_960, 8
@@ -40,6 +41,7 @@ def test_an_iteration_reports_episodes_metrics_and_keeps_episodes_running_across
   assert int(tf.reduce_max(learner.env_state.read().lengths)) > 0
 
 
+@pytest.mark.slow
 def test_a_run_split_in_two_with_a_resume_equals_the_uninterrupted_run(tmp_path):
   settings = RunSettings(checkpoint_every_seconds=0)
   cfg = dict(num_envs=4, rollout_length=32, epochs=2, minibatches=2)
@@ -55,7 +57,8 @@ def test_a_run_split_in_two_with_a_resume_equals_the_uninterrupted_run(tmp_path)
   np.testing.assert_array_equal(whole.env_state.read().env.physics.numpy(), second.env_state.read().env.physics.numpy())
 
 
-@pytest.mark.parametrize("env_id", ["tf_metarl/Pendulum-v1", "tf_metarl/MountainCarContinuous-v0"])
+@pytest.mark.parametrize("env_id", [pytest.param("tf_metarl/Pendulum-v1", marks=pytest.mark.slow),
+                                    "tf_metarl/MountainCarContinuous-v0"])
 def test_continuous_actions_are_clipped_for_the_environment_and_recorded_as_sampled(env_id):
   learner = make_learner(env_id, num_envs=4, rollout_length=64, epochs=1, minibatches=1)
   _, trajectory, _ = learner.task.rollout(learner.env_state.read(), learner.agent.act, learner.state.read().policy,
@@ -105,6 +108,7 @@ def test_members_act_on_their_own_copies_and_a_population_update_equals_each_mem
       np.testing.assert_allclose(a.numpy(), b[i].numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_agent_seeds_reports_every_seed(tmp_path):
   config = train_agent_config.get_config("ppo")
   config.steps, config.eval_every, config.eval_episodes, config.seeds = 2048, 2048, 2, 3

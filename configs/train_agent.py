@@ -36,6 +36,9 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   # Agents trained together in one graph, of seeds seed .. seed + seeds − 1 (needs an on-policy
   # objective on a TensorFlow-native environment, tf_metarl/<id>); `train_agent --seeds` sets it.
   c.seeds = 1
+  # A randomised task family of a TensorFlow-native environment, e.g. "mass=0.5:2.0,length=0.5:1.5"
+  # (parameters of tf_metarl/envs/classic_control.py, drawn per copy at every reset); "" = none.
+  c.env_randomize = ""
   c.steps = 100_000 if preset != "td3" else 30_000
   # Evaluation, checkpoints (by steps and by time), progress lines, the non-finite stop: RunSettings.
   c.update(config_from_dataclass(RunSettings(eval_every=10_000 if preset != "td3" else 5_000,

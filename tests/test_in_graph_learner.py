@@ -12,9 +12,10 @@ from tf_metarl.learners.on_policy import OnPolicyConfig
 from tf_metarl.objectives.registry import make_objective
 
 
-def make_learner(env_id="tf_metarl/CartPole-v1", objective="ppo", seed=0, total_steps=20_000, members=1, **config):
+def make_learner(env_id="tf_metarl/CartPole-v1", objective="ppo", seed=0, total_steps=20_000, members=1,
+                 env_randomize=None, **config):
   return InGraphOnPolicyLearner(describe_env(env_id), make_objective(objective, {}), OnPolicyConfig(**config), seed,
-                                total_steps, members=members)
+                                total_steps, members=members, env_randomize=env_randomize)
 
 
 @pytest.mark.slow
@@ -116,3 +117,11 @@ def test_train_agent_seeds_reports_every_seed(tmp_path):
   assert summary["seeds"] == [5, 6, 7] and len(summary["member_final_eval_return"]) == 3
   assert all(r is not None and 8 <= r <= 500 for r in summary["member_final_eval_return"])
   assert summary["env_steps"] == 2048  # per member
+
+
+def test_a_randomised_task_family_reaches_the_learners_environments():
+  learner = make_learner("tf_metarl/Pendulum-v1", num_envs=64, rollout_length=8, epochs=1, minibatches=1,
+                         env_randomize={"length": (0.5, 1.5), "gravity": (8.0, 12.0)})
+  lengths = learner.env_state.read().env.parameters["length"].numpy()
+  assert 0.5 <= lengths.min() and lengths.max() <= 1.5 and lengths.std() > 0.2
+  assert np.all(learner.env_state.read().env.parameters["mass"].numpy() == 1.0)

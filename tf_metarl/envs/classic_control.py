@@ -375,6 +375,22 @@ ENVIRONMENTS = {
 }
 
 
+def parse_ranges(text: str) -> Dict[str, Tuple[float, float]]:
+  """"mass=0.5:2.0,length=0.5:1.5" -> {"mass": (0.5, 2.0), "length": (0.5, 1.5)} ("" -> {})."""
+  ranges = {}
+  for item in filter(None, (part.strip() for part in str(text or "").split(","))):
+    name, _, bounds = item.partition("=")
+    low, colon, high = bounds.partition(":")
+    try:
+      if not name.strip() or not colon:
+        raise ValueError
+      ranges[name.strip()] = (float(low), float(high))
+    except ValueError:
+      raise errors.ConfigError(f"parameter ranges are name=low:high separated by commas (e.g. mass=0.5:2.0), "
+                               f"got {item!r}") from None
+  return ranges
+
+
 def is_native(env_id: str) -> bool:
   """Whether `env_id` names a TensorFlow-native batched environment."""
   return env_id in ENVIRONMENTS

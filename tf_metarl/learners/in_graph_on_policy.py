@@ -42,12 +42,15 @@ def _nan_masked(metrics: Dict[str, tf.Tensor]):
 
 class InGraphOnPolicyLearner(OnPolicyLearner):
   """`OnPolicyLearner` on TensorFlow-native batched copies, for `members` agents (see the module
-  docstring). `env_info.env_id` must be a `tf_metarl/<id>` of `envs.classic_control`."""
+  docstring). `env_info.env_id` must be a `tf_metarl/<id>` of `envs.classic_control`;
+  `env_randomize` ({parameter: (low, high)}) trains on that randomised task family."""
 
-  def __init__(self, env_info, objective, config, seed: int, total_steps: int, members: int = 1):
+  def __init__(self, env_info, objective, config, seed: int, total_steps: int, members: int = 1,
+               env_randomize=None):
     if int(members) < 1:
       raise errors.ConfigError(f"a population needs at least 1 member, got {members}")
     self.members = int(members)
+    self.env_randomize = dict(env_randomize or {})
     super().__init__(env_info, objective, config, seed, total_steps)
     self.agent.select_skips = True  # never differentiated through; vectorised and XLA-compilable
     if self.members > 1:  # the Keras models stay member 0's structure; the state is the stack
@@ -67,7 +70,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     return ActorCritic(policy, critic, self.agent.optimizer).init()
 
   def _make_environments(self):
-    native = classic_control.make_native(self.env_info.env_id)
+    native = classic_control.make_native(self.env_info.env_id, randomize=self.env_randomize)
     env = native if native.discrete else batched.ClippedActions(native, native.action_low, native.action_high)
     self.task = BatchedTask(self.env_info.env_id, env, self.env_info.num_actions,
                             evaluation_steps=native.max_episode_steps)

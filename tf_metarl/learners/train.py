@@ -63,7 +63,9 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     fresh: move an existing `logdir` aside and start over instead of resuming it.
     config: a mapping (ml_collections ConfigDict or dict) with `steps` (per seed), `seeds` (how
       many agents, of seeds seed, seed + 1, ..., train together in one graph; > 1 needs an
-      on-policy objective on a TensorFlow-native environment), the `RunSettings` keys
+      on-policy objective on a TensorFlow-native environment), `env_randomize` (a randomised
+      task family of a TensorFlow-native environment: "mass=0.5:2.0,length=0.5:1.5", each copy's
+      parameters drawn uniformly at every reset), the `RunSettings` keys
       (`eval_every`, `checkpoint_every`, ...), `objective_settings` (hyperparameters per built-in
       objective) and the learner sections `on_policy` / `off_policy`.
   Every input (config values, logdir, environment, objective) is checked before the logdir is
@@ -88,12 +90,20 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     logging.info("%s settings from %s (where the config keeps the default): %s", section, objective_spec,
                  ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))
   in_graph = objective.learner == ON_POLICY and classic_control.is_native(env_id)
+  randomize = classic_control.parse_ranges(config.get("env_randomize", ""))
+  if randomize and not classic_control.is_native(env_id):
+    raise errors.ConfigError(f"config.env_randomize needs a TensorFlow-native environment "
+                             f"({', '.join(classic_control.ENVIRONMENTS)}); got {env_id}")
+  if randomize and not in_graph:
+    raise errors.ConfigError(f"config.env_randomize trains in graph, which needs an on-policy objective; "
+                             f"got {objective_spec}")
   if members > 1 and not in_graph:
     raise errors.ConfigError(
         f"config.seeds = {members} trains the seeds together in one graph, which needs an on-policy objective on a "
         f"TensorFlow-native environment ({', '.join(classic_control.ENVIRONMENTS)}); got {objective_spec} on {env_id}")
   if in_graph:  # TensorFlow-native environment: each iteration is one graph
-    learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps, members=members)
+    learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps, members=members,
+                                     env_randomize=randomize)
   elif objective.learner == ON_POLICY:
     learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
   else:
@@ -102,6 +112,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
                   learner=objective.learner + ("_in_graph" if in_graph else ""))
   if members > 1:
     identity["seeds"] = members
+  if randomize:
+    identity["env_randomize"] = {k: list(v) for k, v in sorted(randomize.items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
   resolved[section] = dataclasses.asdict(learner_config)  # what the agent trained with, adopted settings included
   return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)

@@ -14,7 +14,11 @@ r"""PPO on CartPole-v1 with seeds as a population in one graph, beside the gymna
 3. Population scaling (--scaling, e.g. 1,5,20,64): time of one PPO iteration for N agents in one
    graph, per agent, against N = 1 (median of --scaling_iterations after two warm-up iterations).
 
-Writes docs/results/ppo_population.json and docs/figures/ppo_population{,_scaling}.png.
+Writes docs/results/ppo_population<tag>.json and docs/figures/ppo_population<tag>.png (and
+_scaling.png). Variants of the late-collapse study (issue 10, part 3), for example:
+
+  .venv/bin/python benchmarks/ppo_population.py --seeds=10 --gym_steps=0 --scaling= \
+      --overrides=on_policy.anneal_learning_rate=False --tag=_10seeds_no_anneal
 """
 import os
 import sys
@@ -35,17 +39,36 @@ _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 5, "Greedy episodes per e
 _GYM_STEPS = flags.DEFINE_integer("gym_steps", 100_000, "Steps of the gymnasium path (0: skip).")
 _SCALING = flags.DEFINE_list("scaling", ["1", "5", "20", "64"], "Population sizes to time (empty: skip).")
 _SCALING_ITERATIONS = flags.DEFINE_integer("scaling_iterations", 10, "Timed iterations per population size.")
+_OVERRIDES = flags.DEFINE_list("overrides", [], "Config overrides of configs/train_agent.py:ppo, e.g. "
+                                "on_policy.anneal_learning_rate=False,objective_settings.ppo.normalise_advantages=False.")
+_TAG = flags.DEFINE_string("tag", "", "Suffix of the result and figure names (for variants).")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 
 
-def make_learner(members: int, steps: int, seed: int = 0):
+def ppo_config():
+  """configs/train_agent.py:ppo with --overrides applied (values parsed as Python literals)."""
+  import ast
   from configs import train_agent as train_agent_config
+  config = train_agent_config.get_config("ppo")
+  for item in _OVERRIDES.value:
+    path, _, text = item.partition("=")
+    *sections, key = path.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    if key not in node:
+      raise ValueError(f"--overrides: the config has no field {path!r}")
+    node[key] = ast.literal_eval(text)
+  return config
+
+
+def make_learner(members: int, steps: int, seed: int = 0):
   from tf_metarl.config_utils import dataclass_from_config
   from tf_metarl.envs import describe_env
   from tf_metarl.learners.in_graph_on_policy import InGraphOnPolicyLearner
   from tf_metarl.learners.on_policy import OnPolicyConfig
   from tf_metarl.objectives.registry import make_objective
-  config = train_agent_config.get_config("ppo")
+  config = ppo_config()
   learner_config = dataclass_from_config(OnPolicyConfig, config.on_policy.to_dict(), "on_policy")
   objective = make_objective("ppo", dict(config.objective_settings.ppo))
   return InGraphOnPolicyLearner(describe_env("tf_metarl/CartPole-v1"), objective, learner_config, seed, steps,
@@ -82,18 +105,19 @@ def population_run(members: int, steps: int):
   for i in range(members):
     reached = next((r["env_steps"] for r in curves[i] if r["train_return"] >= _THRESHOLD.value), None)
     last = [r["train_return"] for r in curves[i] if r["env_steps"] > 0.8 * steps]
+    late = [r["train_return"] for r in curves[i] if r["env_steps"] > 0.6 * steps]
     per_seed.append(dict(seed=i, steps_to_threshold=reached, final_eval_return=evals[i][-1]["eval_return"],
                          mean_train_return_last_20_percent=round(float(np.mean(last)), 1) if last else None,
-                         min_train_row_last_20_percent=round(float(np.min(last)), 1) if last else None))
+                         min_train_row_last_20_percent=round(float(np.min(last)), 1) if last else None,
+                         min_train_row_last_40_percent=round(float(np.min(late)), 1) if late else None))
   return dict(wall_time_s=round(wall, 1), first_iteration_s=round(iteration_times[0], 2),
               steady_agent_steps_per_second=round(members * steps_per_iteration / per_iteration),
               per_seed=per_seed), curves, evals
 
 
 def gymnasium_rate(steps: int) -> float:
-  from configs import train_agent as train_agent_config
   from tf_metarl.learners import train
-  config = train_agent_config.get_config("ppo")
+  config = ppo_config()
   config.steps, config.eval_every, config.checkpoint_every, config.log_every_seconds = steps, 0, 0, 60.0
   with tempfile.TemporaryDirectory() as logdir:
     summary = train("CartPole-v1", "ppo", 0, logdir, config.to_dict())
@@ -127,7 +151,7 @@ def main(_):
   from tf_metarl import plotting
   seeds, steps = _SEEDS.value, _STEPS.value
   result = dict(command=" ".join(sys.argv), env="tf_metarl/CartPole-v1", objective="ppo (train_agent.py preset)",
-                seeds=seeds, steps_per_seed=steps, threshold=_THRESHOLD.value,
+                overrides=list(_OVERRIDES.value), seeds=seeds, steps_per_seed=steps, threshold=_THRESHOLD.value,
                 criterion="first row of >= 10 finished training episodes of that seed with mean >= threshold")
   population, curves, evals = population_run(seeds, steps)
   result["in_graph_population"] = population
@@ -137,6 +161,10 @@ def main(_):
   finals = [s["final_eval_return"] for s in population["per_seed"]]
   population["final_eval_return_mean"], population["final_eval_return_std"] = (
       round(float(np.mean(finals)), 1), round(float(np.std(finals)), 1))
+  lows = [s["min_train_row_last_40_percent"] for s in population["per_seed"]]
+  population["seeds_with_a_training_row_below_400_after_60_percent"] = sum(x is not None and x < 400 for x in lows)
+  population["seeds_ending_below_475"] = sum(s["mean_train_return_last_20_percent"] is None or
+                                             s["mean_train_return_last_20_percent"] < 475 for s in population["per_seed"])
   logging.info("population: %s", population)
   if _GYM_STEPS.value:
     rate = gymnasium_rate(_GYM_STEPS.value)
@@ -148,15 +176,16 @@ def main(_):
     result["scaling"] = scaling([int(n) for n in _SCALING.value])
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
   plotting.plot_learning_curves({f"seed {i}": curves[i] for i in range(seeds)},
-                                os.path.join(_OUT.value, "figures", "ppo_population.png"),
-                                title=f"PPO on tf_metarl/CartPole-v1: {seeds} seeds in one graph", key="train_return",
+                                os.path.join(_OUT.value, "figures", f"ppo_population{_TAG.value}.png"),
+                                title=f"PPO on tf_metarl/CartPole-v1: {seeds} seeds in one graph"
+                                + (f" ({', '.join(_OVERRIDES.value)})" if _OVERRIDES.value else ""), key="train_return",
                                 fallback_key="__none__")
   if _SCALING.value:
     plotting.plot_learning_curves(
         {"per agent, against N = 1": result["scaling"]}, os.path.join(_OUT.value, "figures", "ppo_population_scaling.png"),
         title="One PPO iteration of N agents in one graph", key="per_agent_speedup_vs_first", fallback_key="__none__",
         x_key="members", xlabel="agents in the graph (N)", ylabel="speed-up per agent")
-  write_result(os.path.join(_OUT.value, "results", "ppo_population.json"), result)
+  write_result(os.path.join(_OUT.value, "results", f"ppo_population{_TAG.value}.json"), result)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,8 @@ def test_actor_critic_update_is_sgd_on_the_objective_loss():
     loss = objective({**{"rewards": batch.rewards, "discounts": batch.discounts, "episode_ends": batch.episode_ends,
                          "behaviour_log_probs": batch.log_probs},
                       "values": critic(batch.observations), "next_values": critic(batch.next_observations),
+                      "rollout_values": critic(batch.observations),
+                      "rollout_next_values": critic(batch.next_observations),
                       "log_probs": policy.log_prob(policy(batch.observations), batch.actions),
                       "entropies": policy.entropy(policy(batch.observations))})["loss"]
   variables = policy.trainable_variables + critic.trainable_variables

@@ -125,3 +125,12 @@ def test_a_randomised_task_family_reaches_the_learners_environments():
   lengths = learner.env_state.read().env.parameters["length"].numpy()
   assert 0.5 <= lengths.min() and lengths.max() <= 1.5 and lengths.std() > 0.2
   assert np.all(learner.env_state.read().env.parameters["mass"].numpy() == 1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("members", [1, 2])
+def test_frozen_targets_in_graph(members):
+  from tests.test_learners import assert_frozen_targets_are_the_critics_values_at_collection
+  assert_frozen_targets_are_the_critics_values_at_collection(
+      lambda config: InGraphOnPolicyLearner(describe_env("tf_metarl/CartPole-v1"), make_objective("ppo", {}), config,
+                                            0, 10_000, members=members))

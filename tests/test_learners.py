@@ -118,3 +118,29 @@ def test_replay_save_and_load_round_trip_and_damage_is_one_line(tmp_path):
     f.truncate(100)
   with pytest.raises(errors.CheckpointError, match="cannot restore replay buffer .*replay.npz"):
     copy.load(path)
+
+
+def frozen_vs_current(make, epochs):
+  """Policy parameters after one iteration with targets frozen at collection and with the current critic's."""
+  out = []
+  for freeze in (True, False):
+    learner = make(OnPolicyConfig(num_envs=4, rollout_length=16, epochs=epochs, minibatches=1, freeze_targets=freeze))
+    learner.iteration()
+    out.append([np.array(p) for p in learner.state.read().policy + learner.state.read().critic])
+  return out
+
+
+def assert_frozen_targets_are_the_critics_values_at_collection(make):
+  # One update per iteration: the critic at collection is the current one, so nothing changes; with
+  # two epochs the second update sees a critic the first one moved, so freezing matters.
+  frozen, current = frozen_vs_current(make, epochs=1)
+  for a, b in zip(frozen, current):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  frozen, current = frozen_vs_current(make, epochs=2)
+  assert max(float(np.abs(a - b).max()) for a, b in zip(frozen, current)) > 1e-6
+
+
+@pytest.mark.slow
+def test_frozen_targets_on_the_gymnasium_path():
+  assert_frozen_targets_are_the_critics_values_at_collection(
+      lambda config: OnPolicyLearner(describe_env("CartPole-v1"), PPOObjective(), config, seed=0, total_steps=10_000))

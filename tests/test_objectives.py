@@ -12,7 +12,25 @@ def one_step_inputs(**overrides):
   base = dict(rewards=[[1.0]], discounts=[[0.0]], episode_ends=[[1.0]], values=[[0.25]], next_values=[[9.0]],
               log_probs=[[np.log(0.5)]], behaviour_log_probs=[[np.log(0.25)]], entropies=[[0.7]])
   base.update(overrides)
+  # As the learner does by default: targets from the current critic's values.
+  base.setdefault("rollout_values", base["values"])
+  base.setdefault("rollout_next_values", base["next_values"])
   return {k: tf.constant(v, tf.float32) for k, v in base.items()}
+
+
+def test_targets_come_from_the_rollout_values_and_the_critic_regresses_its_current_values():
+  # One terminated step, targets from rollout V = 0.5: A = 1 − 0.5 = 0.5, λ-return 1.0; the value
+  # loss regresses the current V = 0.25 towards it.
+  ppo = PPOObjective(clip_epsilon=0.2, value_coef=0.5, entropy_coef=0.0, normalise_advantages=False)
+  out = ppo(one_step_inputs(rollout_values=[[0.5]]))
+  np.testing.assert_allclose(out["policy_loss"].numpy(), -min(2.0 * 0.5, 1.2 * 0.5), rtol=1e-6)
+  np.testing.assert_allclose(out["value_loss"].numpy(), 0.5 * (1.0 - 0.25) ** 2, rtol=1e-6)
+  values = tf.Variable([[0.25]])
+  rollout = tf.Variable([[0.5]])
+  with tf.GradientTape(persistent=True) as tape:
+    loss = ppo(dict(one_step_inputs(), values=values, rollout_values=rollout))["loss"]
+  assert tape.gradient(loss, rollout) is None  # constant: only the critic's current values train it
+  assert abs(float(tape.gradient(loss, values)[0, 0])) > 0
 
 
 def test_ppo_clips_the_ratio():

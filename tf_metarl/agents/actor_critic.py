@@ -20,6 +20,12 @@ from tf_metarl.trajectories import Trajectory
 ObjectiveFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
 
+class RolloutValues(NamedTuple):
+  """V(s_t) and V(s'_t), [B, T]: the values an objective's targets are computed from."""
+  values: tf.Tensor
+  next_values: tf.Tensor
+
+
 class ActorCriticState(NamedTuple):
   """policy, critic: lists of parameter tensors (the Keras models' trainable variables' order);
   optimizer: the functional optimizer's state over policy + critic."""
@@ -73,25 +79,39 @@ class ActorCritic:
   def values(self, critic_params, observations):
     return functional_call(self.critic, critic_params, observations)
 
-  def objective_inputs(self, policy_params, critic_params, batch: Trajectory) -> Dict[str, tf.Tensor]:
-    """Every named objective input for a batch [B, T, ...], differentiable in the parameters."""
+  def rollout_values(self, critic_params, batch: Trajectory) -> RolloutValues:
+    """The critic's V(s_t) and V(s'_t) [B, T] of a batch, to freeze targets per rollout."""
+    return RolloutValues(self.values(critic_params, batch.observations),
+                         self.values(critic_params, batch.next_observations))
+
+  def objective_inputs(self, policy_params, critic_params, batch: Trajectory,
+                       rollout_values: Optional[RolloutValues] = None) -> Dict[str, tf.Tensor]:
+    """Every named objective input for a batch [B, T, ...], differentiable in the parameters.
+    `rollout_values`: the values targets are computed from (default: the current critic's)."""
     outputs = self.policy_outputs(policy_params, batch.observations)
+    values = self.values(critic_params, batch.observations)
+    next_values = self.values(critic_params, batch.next_observations)
+    if rollout_values is None:
+      rollout_values = RolloutValues(values, next_values)
     return {
         "rewards": batch.rewards,
         "discounts": batch.discounts,
         "episode_ends": batch.episode_ends,
-        "values": self.values(critic_params, batch.observations),
-        "next_values": self.values(critic_params, batch.next_observations),
+        "values": values,
+        "next_values": next_values,
+        "rollout_values": tf.stop_gradient(rollout_values.values),
+        "rollout_next_values": tf.stop_gradient(rollout_values.next_values),
         "log_probs": self.policy.log_prob(outputs, batch.actions),
         "behaviour_log_probs": batch.log_probs,
         "entropies": self.policy.entropy(outputs),
         "observations": tf.reshape(batch.observations, tf.concat([tf.shape(batch.rewards), [-1]], 0)),
     }
 
-  def loss(self, policy_params, critic_params, batch: Trajectory, objective_fn: ObjectiveFn):
+  def loss(self, policy_params, critic_params, batch: Trajectory, objective_fn: ObjectiveFn,
+           rollout_values: Optional[RolloutValues] = None):
     """Returns (scalar loss, scalar metrics): the objective's loss, plus the critic's own λ-return
     regression when `critic_return` is set."""
-    inputs = self.objective_inputs(policy_params, critic_params, batch)
+    inputs = self.objective_inputs(policy_params, critic_params, batch, rollout_values)
     out = objective_fn(inputs)
     loss = out["loss"]
     metrics = {k: v for k, v in out.items() if v.shape.rank == 0}
@@ -106,14 +126,16 @@ class ActorCritic:
     return loss, metrics
 
   def update(self, state: ActorCriticState, batch: Trajectory, objective_fn: ObjectiveFn,
-             learning_rate=None) -> Tuple[ActorCriticState, Dict[str, tf.Tensor]]:
+             learning_rate=None, rollout_values: Optional[RolloutValues] = None
+             ) -> Tuple[ActorCriticState, Dict[str, tf.Tensor]]:
     """One gradient step on the objective. Differentiable in anything `objective_fn` closes over
-    (an enclosing tape sees through it: the inner tape records only θ)."""
+    (an enclosing tape sees through it: the inner tape records only θ). `rollout_values` freezes
+    the values the objective's targets come from (see `objective_inputs`)."""
     params = list(state.policy) + list(state.critic)
     num_policy = len(state.policy)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(params)
-      loss, metrics = self.loss(params[:num_policy], params[num_policy:], batch, objective_fn)
+      loss, metrics = self.loss(params[:num_policy], params[num_policy:], batch, objective_fn, rollout_values)
     grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads, norm = clip_by_global_norm(grads, self.max_grad_norm)
     params, opt_state, skipped = apply_if_finite(self.optimizer, params, grads, state.optimizer, learning_rate,

@@ -119,13 +119,18 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
                                        trajectory)
     size = cfg.num_envs // cfg.minibatches
     epoch_seeds = tf.random.experimental.stateless_split(shuffle_seed, num=cfg.epochs)
-    member_update = self._per_member(lambda s, b: self.agent.update(s, b, self.objective, learning_rate))
+    if cfg.freeze_targets:  # the critic's values at collection, for every update of this iteration
+      frozen = self._per_member(self.agent.rollout_values)(state.critic, trajectory)
+      member_update = self._per_member(lambda s, b, v: self.agent.update(s, b, self.objective, learning_rate, v))
+    else:
+      frozen = ()
+      member_update = self._per_member(lambda s, b: self.agent.update(s, b, self.objective, learning_rate))
 
     def update(k, agent_state):
       order = tf.argsort(tf.random.stateless_uniform([members, cfg.num_envs], epoch_seeds[k // cfg.minibatches]))
       copies = order[:, (k % cfg.minibatches) * size:(k % cfg.minibatches + 1) * size]
-      batch = tf.nest.map_structure(lambda x: tf.gather(x, copies, batch_dims=1), trajectory)
-      agent_state, metrics = member_update(agent_state, batch)
+      batch, values = tf.nest.map_structure(lambda x: tf.gather(x, copies, batch_dims=1), (trajectory, frozen))
+      agent_state, metrics = member_update(agent_state, batch, *([values] if cfg.freeze_targets else []))
       self.guard.record(tf.reduce_max(metrics["skipped_updates"]))
       return agent_state, _nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"})
 

@@ -41,6 +41,9 @@ class OnPolicyConfig:
   critic_gamma: float = 0.99  # for the critic's own loss, used only when the objective does not train it
   critic_lambda: float = 0.95
   jit_compile: bool = False  # XLA for the whole iteration on TensorFlow-native environments (in-graph learner)
+  # Compute the objective's targets (advantages, λ-returns) from the critic as it was at collection,
+  # for all epochs of an iteration (purejaxrl's PPO), instead of the current critic at every update.
+  freeze_targets: bool = False
 
   def validate(self):
     for name in ("num_envs", "rollout_length", "epochs", "minibatches"):
@@ -109,8 +112,12 @@ class OnPolicyLearner(Trainable):
     return {k: v.numpy() for k, v in self._act(tf.constant(observations)).items()}
 
   @tf.function(jit_compile=compilation.JIT_COMPILE)
-  def _train_step(self, batch: Trajectory):
-    state, metrics = self.agent.update(self.state.read(), batch, self.objective, self.learning_rate)
+  def _rollout_values(self, trajectory: Trajectory):
+    return self.agent.rollout_values(self.state.read().critic, trajectory)
+
+  @tf.function(jit_compile=compilation.JIT_COMPILE)
+  def _train_step(self, batch: Trajectory, rollout_values=None):
+    state, metrics = self.agent.update(self.state.read(), batch, self.objective, self.learning_rate, rollout_values)
     self.state.assign(state)
     self.guard.record(metrics["skipped_updates"])
     return metrics
@@ -127,12 +134,17 @@ class OnPolicyLearner(Trainable):
     trajectory, stats = self.collector.collect(self.act, cfg.rollout_length)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     size = cfg.num_envs // cfg.minibatches
+    frozen = self._rollout_values(tf.nest.map_structure(tf.constant, trajectory)) if cfg.freeze_targets else None
     updates = []
     for _ in range(cfg.epochs):
       order = np.random.default_rng(int(self.rng.uniform_full_int([], tf.int64).numpy()) % (2**32)).permutation(cfg.num_envs)
       for k in range(cfg.minibatches):
         idx = order[k * size:(k + 1) * size]
-        updates.append(self._train_step(tf.nest.map_structure(lambda x: tf.constant(x[idx]), trajectory)))
+        batch = tf.nest.map_structure(lambda x: tf.constant(x[idx]), trajectory)
+        if frozen is None:
+          updates.append(self._train_step(batch))
+        else:
+          updates.append(self._train_step(batch, tf.nest.map_structure(lambda x: tf.gather(x, idx), frozen)))
     metrics = mean_metrics(updates)
     metrics.pop("skipped_updates", None)  # counted by the guard (reliability/skipped_updates)
     metrics["charts/learning_rate"] = float(self.learning_rate.numpy())

@@ -24,6 +24,9 @@ INPUT_DESCRIPTIONS = {
     "episode_ends": "1 where the episode ended at t (terminated or truncated), else 0",
     "values": "V(s_t) of the current critic (differentiable)",
     "next_values": "V(s'_t) of the true next observation (current critic)",
+    "rollout_values": "V(s_t) the objective's targets are computed from (constant): the critic's at collection "
+                      "when the learner freezes targets per rollout (on_policy.freeze_targets), else the current one's",
+    "rollout_next_values": "V(s'_t) the targets are computed from (constant), as rollout_values",
     "log_probs": "log π(a_t|s_t) of the current policy (differentiable)",
     "behaviour_log_probs": "log μ(a_t|s_t) of the policy that collected the data",
     "entropies": "entropy of the current policy at s_t (differentiable)",

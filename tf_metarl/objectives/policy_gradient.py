@@ -1,9 +1,11 @@
 """Hand-designed on-policy objectives: REINFORCE with GAE, A2C and PPO-clip, thin wrappers over
 `tf_metarl.losses`.
 
-Each computes its advantages inside, from the critic's values with gradients stopped, so the same
-named inputs serve all of them and an exported objective is self-contained. The critic is
-regressed towards the same λ-returns through the differentiable `values`.
+Each computes its advantages inside, from the critic's values with gradients stopped
+(`rollout_values`: the current critic's, or the critic's at collection when the learner freezes
+targets per rollout), so the same named inputs serve all of them and an exported objective is
+self-contained. The critic is regressed towards the same λ-returns through the differentiable
+`values`.
 """
 from __future__ import annotations
 
@@ -38,11 +40,12 @@ class _ActorCriticObjective(Objective):
                 normalise_advantages=self.normalise_advantages)
 
   def _targets(self, inputs):
-    """Returns (advantages, λ-returns), both [B, T] with gradients stopped."""
-    values = tf.stop_gradient(inputs["values"])
+    """Returns (advantages, λ-returns), both [B, T] with gradients stopped, from `rollout_values`
+    (the current critic's values unless the learner froze them at collection)."""
+    values = tf.stop_gradient(inputs["rollout_values"])
     advantages = returns.generalized_advantage_estimates(
         inputs["rewards"], inputs["discounts"], inputs["episode_ends"], values,
-        tf.stop_gradient(inputs["next_values"]), self.gamma, self.lam)
+        tf.stop_gradient(inputs["rollout_next_values"]), self.gamma, self.lam)
     targets = advantages + values
     if self.normalise_advantages:
       advantages = _normalise(advantages)
@@ -63,7 +66,7 @@ class _ActorCriticObjective(Objective):
 class ReinforceObjective(_ActorCriticObjective):
   """REINFORCE with a GAE(λ) advantage: −A_t log π(a_t|s_t) + c_v ½(G^λ_t − V(s_t))²."""
   kind = "reinforce"
-  input_names = ("rewards", "discounts", "episode_ends", "values", "next_values", "log_probs")
+  input_names = ("rewards", "discounts", "episode_ends", "values", "rollout_values", "rollout_next_values", "log_probs")
 
   def __init__(self, gamma=0.99, lam=0.95, value_coef=0.5, normalise_advantages=True, name=None):
     super().__init__(gamma, lam, value_coef, 0.0, normalise_advantages, name=name)
@@ -73,7 +76,8 @@ class A2CObjective(_ActorCriticObjective):
   """A2C: n-step bootstrapped advantages (λ = 1 to the segment's end) and an entropy bonus:
   −A_t log π − c_e H(π) + c_v ½(G_t − V(s_t))²."""
   kind = "a2c"
-  input_names = ("rewards", "discounts", "episode_ends", "values", "next_values", "log_probs", "entropies")
+  input_names = ("rewards", "discounts", "episode_ends", "values", "rollout_values", "rollout_next_values", "log_probs",
+                 "entropies")
 
   def __init__(self, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01, normalise_advantages=False,
                name=None):
@@ -83,12 +87,13 @@ class A2CObjective(_ActorCriticObjective):
 class PPOObjective(_ActorCriticObjective):
   """PPO-clip: −min(ρ A, clip(ρ, 1 ± ε) A) − c_e H(π) + c_v ½(G^λ − V)², ρ = exp(log π − log μ).
 
-  Advantages are recomputed from the current critic at every call (per epoch), which Andrychowicz
-  et al. (2021, "What matters in on-policy RL") found at least as good as freezing them per rollout.
+  Advantages come from `rollout_values`: the current critic's at every call (per epoch) by default,
+  which Andrychowicz et al. (2021, "What matters in on-policy RL") found at least as good as
+  freezing them per rollout; or frozen at collection (`on_policy.freeze_targets`, as purejaxrl).
   """
   kind = "ppo"
-  input_names = ("rewards", "discounts", "episode_ends", "values", "next_values", "log_probs",
-                 "behaviour_log_probs", "entropies")
+  input_names = ("rewards", "discounts", "episode_ends", "values", "rollout_values", "rollout_next_values",
+                 "log_probs", "behaviour_log_probs", "entropies")
 
   def __init__(self, gamma=0.99, lam=0.95, clip_epsilon=0.2, value_coef=0.5, entropy_coef=0.01,
                normalise_advantages=True, name=None):

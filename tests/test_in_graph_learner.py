@@ -58,8 +58,8 @@ def test_a_run_split_in_two_with_a_resume_equals_the_uninterrupted_run(tmp_path)
   np.testing.assert_array_equal(whole.env_state.read().env.physics.numpy(), second.env_state.read().env.physics.numpy())
 
 
-@pytest.mark.parametrize("env_id", [pytest.param("tf_metarl/Pendulum-v1", marks=pytest.mark.slow),
-                                    "tf_metarl/MountainCarContinuous-v0"])
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["tf_metarl/Pendulum-v1", "tf_metarl/MountainCarContinuous-v0"])
 def test_continuous_actions_are_clipped_for_the_environment_and_recorded_as_sampled(env_id):
   learner = make_learner(env_id, num_envs=4, rollout_length=64, epochs=1, minibatches=1)
   _, trajectory, _ = learner.task.rollout(learner.env_state.read(), learner.agent.act, learner.state.read().policy,
@@ -74,6 +74,7 @@ def test_continuous_actions_are_clipped_for_the_environment_and_recorded_as_samp
   assert np.isfinite(result["metrics"]["loss"])
 
 
+@pytest.mark.slow
 def test_population_members_start_as_lone_agents_of_their_seeds_and_train_independently():
   team = make_learner(seed=3, members=3, num_envs=4, rollout_length=32, epochs=2, minibatches=2)
   stacked = team.state.read()

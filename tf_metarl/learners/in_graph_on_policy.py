@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 from typing import Dict, List
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -28,8 +27,7 @@ from tf_metarl.agents import population
 from tf_metarl.agents.actor_critic import ActorCritic
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.envs import batched, classic_control
-from tf_metarl.learners.on_policy import OnPolicyLearner
-from tf_metarl.networks import ValueCritic, make_policy
+from tf_metarl.learners.on_policy import OnPolicyLearner, make_networks
 from tf_metarl.state_variables import StateVariables
 from tf_metarl.tasks import BatchedTask
 
@@ -63,11 +61,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
 
   def _fresh_state(self, seed: int):
     """The initial state a lone agent of `seed` would start from."""
-    keras.utils.set_random_seed(seed)
-    cfg, info = self.config, self.env_info
-    policy = make_policy(info, "stochastic", cfg.hidden_sizes, cfg.activation, cfg.layer_norm)
-    critic = ValueCritic(int(np.prod(info.observation_shape)), cfg.hidden_sizes, cfg.activation, cfg.layer_norm)
-    return ActorCritic(policy, critic, self.agent.optimizer).init()
+    return ActorCritic(*make_networks(self.env_info, self.config, seed), self.agent.optimizer).init()
 
   def _make_environments(self):
     native = classic_control.make_native(self.env_info.env_id, randomize=self.env_randomize)

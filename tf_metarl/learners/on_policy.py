@@ -56,6 +56,15 @@ class OnPolicyConfig:
       raise errors.ConfigError(f"on_policy.learning_rate must be > 0, got {self.learning_rate}")
 
 
+def make_networks(env_info: EnvInfo, config: OnPolicyConfig, seed: int):
+  """(stochastic policy, state-value critic) of an agent of `seed`, freshly initialised."""
+  keras.utils.set_random_seed(seed)
+  obs_dim = int(np.prod(env_info.observation_shape))
+  policy = make_policy(env_info, "stochastic", config.hidden_sizes, config.activation, config.layer_norm)
+  critic = ValueCritic(obs_dim, config.hidden_sizes, config.activation, config.layer_norm, name="critic")
+  return policy, critic
+
+
 class OnPolicyLearner(Trainable):
   """See the module docstring. `total_steps` sets the learning-rate annealing horizon.
 
@@ -68,10 +77,7 @@ class OnPolicyLearner(Trainable):
     config.validate()
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     self.total_steps = total_steps
-    keras.utils.set_random_seed(seed)
-    obs_dim = int(np.prod(env_info.observation_shape))
-    self.policy = make_policy(env_info, "stochastic", config.hidden_sizes, config.activation, config.layer_norm)
-    self.critic = ValueCritic(obs_dim, config.hidden_sizes, config.activation, config.layer_norm, name="critic")
+    self.policy, self.critic = make_networks(env_info, config, seed)
     critic_return = None if objective.trains_critic else (config.critic_gamma, config.critic_lambda)
     self.agent = ActorCritic(self.policy, self.critic, Adam(config.learning_rate, epsilon=1e-5),
                              max_grad_norm=config.max_grad_norm, critic_return=critic_return)

@@ -84,6 +84,17 @@ class ActorCritic:
     return RolloutValues(self.values(critic_params, batch.observations),
                          self.values(critic_params, batch.next_observations))
 
+  def rollout_targets(self, critic_params, batch: Trajectory, objective) -> Dict[str, tf.Tensor]:
+    """An objective's targets for a whole rollout [B, T] (`Objective.rollout_targets`), from the
+    critic's values at collection; constants."""
+    values = self.rollout_values(critic_params, batch)
+    inputs = {"rewards": batch.rewards, "discounts": batch.discounts, "episode_ends": batch.episode_ends,
+              "rollout_values": values.values, "rollout_next_values": values.next_values}
+    missing = set(objective.rollout_target_inputs) - set(inputs)
+    if missing:
+      raise ValueError(f"{objective.kind}.rollout_targets reads inputs the agent does not give: {sorted(missing)}")
+    return tf.nest.map_structure(tf.stop_gradient, objective.rollout_targets(inputs))
+
   def objective_inputs(self, policy_params, critic_params, batch: Trajectory,
                        rollout_values: Optional[RolloutValues] = None) -> Dict[str, tf.Tensor]:
     """Every named objective input for a batch [B, T, ...], differentiable in the parameters.

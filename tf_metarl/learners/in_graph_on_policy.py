@@ -27,7 +27,8 @@ from tf_metarl.agents import population
 from tf_metarl.agents.actor_critic import ActorCritic
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.envs import batched, classic_control
-from tf_metarl.learners.on_policy import OnPolicyLearner, make_networks
+from tf_metarl.learners.on_policy import (OnPolicyLearner, as_units, make_networks, minibatch_units, minibatch_update,
+                                          rollout_extras)
 from tf_metarl.state_variables import StateVariables
 from tf_metarl.tasks import BatchedTask
 
@@ -111,20 +112,21 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
                                                         rollout_seed, cfg.rollout_length)
     trajectory = tf.nest.map_structure(lambda x: tf.reshape(x, [members, cfg.num_envs] + x.shape[1:].as_list()),
                                        trajectory)
-    size = cfg.num_envs // cfg.minibatches
+    extras = ()
+    if cfg.shuffle_transitions or cfg.freeze_targets:
+      extras = self._per_member(lambda critic, rollout: rollout_extras(self.agent, self.objective, critic, rollout,
+                                                                       cfg))(state.critic, trajectory)
+    units = as_units((trajectory, extras), cfg, leading_axes=1)
+    count = minibatch_units(cfg)
+    size = count // cfg.minibatches
     epoch_seeds = tf.random.experimental.stateless_split(shuffle_seed, num=cfg.epochs)
-    if cfg.freeze_targets:  # the critic's values at collection, for every update of this iteration
-      frozen = self._per_member(self.agent.rollout_values)(state.critic, trajectory)
-      member_update = self._per_member(lambda s, b, v: self.agent.update(s, b, self.objective, learning_rate, v))
-    else:
-      frozen = ()
-      member_update = self._per_member(lambda s, b: self.agent.update(s, b, self.objective, learning_rate))
+    member_update = self._per_member(minibatch_update(self.agent, self.objective, cfg, learning_rate))
 
     def update(k, agent_state):
-      order = tf.argsort(tf.random.stateless_uniform([members, cfg.num_envs], epoch_seeds[k // cfg.minibatches]))
-      copies = order[:, (k % cfg.minibatches) * size:(k % cfg.minibatches + 1) * size]
-      batch, values = tf.nest.map_structure(lambda x: tf.gather(x, copies, batch_dims=1), (trajectory, frozen))
-      agent_state, metrics = member_update(agent_state, batch, *([values] if cfg.freeze_targets else []))
+      order = tf.argsort(tf.random.stateless_uniform([members, count], epoch_seeds[k // cfg.minibatches]))
+      chosen = order[:, (k % cfg.minibatches) * size:(k % cfg.minibatches + 1) * size]
+      batch, batch_extras = tf.nest.map_structure(lambda x: tf.gather(x, chosen, batch_dims=1), units)
+      agent_state, metrics = member_update(agent_state, batch, batch_extras)
       self.guard.record(tf.reduce_max(metrics["skipped_updates"]))
       return agent_state, _nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"})
 

@@ -2,7 +2,8 @@
 
 Each iteration collects `rollout_length` steps from `num_envs` copies, then runs `epochs` passes
 over `minibatches` splits of the copies (whole segments, so objectives that compute returns
-inside see contiguous time). The objective's loss trains the policy, and the critic too when the
+inside see contiguous time), or, with `shuffle_transitions`, of the rollout's single transitions
+with the objective's targets computed once per rollout (purejaxrl's PPO). The objective's loss trains the policy, and the critic too when the
 objective says it does (`trains_critic`); otherwise the critic regresses λ-returns on its own.
 """
 from __future__ import annotations
@@ -44,12 +45,19 @@ class OnPolicyConfig:
   # Compute the objective's targets (advantages, λ-returns) from the critic as it was at collection,
   # for all epochs of an iteration (purejaxrl's PPO), instead of the current critic at every update.
   freeze_targets: bool = False
+  # Minibatches of shuffled single transitions rather than of whole copies, with the objective's
+  # targets computed once per rollout from the critic at collection (implies frozen targets; needs
+  # an objective that computes its targets per rollout: ppo, a2c, reinforce).
+  shuffle_transitions: bool = False
 
   def validate(self):
     for name in ("num_envs", "rollout_length", "epochs", "minibatches"):
       if int(getattr(self, name)) < 1:
         raise errors.ConfigError(f"on_policy.{name} must be >= 1, got {getattr(self, name)}")
-    if self.num_envs % self.minibatches:
+    if self.shuffle_transitions and (self.num_envs * self.rollout_length) % self.minibatches:
+      raise errors.ConfigError(f"on_policy.minibatches ({self.minibatches}) must divide the rollout's "
+                               f"{self.num_envs * self.rollout_length} transitions (num_envs × rollout_length)")
+    if not self.shuffle_transitions and self.num_envs % self.minibatches:
       raise errors.ConfigError(f"on_policy.num_envs ({self.num_envs}) must be divisible by on_policy.minibatches "
                                f"({self.minibatches}): minibatches split whole environment copies")
     if not self.learning_rate > 0:
@@ -65,6 +73,46 @@ def make_networks(env_info: EnvInfo, config: OnPolicyConfig, seed: int):
   return policy, critic
 
 
+def minibatch_units(config: OnPolicyConfig) -> int:
+  """How many units an iteration's minibatches split: copies, or transitions (`shuffle_transitions`)."""
+  return config.num_envs * config.rollout_length if config.shuffle_transitions else config.num_envs
+
+
+def as_units(tree, config: OnPolicyConfig, leading_axes: int = 0):
+  """A rollout's tensors [..., B, T, ...] (`leading_axes` axes before B, e.g. a population's) as
+  the units minibatches gather from: unchanged (copies), or [..., B · T, 1, ...] (transitions)."""
+  if not config.shuffle_transitions:
+    return tree
+
+  def flatten(x):
+    shape = x.shape.as_list()
+    return tf.reshape(x, shape[:leading_axes] + [-1, 1] + shape[leading_axes + 2:])
+
+  return tf.nest.map_structure(flatten, tree)
+
+
+def rollout_extras(agent: ActorCritic, objective: Objective, critic_params, trajectory: Trajectory,
+                   config: OnPolicyConfig):
+  """What every update of an iteration shares, from the critic at collection: the objective's
+  targets (`shuffle_transitions`), the critic's values (`freeze_targets`), or nothing."""
+  if config.shuffle_transitions:
+    return agent.rollout_targets(critic_params, trajectory, objective)
+  if config.freeze_targets:
+    return agent.rollout_values(critic_params, trajectory)
+  return ()
+
+
+def minibatch_update(agent: ActorCritic, objective: Objective, config: OnPolicyConfig, learning_rate):
+  """update(state, batch, extras) -> (state, metrics): one `ActorCritic.update` on a minibatch and
+  its share of `rollout_extras`."""
+  if config.shuffle_transitions:
+    return lambda state, batch, targets: agent.update(
+        state, batch, lambda inputs: objective.loss_from_targets(inputs, targets), learning_rate)
+  if config.freeze_targets:
+    return lambda state, batch, values: agent.update(state, batch, objective, learning_rate, values)
+  return lambda state, batch, _: agent.update(state, batch, objective, learning_rate)
+
+
 class OnPolicyLearner(Trainable):
   """See the module docstring. `total_steps` sets the learning-rate annealing horizon.
 
@@ -75,6 +123,9 @@ class OnPolicyLearner(Trainable):
 
   def __init__(self, env_info: EnvInfo, objective: Objective, config: OnPolicyConfig, seed: int, total_steps: int):
     config.validate()
+    if config.shuffle_transitions and not objective.computes_rollout_targets:
+      raise errors.ConfigError(f"on_policy.shuffle_transitions needs an objective that computes its targets once per "
+                               f"rollout (ppo, a2c, reinforce); {objective.kind!r} does not")
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     self.total_steps = total_steps
     self.policy, self.critic = make_networks(env_info, config, seed)
@@ -118,12 +169,13 @@ class OnPolicyLearner(Trainable):
     return {k: v.numpy() for k, v in self._act(tf.constant(observations)).items()}
 
   @tf.function(jit_compile=compilation.JIT_COMPILE)
-  def _rollout_values(self, trajectory: Trajectory):
-    return self.agent.rollout_values(self.state.read().critic, trajectory)
+  def _rollout_extras(self, trajectory: Trajectory):
+    return rollout_extras(self.agent, self.objective, self.state.read().critic, trajectory, self.config)
 
   @tf.function(jit_compile=compilation.JIT_COMPILE)
-  def _train_step(self, batch: Trajectory, rollout_values=None):
-    state, metrics = self.agent.update(self.state.read(), batch, self.objective, self.learning_rate, rollout_values)
+  def _train_step(self, batch: Trajectory, extras):
+    update = minibatch_update(self.agent, self.objective, self.config, self.learning_rate)
+    state, metrics = update(self.state.read(), batch, extras)
     self.state.assign(state)
     self.guard.record(metrics["skipped_updates"])
     return metrics
@@ -139,18 +191,17 @@ class OnPolicyLearner(Trainable):
     self._anneal_learning_rate()
     trajectory, stats = self.collector.collect(self.act, cfg.rollout_length)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
-    size = cfg.num_envs // cfg.minibatches
-    frozen = self._rollout_values(tf.nest.map_structure(tf.constant, trajectory)) if cfg.freeze_targets else None
+    trajectory = tf.nest.map_structure(tf.constant, trajectory)
+    extras = self._rollout_extras(trajectory) if cfg.shuffle_transitions or cfg.freeze_targets else ()
+    units = as_units((trajectory, extras), cfg)
+    count = minibatch_units(cfg)
+    size = count // cfg.minibatches
     updates = []
     for _ in range(cfg.epochs):
-      order = np.random.default_rng(int(self.rng.uniform_full_int([], tf.int64).numpy()) % (2**32)).permutation(cfg.num_envs)
+      order = np.random.default_rng(int(self.rng.uniform_full_int([], tf.int64).numpy()) % (2**32)).permutation(count)
       for k in range(cfg.minibatches):
         idx = order[k * size:(k + 1) * size]
-        batch = tf.nest.map_structure(lambda x: tf.constant(x[idx]), trajectory)
-        if frozen is None:
-          updates.append(self._train_step(batch))
-        else:
-          updates.append(self._train_step(batch, tf.nest.map_structure(lambda x: tf.gather(x, idx), frozen)))
+        updates.append(self._train_step(*tf.nest.map_structure(lambda x: tf.gather(x, idx), units)))
     metrics = mean_metrics(updates)
     metrics.pop("skipped_updates", None)  # counted by the guard (reliability/skipped_updates)
     metrics["charts/learning_rate"] = float(self.learning_rate.numpy())

@@ -167,6 +167,23 @@ class Objective(tf.Module):
   def _loss(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     raise NotImplementedError
 
+  # --- targets computed once per rollout (optional) ---
+  # An objective whose targets (advantages, returns) need whole trajectories can compute them once
+  # per rollout, so that a learner may train on minibatches of shuffled single transitions
+  # (`on_policy.shuffle_transitions`): `rollout_targets` on the whole rollout [B, T], then
+  # `loss_from_targets` on any minibatch of the same steps. Learned objectives do not.
+  computes_rollout_targets: bool = False
+  rollout_target_inputs: Tuple[str, ...] = ()  # what `rollout_targets` reads (no policy outputs)
+
+  def rollout_targets(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Named [B, T] targets of a whole rollout from `rollout_target_inputs` (constants)."""
+    raise errors.ConfigError(f"objective {self.kind!r} does not compute its targets per rollout")
+
+  def loss_from_targets(self, inputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]
+                        ) -> Dict[str, tf.Tensor]:
+    """As `__call__`, with the targets `rollout_targets` gave for the same steps (any [B, T] layout)."""
+    raise errors.ConfigError(f"objective {self.kind!r} does not compute its targets per rollout")
+
   def hyperparameters(self) -> dict:
     """JSON-serialisable settings recorded in exports."""
     return {}

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tf_metarl import losses, returns
 from tf_metarl.networks.normalization import moments
-from tf_metarl.objectives.base import ON_POLICY, Objective
+from tf_metarl.objectives.base import ON_POLICY, Objective, validate_inputs
 
 
 def _normalise(x):
@@ -39,28 +39,38 @@ class _ActorCriticObjective(Objective):
     return dict(gamma=self.gamma, lam=self.lam, value_coef=self.value_coef, entropy_coef=self.entropy_coef,
                 normalise_advantages=self.normalise_advantages)
 
-  def _targets(self, inputs):
-    """Returns (advantages, λ-returns), both [B, T] with gradients stopped, from `rollout_values`
-    (the current critic's values unless the learner froze them at collection)."""
+  computes_rollout_targets = True
+  rollout_target_inputs = ("rewards", "discounts", "episode_ends", "rollout_values", "rollout_next_values")
+
+  def rollout_targets(self, inputs):
+    """{"advantages": GAE(γ, λ) (not normalised), "value_targets": λ-returns}, both [B, T] with
+    gradients stopped, from `rollout_values` (the current critic's values unless the learner froze
+    them at collection). Needs whole trajectories: the recursion runs over time."""
     values = tf.stop_gradient(inputs["rollout_values"])
     advantages = returns.generalized_advantage_estimates(
         inputs["rewards"], inputs["discounts"], inputs["episode_ends"], values,
         tf.stop_gradient(inputs["rollout_next_values"]), self.gamma, self.lam)
-    targets = advantages + values
-    if self.normalise_advantages:
-      advantages = _normalise(advantages)
-    return tf.stop_gradient(advantages), tf.stop_gradient(targets)
+    return {"advantages": tf.stop_gradient(advantages), "value_targets": tf.stop_gradient(advantages + values)}
 
   def _policy_term(self, inputs, advantages):
     """Returns (per-step policy term [B, T], extra scalar diagnostics)."""
     return losses.policy_gradient(inputs["log_probs"], advantages), {}
 
-  def _loss(self, inputs):
-    advantages, targets = self._targets(inputs)
+  def loss_from_targets(self, inputs, targets):
+    return self._loss_from_targets(validate_inputs(self.input_specs(), inputs, self.kind), targets)
+
+  def _loss_from_targets(self, inputs, targets):
+    """The loss on a batch given its targets; advantages are normalised over this batch."""
+    advantages = targets["advantages"]
+    if self.normalise_advantages:
+      advantages = _normalise(advantages)
     policy_term, extra = self._policy_term(inputs, advantages)
-    per_step, parts = losses.actor_critic(policy_term, inputs["values"], targets, inputs.get("entropies"),
-                                          self.value_coef, self.entropy_coef)
+    per_step, parts = losses.actor_critic(policy_term, inputs["values"], targets["value_targets"],
+                                          inputs.get("entropies"), self.value_coef, self.entropy_coef)
     return dict(parts, per_step=per_step, loss=tf.reduce_mean(per_step), **extra)
+
+  def _loss(self, inputs):
+    return self._loss_from_targets(inputs, self.rollout_targets(inputs))
 
 
 class ReinforceObjective(_ActorCriticObjective):

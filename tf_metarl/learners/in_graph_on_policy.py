@@ -33,7 +33,7 @@ from tf_metarl.state_variables import StateVariables
 from tf_metarl.tasks import BatchedTask
 
 
-def _nan_masked(metrics: Dict[str, tf.Tensor]):
+def nan_masked(metrics: Dict[str, tf.Tensor]):
   """(values with NaN as 0, 1 where a value is a number) per metric, to average over updates."""
   finite = {k: tf.cast(tf.logical_not(tf.math.is_nan(v)), tf.float32) for k, v in metrics.items()}
   return {k: tf.where(finite[k] > 0, v, 0.0) for k, v in metrics.items()}, finite
@@ -128,7 +128,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
       batch, batch_extras = tf.nest.map_structure(lambda x: tf.gather(x, chosen, batch_dims=1), units)
       agent_state, metrics = member_update(agent_state, batch, batch_extras)
       self.guard.record(tf.reduce_max(metrics["skipped_updates"]))
-      return agent_state, _nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"})
+      return agent_state, nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"})
 
     state, (sums, counts) = update(tf.constant(0), state)
 

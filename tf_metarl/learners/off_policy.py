@@ -47,9 +47,11 @@ class OffPolicyConfig:
   activation: str = "relu"
   layer_norm: bool = False
   max_grad_norm: float = 0.0       # global-norm clipping of each critic and actor gradient (0: none)
+  graph_steps: int = 250           # vector steps per compiled call on TensorFlow-native environments (in-graph learner)
+  jit_compile: bool = False        # XLA for that call (in-graph learner)
 
   def validate(self):
-    for name in ("num_envs", "replay_capacity", "batch_size", "sequence_length", "policy_delay"):
+    for name in ("num_envs", "replay_capacity", "batch_size", "sequence_length", "policy_delay", "graph_steps"):
       if int(getattr(self, name)) < 1:
         raise errors.ConfigError(f"off_policy.{name} must be >= 1, got {getattr(self, name)}")
     if self.warmup_steps < self.sequence_length * self.num_envs:
@@ -96,12 +98,16 @@ class OffPolicyLearner(Trainable):
     self.np_rng = np.random.default_rng(seed)
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
     self.guard = UpdateGuard()
-    self.env = make_vector_env(env_info.env_id, config.num_envs, seed)
-    self.eval_env = make_env(env_info.env_id)
-    self.collector = RolloutCollector(self.env, seed)
-    self.replay = SequenceReplay(config.replay_capacity, config.num_envs, obs_dim, act_dim)
+    self.replay = SequenceReplay(config.replay_capacity, config.num_envs, obs_dim, act_dim, name="replay")
     self._evaluations = 0
     self._update_credit = 0.0
+    self._make_environments()
+
+  def _make_environments(self):
+    """Gymnasium copies stepped from Python (`InGraphOffPolicyLearner` replaces them)."""
+    self.env = make_vector_env(self.env_info.env_id, self.config.num_envs, self.seed)
+    self.eval_env = make_env(self.env_info.env_id)
+    self.collector = RolloutCollector(self.env, self.seed)
 
   def checkpoint_items(self):
     return dict(policy=self.policy, target_policy=self.target_policy, critic=self.critic,

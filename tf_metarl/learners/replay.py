@@ -1,8 +1,11 @@
 """A replay buffer of per-copy contiguous steps that samples `[B, T]` sequences.
 
-Storage is `[capacity, num_envs, ...]`: the collector adds one step of every copy at a time, so
-steps of one copy are contiguous in time and sequences never mix copies. Sequences may cross
-episode boundaries; `terminated`/`truncated` mark them, as in a collected `Trajectory`.
+Storage is `[capacity, num_envs, ...]` TensorFlow variables: a collector adds one step of every
+copy at a time, so steps of one copy are contiguous in time and sequences never mix copies.
+Sequences may cross episode boundaries; `terminated`/`truncated` mark them, as in a collected
+`Trajectory`. The same buffer serves learners that step gymnasium from Python (`add`,
+`add_trajectory`, `sample`, `sample_per_copy`: NumPy in and out) and learners whose whole step is
+one graph (`insert` and `sample_sequences` inside a `tf.function`): one sampling routine for both.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import os
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.trajectories import Trajectory
@@ -17,56 +21,107 @@ from tf_metarl.trajectories import Trajectory
 _FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "episode_steps")
 
 
-class SequenceReplay:
+def _as_seed(rng) -> tf.Tensor:
+  """A stateless seed int32 [2] from a NumPy generator or a seed tensor."""
+  if isinstance(rng, np.random.Generator):
+    return tf.constant(rng.integers(0, 2**31 - 1, 2), tf.int32)
+  return tf.convert_to_tensor(rng, tf.int32)
+
+
+class SequenceReplay(tf.Module):
   """Circular buffer; `capacity` counts steps per environment copy."""
 
-  def __init__(self, capacity: int, num_envs: int, observation_dim: int, action_dim: int):
+  def __init__(self, capacity: int, num_envs: int, observation_dim: int, action_dim: int, name=None):
+    super().__init__(name=name)
     self.capacity, self.num_envs = int(capacity), int(num_envs)
     shapes = dict(observations=(observation_dim,), actions=(action_dim,), rewards=(), next_observations=(observation_dim,),
                   terminated=(), truncated=(), episode_steps=())
-    self.data = {k: np.zeros((self.capacity, self.num_envs) + shapes[k], np.float32) for k in _FIELDS}
-    self.position = 0  # next row to write
-    self.size = 0      # rows filled
+    self.buffers = {k: tf.Variable(tf.zeros((self.capacity, self.num_envs) + shapes[k]), trainable=False, name=k)
+                    for k in _FIELDS}
+    self.next_row = tf.Variable(0, dtype=tf.int32, trainable=False, name="position")  # next row to write
+    self.rows_filled = tf.Variable(0, dtype=tf.int32, trainable=False, name="size")
+    self._add_graph = tf.function(self._add_steps)
+    self._sample_graph = tf.function(self.sample_sequences)
 
+  @property
+  def position(self) -> int:
+    return int(self.next_row.numpy())
+
+  @property
+  def size(self) -> int:
+    """Rows filled (steps per copy)."""
+    return int(self.rows_filled.numpy())
+
+  @property
+  def data(self):
+    """The stored fields as NumPy arrays [capacity, num_envs, ...]."""
+    return {k: v.numpy() for k, v in self.buffers.items()}
+
+  # --- graph side ---
+  def insert(self, step) -> None:
+    """Adds one step of all copies (inside a graph or eagerly): `step` maps every field to a
+    tensor with leading dimension `num_envs`."""
+    row = self.next_row.read_value()
+    for k in _FIELDS:
+      self.buffers[k].scatter_nd_update([[row]], tf.cast(step[k], tf.float32)[None])
+    self.next_row.assign((row + 1) % self.capacity)
+    self.rows_filled.assign(tf.minimum(self.rows_filled + 1, self.capacity))
+
+  def sample_sequences(self, seed, batch_size: int, length: int, per_copy: bool = False) -> Trajectory:
+    """Samples sequences of `length` consecutive steps of one copy each (graph-safe; the buffer must
+    hold at least `length` steps per copy). seed: int32 [2].
+
+    Returns a Trajectory of float32 tensors [batch_size, length, ...] (copies drawn uniformly), or
+    with `per_copy` [num_envs, batch_size, length, ...] (`batch_size` sequences of every copy: a
+    population whose agent i owns copy i trains on its own experience). `policy_outputs` holds the
+    stored actions and `log_probs` zeros (deterministic behaviour).
+    """
+    start_seed, copy_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    size = self.rows_filled.read_value()
+    oldest = tf.where(size == self.capacity, self.next_row.read_value(), 0)
+    shape = [self.num_envs, batch_size] if per_copy else [batch_size]
+    starts = (oldest + tf.random.stateless_uniform(shape, start_seed, 0, size - length + 1, tf.int32)) % self.capacity
+    rows = (starts[..., None] + tf.range(length)) % self.capacity  # [..., T]
+    if per_copy:
+      copies = tf.broadcast_to(tf.range(self.num_envs)[:, None, None], tf.shape(rows))
+    else:
+      copies = tf.broadcast_to(
+          tf.random.stateless_uniform([batch_size], copy_seed, 0, self.num_envs, tf.int32)[:, None], tf.shape(rows))
+    index = tf.stack([rows, copies], axis=-1)
+    batch = {k: tf.gather_nd(self.buffers[k], index) for k in _FIELDS}
+    return Trajectory(policy_outputs=batch["actions"], log_probs=tf.zeros_like(batch["rewards"]), **batch)
+
+  def _add_steps(self, steps):
+    """Adds steps [num_envs, T, ...] in time order."""
+    for t in tf.range(tf.shape(steps["rewards"])[1]):
+      self.insert({k: v[:, t] for k, v in steps.items()})
+
+  # --- Python side (NumPy in and out) ---
   def add(self, **step):
     """Adds one step of all copies: each field has leading dimension `num_envs`."""
-    for k in _FIELDS:
-      self.data[k][self.position] = step[k]
-    self.position = (self.position + 1) % self.capacity
-    self.size = min(self.size + 1, self.capacity)
+    self.insert({k: tf.constant(np.asarray(step[k], np.float32)) for k in _FIELDS})
 
   def add_trajectory(self, trajectory: Trajectory):
     """Adds every time step of a collected trajectory [num_envs, T, ...], in order."""
-    for t in range(trajectory.rewards.shape[1]):
-      self.add(**{k: getattr(trajectory, k)[:, t] for k in _FIELDS})
+    self._add_graph({k: tf.constant(np.asarray(getattr(trajectory, k), np.float32)) for k in _FIELDS})
 
-  def sample(self, rng: np.random.Generator, batch_size: int, length: int) -> Trajectory:
-    """Samples `batch_size` sequences of `length` consecutive steps of one copy each.
-
-    Returns a Trajectory of float32 arrays [batch_size, length, ...]; `policy_outputs` holds the
-    stored actions and `log_probs` zeros (deterministic behaviour).
-    """
+  def _checked_sample(self, rng, batch_size: int, length: int, per_copy: bool) -> Trajectory:
     if self.size < length:
       raise ValueError(f"replay holds {self.size} steps per copy, fewer than the sequence length {length}")
-    oldest = self.position if self.size == self.capacity else 0
-    starts = (oldest + rng.integers(0, self.size - length + 1, batch_size)) % self.capacity
-    rows = (starts[:, None] + np.arange(length)[None, :]) % self.capacity  # [B, T]
-    copies = np.broadcast_to(rng.integers(0, self.num_envs, batch_size)[:, None], rows.shape)
-    batch = {k: self.data[k][rows, copies] for k in _FIELDS}
-    return Trajectory(policy_outputs=batch["actions"], log_probs=np.zeros_like(batch["rewards"]), **batch)
+    batch = self._sample_graph(_as_seed(rng), int(batch_size), int(length), per_copy)
+    return Trajectory(*[x.numpy() for x in batch])
 
-  def sample_per_copy(self, rng: np.random.Generator, batch_size: int, length: int) -> Trajectory:
+  def sample(self, rng, batch_size: int, length: int) -> Trajectory:
+    """`batch_size` sequences of `length` steps (see `sample_sequences`); rng: a NumPy generator
+    (a seed is drawn from it) or a seed int32 [2]. Returns NumPy arrays [batch_size, length, ...]."""
+    return self._checked_sample(rng, batch_size, length, per_copy=False)
+
+  def sample_per_copy(self, rng, batch_size: int, length: int) -> Trajectory:
     """`batch_size` sequences of `length` steps from every copy: arrays [num_envs, batch_size,
-    length, ...] (a population whose agent i owns copy i trains on its own experience)."""
-    if self.size < length:
-      raise ValueError(f"replay holds {self.size} steps per copy, fewer than the sequence length {length}")
-    oldest = self.position if self.size == self.capacity else 0
-    starts = (oldest + rng.integers(0, self.size - length + 1, (self.num_envs, batch_size))) % self.capacity
-    rows = (starts[..., None] + np.arange(length)) % self.capacity  # [N, B, T]
-    copies = np.broadcast_to(np.arange(self.num_envs)[:, None, None], rows.shape)
-    batch = {k: self.data[k][rows, copies] for k in _FIELDS}
-    return Trajectory(policy_outputs=batch["actions"], log_probs=np.zeros_like(batch["rewards"]), **batch)
+    length, ...]."""
+    return self._checked_sample(rng, batch_size, length, per_copy=True)
 
+  # --- persistence ---
   def state(self):
     return dict(position=np.array(self.position), size=np.array(self.size), **self.data)
 
@@ -86,8 +141,11 @@ class SequenceReplay:
 
   def load_state(self, state):
     for k in _FIELDS:
-      if k not in state or state[k].shape != self.data[k].shape:
+      shape = tuple(self.buffers[k].shape.as_list())
+      if k not in state or state[k].shape != shape:
         have = state[k].shape if k in state else "nothing"
-        raise ValueError(f"replay field {k} has shape {have}, expected {self.data[k].shape}")
-      self.data[k][...] = state[k]
-    self.position, self.size = int(state["position"]), int(state["size"])
+        raise ValueError(f"replay field {k} has shape {have}, expected {shape}")
+    for k in _FIELDS:
+      self.buffers[k].assign(state[k])
+    self.next_row.assign(int(state["position"]))
+    self.rows_filled.assign(int(state["size"]))

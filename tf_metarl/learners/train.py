@@ -57,8 +57,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   """Trains a fresh agent; returns the run summary.
 
   Args:
-    env_id: a gymnasium id; on-policy objectives train in graph on the TensorFlow-native ids
-      (`tf_metarl/CartPole-v1`, ...: `envs.classic_control`).
+    env_id: a gymnasium id; on the TensorFlow-native ids (`tf_metarl/CartPole-v1`, ...:
+      `envs.classic_control`) the agent trains in graph (on-policy and off-policy learners).
     objective_spec: "ppo", "reinforce", "a2c", "td3", or a path to an exported objective.
     fresh: move an existing `logdir` aside and start over instead of resuming it.
     config: a mapping (ml_collections ConfigDict or dict) with `steps` (per seed), `seeds` (how
@@ -72,6 +72,7 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   created or training starts.
   """
   from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner  # Imported here: one learner per run.
+  from tf_metarl.learners.in_graph_off_policy import InGraphOffPolicyLearner
   from tf_metarl.learners.in_graph_on_policy import InGraphOnPolicyLearner
   from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
 
@@ -89,21 +90,20 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   if adopted:
     logging.info("%s settings from %s (where the config keeps the default): %s", section, objective_spec,
                  ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))
-  in_graph = objective.learner == ON_POLICY and classic_control.is_native(env_id)
+  in_graph = classic_control.is_native(env_id)
   randomize = classic_control.parse_ranges(config.get("env_randomize", ""))
   if randomize and not classic_control.is_native(env_id):
     raise errors.ConfigError(f"config.env_randomize needs a TensorFlow-native environment "
                              f"({', '.join(classic_control.ENVIRONMENTS)}); got {env_id}")
-  if randomize and not in_graph:
-    raise errors.ConfigError(f"config.env_randomize trains in graph, which needs an on-policy objective; "
-                             f"got {objective_spec}")
-  if members > 1 and not in_graph:
+  if members > 1 and not (in_graph and objective.learner == ON_POLICY):
     raise errors.ConfigError(
         f"config.seeds = {members} trains the seeds together in one graph, which needs an on-policy objective on a "
         f"TensorFlow-native environment ({', '.join(classic_control.ENVIRONMENTS)}); got {objective_spec} on {env_id}")
-  if in_graph:  # TensorFlow-native environment: each iteration is one graph
+  if in_graph and objective.learner == ON_POLICY:  # TensorFlow-native environment: each iteration is one graph
     learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps, members=members,
                                      env_randomize=randomize)
+  elif in_graph:
+    learner = InGraphOffPolicyLearner(env_info, objective, learner_config, seed, env_randomize=randomize)
   elif objective.learner == ON_POLICY:
     learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
   else:

@@ -1,0 +1,125 @@
+"""The off-policy (TD3) learner on a TensorFlow-native environment: collection, replay insertion
+and the TD3 updates of `graph_steps` vector steps are one compiled call.
+
+Same agent (`agents.TD3`), objective, config and replay buffer (`learners.replay.SequenceReplay`,
+whose storage is TensorFlow variables) as `OffPolicyLearner`; per vector step, inside a
+`tf.while_loop`: every copy acts (uniformly random actions until `warmup_steps`, then π(s) plus
+Gaussian exploration noise), the environments step (`tasks.BatchedTask.rollout` of length 1), the
+step is inserted into replay, and the due updates run (`updates_per_step` per environment step,
+with the same fractional credit as the gymnasium path). Python only logs, evaluates and
+checkpoints between calls. The environments' state, the replay buffer and the update credit are
+in the checkpoint, so a resumed run continues exactly. `train_agent` picks it for off-policy
+objectives on `tf_metarl/<id>` environments with continuous actions.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tf_metarl import errors
+from tf_metarl.collection import EpisodeStats
+from tf_metarl.envs import batched, classic_control
+from tf_metarl.learners.in_graph_on_policy import nan_masked
+from tf_metarl.learners.off_policy import OffPolicyLearner
+from tf_metarl.state_variables import StateVariables
+from tf_metarl.tasks import BatchedTask
+
+
+class InGraphOffPolicyLearner(OffPolicyLearner):
+  """`OffPolicyLearner` on TensorFlow-native batched copies (see the module docstring);
+  `env_randomize` ({parameter: (low, high)}) trains on that randomised task family."""
+
+  def __init__(self, env_info, objective, config, seed: int, env_randomize=None):
+    if env_info.action_kind != "continuous":
+      raise errors.IncompatibleSpaceError(f"the off-policy learner needs continuous actions; {env_info.env_id} "
+                                          "has discrete ones")
+    self.env_randomize = dict(env_randomize or {})
+    super().__init__(env_info, objective, config, seed)
+
+  def _make_environments(self):
+    native = classic_control.make_native(self.env_info.env_id, randomize=self.env_randomize)
+    env = batched.ClippedActions(native, native.action_low, native.action_high)
+    self.task = BatchedTask(self.env_info.env_id, env, self.env_info.action_dim,
+                            evaluation_steps=native.max_episode_steps)
+    self.env_state = StateVariables(self.task.reset(tf.constant([self.seed % (2**31), 13]), self.config.num_envs),
+                                    name="env_state")
+    self.update_credit = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="update_credit")
+    self._call_graph = tf.function(self._call, jit_compile=self.config.jit_compile)
+    self._greedy_fn = self.agent.actions  # one object, so the evaluation graph is traced once
+
+  def checkpoint_items(self):
+    return dict(super().checkpoint_items(), env_state=self.env_state, replay=self.replay,
+                update_credit=self.update_credit)
+
+  def save_extra(self, checkpoint_path):
+    """The replay buffer is in the checkpoint itself."""
+
+  def restore_extra(self, checkpoint_path):
+    """Environments, replay and credit are in the checkpoint: nothing to restart."""
+
+  def _behaviour(self, policy_params, observations, seed, explore):
+    """Warm-up: uniform in the bounds; after: π(s) + exploration noise. observations [N, O]."""
+    random_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    shape = tf.stack([tf.shape(observations)[0], self.env_info.action_dim])
+    random_actions = self.agent.low + (self.agent.high - self.agent.low) * tf.random.stateless_uniform(shape, random_seed)
+    noisy = self.agent.explore(policy_params, observations, noise_seed, self.config.exploration_noise)
+    actions = tf.where(explore, noisy, random_actions)
+    return {"actions": actions, "log_probs": tf.zeros(tf.shape(actions)[:1]), "policy_outputs": actions}
+
+  def _call(self, seed):
+    """`graph_steps` vector steps with their updates. Returns (metrics summed and counted over
+    updates, finished-episode returns, lengths and flags [graph_steps · num_envs])."""
+    cfg = self.config
+    copies = cfg.num_envs
+    seeds = tf.random.experimental.stateless_split(seed, num=cfg.graph_steps)
+    zero = {"critic_loss": 0.0, "q_mean": 0.0, "actor_loss": 0.0}
+
+    def vector_step(t, sums, counts, returns, lengths, finished):
+      step_seed, act_seed, update_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[t], num=3))
+      explore = self.env_steps >= cfg.warmup_steps
+      act = lambda params, observations, s: self._behaviour(params, observations, s, explore)
+      env_state, trajectory, episodes = self.task.rollout(self.env_state.read(), act, self.state.read().policy,
+                                                          step_seed, 1)
+      self.env_state.assign(env_state)
+      self.replay.insert({k: getattr(trajectory, k)[:, 0] for k in ("observations", "actions", "rewards",
+                                                                    "next_observations", "terminated", "truncated",
+                                                                    "episode_steps")})
+      self.env_steps.assign_add(copies)
+      learning = self.env_steps >= cfg.warmup_steps
+      credit = self.update_credit + tf.where(learning, tf.constant(cfg.updates_per_step * copies, tf.float64), 0.0)
+      due = tf.cast(tf.floor(credit), tf.int32)
+      self.update_credit.assign(credit - tf.cast(due, tf.float64))
+      update_seeds = tf.random.experimental.stateless_split(update_seed, num=tf.maximum(due, 1))
+
+      def update(k, sums, counts):
+        sample_seed, td3_seed = tf.unstack(tf.random.experimental.stateless_split(update_seeds[k], num=2))
+        batch = self.replay.sample_sequences(sample_seed, cfg.batch_size, cfg.sequence_length)
+        state, metrics = self.agent.update(self.state.read(), batch, td3_seed, self.objective)
+        self.state.assign(state)
+        self.guard.record(metrics["skipped_updates"])
+        values, finite = nan_masked({k: metrics[k] for k in zero})
+        return k + 1, {k: sums[k] + values[k] for k in zero}, {k: counts[k] + finite[k] for k in zero}
+
+      _, sums, counts = tf.while_loop(lambda k, *_: k < due, update, (tf.constant(0), sums, counts))
+      return (t + 1, sums, counts, returns.write(t, episodes.returns), lengths.write(t, tf.cast(episodes.lengths, tf.float32)),
+              finished.write(t, tf.cast(episodes.finished, tf.float32)))
+
+    arrays = [tf.TensorArray(dtype, size=cfg.graph_steps, element_shape=[copies])
+              for dtype in (tf.float32, tf.float32, tf.float32)]
+    _, sums, counts, returns, lengths, finished = tf.while_loop(
+        lambda t, *_: t < cfg.graph_steps, vector_step,
+        (tf.constant(0), dict(zero), dict(zero), *arrays))
+    return sums, counts, tf.reshape(returns.stack(), [-1]), tf.reshape(lengths.stack(), [-1]), \
+        tf.reshape(finished.stack(), [-1])
+
+  def iteration(self):
+    sums, counts, returns, lengths, finished = self._call_graph(self._seed())
+    metrics = {k: float(sums[k] / counts[k]) for k in sums if float(counts[k]) > 0}
+    ended = finished.numpy() > 0
+    return metrics, EpisodeStats(returns=returns.numpy()[ended].tolist(),
+                                 lengths=lengths.numpy()[ended].astype(int).tolist())
+
+  def evaluate(self, episodes: int):
+    self._evaluations += 1
+    seed = 10_000 * (self.seed + 1) + 100 * self._evaluations
+    return self.task.evaluate(self._greedy_fn, self.state.read().policy, episodes, seed=seed)

@@ -135,3 +135,12 @@ def test_frozen_targets_in_graph(members):
   assert_frozen_targets_are_the_critics_values_at_collection(
       lambda config: InGraphOnPolicyLearner(describe_env("tf_metarl/CartPole-v1"), make_objective("ppo", {}), config,
                                             0, 10_000, members=members))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("members", [1, 2])
+def test_transition_minibatches_in_graph(members):
+  from tests.test_learners import assert_transition_minibatches_use_the_targets_at_collection
+  assert_transition_minibatches_use_the_targets_at_collection(
+      lambda config: InGraphOnPolicyLearner(describe_env("tf_metarl/CartPole-v1"), make_objective("ppo", {}), config,
+                                            0, 10_000, members=members))

@@ -140,6 +140,44 @@ def assert_frozen_targets_are_the_critics_values_at_collection(make):
   assert max(float(np.abs(a - b).max()) for a, b in zip(frozen, current)) > 1e-6
 
 
+def assert_transition_minibatches_use_the_targets_at_collection(make):
+  # One minibatch holding the whole rollout, two epochs: transitions in any order with the targets
+  # computed at collection train exactly as the whole copies with frozen targets do.
+  params = []
+  for unit, freeze in (("transitions", False), ("copies", True)):
+    learner = make(OnPolicyConfig(num_envs=4, rollout_length=16, epochs=2, minibatches=1, freeze_targets=freeze,
+                                  minibatch_unit=unit))
+    learner.iteration()
+    params.append([np.array(p) for p in learner.state.read().policy + learner.state.read().critic])
+  for a, b in zip(*params):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_minibatch_unit_auto_resolves_per_objective_and_transitions_need_rollout_targets():
+  from tf_metarl.learners.on_policy import resolve_minibatch_unit
+  from tf_metarl.objectives.base import Objective
+
+  class Exported(Objective):  # like a loaded SavedModel: one loss, no per-rollout targets
+    kind = "exported"
+  config = OnPolicyConfig(num_envs=2, rollout_length=64, minibatches=4, minibatch_unit="auto")
+  config.validate()  # 2 copies cannot make 4 minibatches, 128 transitions can
+  assert resolve_minibatch_unit(config, PPOObjective()).minibatch_unit == "transitions"
+  learned = Exported()
+  with pytest.raises(errors.ConfigError, match="num_envs \\(2\\) must be divisible by on_policy.minibatches \\(4\\)"):
+    resolve_minibatch_unit(config, learned)  # falls back to copies, which 2 copies cannot split into 4
+  with pytest.raises(errors.ConfigError, match="minibatch_unit='transitions' needs an objective"):
+    resolve_minibatch_unit(OnPolicyConfig(minibatch_unit="transitions"), learned)
+  assert resolve_minibatch_unit(OnPolicyConfig(minibatch_unit="auto"), learned).minibatch_unit == "copies"
+  with pytest.raises(errors.ConfigError, match="minibatch_unit must be one of copies, transitions, auto"):
+    OnPolicyConfig(minibatch_unit="rows").validate()
+
+
+@pytest.mark.slow
+def test_transition_minibatches_on_the_gymnasium_path():
+  assert_transition_minibatches_use_the_targets_at_collection(
+      lambda config: OnPolicyLearner(describe_env("CartPole-v1"), PPOObjective(), config, seed=0, total_steps=10_000))
+
+
 @pytest.mark.slow
 def test_frozen_targets_on_the_gymnasium_path():
   assert_frozen_targets_are_the_critics_values_at_collection(

@@ -190,3 +190,36 @@ def test_off_policy_reinforce_by_hand():
   expected = -np.array([[advantages[0] * np.array([1.0, 0.0]), advantages[1] * np.array([0.0, 2.0])]]) / 2
   np.testing.assert_allclose(tape.gradient(out["loss"], actions).numpy(), expected, rtol=1e-6)
   assert make_objective("reinforce_offpolicy").kind == "reinforce_offpolicy"
+
+
+@pytest.mark.parametrize("make", [PPOObjective, A2CObjective, ReinforceObjective])
+def test_targets_computed_once_per_rollout_give_the_same_loss_on_shuffled_single_transitions(make):
+  # A rollout [4, 6] with an episode end inside: the loss on it equals the loss on its 24 steps as
+  # shuffled [24, 1] single transitions given the rollout's targets. Computing GAE on the single
+  # transitions instead would cut every recursion after one step.
+  rng = np.random.default_rng(0)
+  shape = (4, 6)
+  ends = np.zeros(shape, np.float32)
+  ends[1, 2] = 1.0
+  inputs = dict(rewards=rng.normal(size=shape), discounts=1.0 - ends, episode_ends=ends,
+                values=rng.normal(size=shape), next_values=rng.normal(size=shape), log_probs=rng.normal(size=shape) - 1,
+                behaviour_log_probs=rng.normal(size=shape) - 1, entropies=rng.uniform(size=shape))
+  inputs["rollout_values"], inputs["rollout_next_values"] = inputs["values"], inputs["next_values"]
+  inputs = {k: tf.constant(v, tf.float32) for k, v in inputs.items()}
+  objective = make()
+  assert objective.computes_rollout_targets
+  targets = objective.rollout_targets({k: inputs[k] for k in objective.rollout_target_inputs})
+  order = rng.permutation(24)
+  flat = lambda x: tf.gather(tf.reshape(x, [24, 1]), order)
+  shuffled = objective.loss_from_targets({k: flat(v) for k, v in inputs.items()},
+                                         {k: flat(v) for k, v in targets.items()})
+  np.testing.assert_allclose(shuffled["loss"].numpy(), objective(inputs)["loss"].numpy(), rtol=1e-5)
+  per_step_gae = objective({k: flat(v) for k, v in inputs.items()})["loss"].numpy()
+  assert abs(per_step_gae - objective(inputs)["loss"].numpy()) > 1e-3
+
+
+def test_learned_objectives_do_not_compute_targets_per_rollout():
+  objective = MetaGenRLObjective()
+  assert not objective.computes_rollout_targets
+  with pytest.raises(errors.ConfigError, match="does not compute its targets per rollout"):
+    objective.rollout_targets({})

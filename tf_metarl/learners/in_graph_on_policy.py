@@ -113,7 +113,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     trajectory = tf.nest.map_structure(lambda x: tf.reshape(x, [members, cfg.num_envs] + x.shape[1:].as_list()),
                                        trajectory)
     extras = ()
-    if cfg.shuffle_transitions or cfg.freeze_targets:
+    if cfg.minibatch_unit == "transitions" or cfg.freeze_targets:
       extras = self._per_member(lambda critic, rollout: rollout_extras(self.agent, self.objective, critic, rollout,
                                                                        cfg))(state.critic, trajectory)
     units = as_units((trajectory, extras), cfg, leading_axes=1)

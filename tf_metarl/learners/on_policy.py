@@ -2,8 +2,8 @@
 
 Each iteration collects `rollout_length` steps from `num_envs` copies, then runs `epochs` passes
 over `minibatches` splits of the copies (whole segments, so objectives that compute returns
-inside see contiguous time), or, with `shuffle_transitions`, of the rollout's single transitions
-with the objective's targets computed once per rollout (purejaxrl's PPO). The objective's loss trains the policy, and the critic too when the
+inside see contiguous time), or, with `minibatch_unit="transitions"`, of the rollout's single
+transitions with the objective's targets computed once per rollout (purejaxrl's PPO). The objective's loss trains the policy, and the critic too when the
 objective says it does (`trains_critic`); otherwise the critic regresses λ-returns on its own.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -25,6 +26,9 @@ from tf_metarl.networks import ValueCritic, make_policy
 from tf_metarl.objectives.base import Objective
 from tf_metarl.state_variables import StateVariables
 from tf_metarl.trajectories import Trajectory
+
+
+MINIBATCH_UNITS = ("copies", "transitions", "auto")
 
 
 @dataclasses.dataclass
@@ -45,19 +49,23 @@ class OnPolicyConfig:
   # Compute the objective's targets (advantages, λ-returns) from the critic as it was at collection,
   # for all epochs of an iteration (purejaxrl's PPO), instead of the current critic at every update.
   freeze_targets: bool = False
-  # Minibatches of shuffled single transitions rather than of whole copies, with the objective's
-  # targets computed once per rollout from the critic at collection (implies frozen targets; needs
-  # an objective that computes its targets per rollout: ppo, a2c, reinforce).
-  shuffle_transitions: bool = False
+  # What minibatches are made of: "copies" (whole segments of environment copies), "transitions"
+  # (shuffled single steps, with the objective's targets computed once per rollout from the critic
+  # at collection; needs an objective that computes its targets per rollout: ppo, a2c, reinforce),
+  # or "auto" (transitions where the objective can, else copies; the learner records which).
+  minibatch_unit: str = "copies"
 
   def validate(self):
     for name in ("num_envs", "rollout_length", "epochs", "minibatches"):
       if int(getattr(self, name)) < 1:
         raise errors.ConfigError(f"on_policy.{name} must be >= 1, got {getattr(self, name)}")
-    if self.shuffle_transitions and (self.num_envs * self.rollout_length) % self.minibatches:
+    if self.minibatch_unit not in MINIBATCH_UNITS:
+      raise errors.ConfigError(f"on_policy.minibatch_unit must be one of {', '.join(MINIBATCH_UNITS)}, "
+                               f"got {self.minibatch_unit!r}")
+    if self.minibatch_unit != "copies" and (self.num_envs * self.rollout_length) % self.minibatches:
       raise errors.ConfigError(f"on_policy.minibatches ({self.minibatches}) must divide the rollout's "
                                f"{self.num_envs * self.rollout_length} transitions (num_envs × rollout_length)")
-    if not self.shuffle_transitions and self.num_envs % self.minibatches:
+    if self.minibatch_unit == "copies" and self.num_envs % self.minibatches:
       raise errors.ConfigError(f"on_policy.num_envs ({self.num_envs}) must be divisible by on_policy.minibatches "
                                f"({self.minibatches}): minibatches split whole environment copies")
     if not self.learning_rate > 0:
@@ -73,15 +81,35 @@ def make_networks(env_info: EnvInfo, config: OnPolicyConfig, seed: int):
   return policy, critic
 
 
+def resolve_minibatch_unit(config: OnPolicyConfig, objective: Objective) -> OnPolicyConfig:
+  """`config` with `minibatch_unit` "auto" resolved for this objective; "transitions" with an
+  objective that cannot compute its targets per rollout is a one-line ConfigError."""
+  can = objective.computes_rollout_targets
+  if config.minibatch_unit == "transitions" and not can:
+    raise errors.ConfigError(f"on_policy.minibatch_unit='transitions' needs an objective that computes its targets "
+                             f"once per rollout (ppo, a2c, reinforce); {objective.kind!r} does not (use 'copies' "
+                             f"or 'auto')")
+  if config.minibatch_unit == "auto":
+    config = dataclasses.replace(config, minibatch_unit="transitions" if can else "copies")
+    config.validate()
+  return config
+
+
+def _by_transitions(config: OnPolicyConfig) -> bool:
+  if config.minibatch_unit == "auto":
+    raise ValueError("on_policy.minibatch_unit 'auto' must be resolved first (resolve_minibatch_unit)")
+  return config.minibatch_unit == "transitions"
+
+
 def minibatch_units(config: OnPolicyConfig) -> int:
-  """How many units an iteration's minibatches split: copies, or transitions (`shuffle_transitions`)."""
-  return config.num_envs * config.rollout_length if config.shuffle_transitions else config.num_envs
+  """How many units an iteration's minibatches split: copies, or transitions."""
+  return config.num_envs * config.rollout_length if _by_transitions(config) else config.num_envs
 
 
 def as_units(tree, config: OnPolicyConfig, leading_axes: int = 0):
   """A rollout's tensors [..., B, T, ...] (`leading_axes` axes before B, e.g. a population's) as
   the units minibatches gather from: unchanged (copies), or [..., B · T, 1, ...] (transitions)."""
-  if not config.shuffle_transitions:
+  if not _by_transitions(config):
     return tree
 
   def flatten(x):
@@ -94,8 +122,8 @@ def as_units(tree, config: OnPolicyConfig, leading_axes: int = 0):
 def rollout_extras(agent: ActorCritic, objective: Objective, critic_params, trajectory: Trajectory,
                    config: OnPolicyConfig):
   """What every update of an iteration shares, from the critic at collection: the objective's
-  targets (`shuffle_transitions`), the critic's values (`freeze_targets`), or nothing."""
-  if config.shuffle_transitions:
+  targets (minibatches of transitions), the critic's values (`freeze_targets`), or nothing."""
+  if _by_transitions(config):
     return agent.rollout_targets(critic_params, trajectory, objective)
   if config.freeze_targets:
     return agent.rollout_values(critic_params, trajectory)
@@ -105,7 +133,7 @@ def rollout_extras(agent: ActorCritic, objective: Objective, critic_params, traj
 def minibatch_update(agent: ActorCritic, objective: Objective, config: OnPolicyConfig, learning_rate):
   """update(state, batch, extras) -> (state, metrics): one `ActorCritic.update` on a minibatch and
   its share of `rollout_extras`."""
-  if config.shuffle_transitions:
+  if _by_transitions(config):
     return lambda state, batch, targets: agent.update(
         state, batch, lambda inputs: objective.loss_from_targets(inputs, targets), learning_rate)
   if config.freeze_targets:
@@ -123,9 +151,8 @@ class OnPolicyLearner(Trainable):
 
   def __init__(self, env_info: EnvInfo, objective: Objective, config: OnPolicyConfig, seed: int, total_steps: int):
     config.validate()
-    if config.shuffle_transitions and not objective.computes_rollout_targets:
-      raise errors.ConfigError(f"on_policy.shuffle_transitions needs an objective that computes its targets once per "
-                               f"rollout (ppo, a2c, reinforce); {objective.kind!r} does not")
+    config = resolve_minibatch_unit(config, objective)
+    logging.info("on-policy minibatches of %s", config.minibatch_unit)
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     self.total_steps = total_steps
     self.policy, self.critic = make_networks(env_info, config, seed)
@@ -192,7 +219,7 @@ class OnPolicyLearner(Trainable):
     trajectory, stats = self.collector.collect(self.act, cfg.rollout_length)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     trajectory = tf.nest.map_structure(tf.constant, trajectory)
-    extras = self._rollout_extras(trajectory) if cfg.shuffle_transitions or cfg.freeze_targets else ()
+    extras = self._rollout_extras(trajectory) if _by_transitions(cfg) or cfg.freeze_targets else ()
     units = as_units((trajectory, extras), cfg)
     count = minibatch_units(cfg)
     size = count // cfg.minibatches

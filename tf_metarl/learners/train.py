@@ -115,5 +115,5 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   if randomize:
     identity["env_randomize"] = {k: list(v) for k, v in sorted(randomize.items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
-  resolved[section] = dataclasses.asdict(learner_config)  # what the agent trained with, adopted settings included
+  resolved[section] = dataclasses.asdict(learner.config)  # what the agent trained with, adopted and resolved settings included
   return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)

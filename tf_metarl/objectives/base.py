@@ -170,7 +170,7 @@ class Objective(tf.Module):
   # --- targets computed once per rollout (optional) ---
   # An objective whose targets (advantages, returns) need whole trajectories can compute them once
   # per rollout, so that a learner may train on minibatches of shuffled single transitions
-  # (`on_policy.shuffle_transitions`): `rollout_targets` on the whole rollout [B, T], then
+  # (`on_policy.minibatch_unit`): `rollout_targets` on the whole rollout [B, T], then
   # `loss_from_targets` on any minibatch of the same steps. Learned objectives do not.
   computes_rollout_targets: bool = False
   rollout_target_inputs: Tuple[str, ...] = ()  # what `rollout_targets` reads (no policy outputs)

@@ -32,6 +32,7 @@ from absl import app, flags, logging  # noqa: E402
 from benchmarks.results_io import write_result  # noqa: E402
 
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Agents in the population (seeds 0..n-1).")
+_FIRST_SEED = flags.DEFINE_integer("first_seed", 0, "Seed of the first agent (agents have seeds first_seed ..).")
 _STEPS = flags.DEFINE_integer("steps", 500_000, "Environment steps per seed.")
 _THRESHOLD = flags.DEFINE_float("threshold", 475.0, "Mean training return to reach.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 10_000, "Steps between greedy evaluations.")
@@ -78,7 +79,7 @@ def make_learner(members: int, steps: int, seed: int = 0):
 def population_run(members: int, steps: int):
   import numpy as np
   start = time.perf_counter()
-  learner = make_learner(members, steps)
+  learner = make_learner(members, steps, seed=_FIRST_SEED.value)
   pending = [[] for _ in range(members)]
   curves = [[] for _ in range(members)]
   evals = [[] for _ in range(members)]
@@ -106,7 +107,7 @@ def population_run(members: int, steps: int):
     reached = next((r["env_steps"] for r in curves[i] if r["train_return"] >= _THRESHOLD.value), None)
     last = [r["train_return"] for r in curves[i] if r["env_steps"] > 0.8 * steps]
     late = [r["train_return"] for r in curves[i] if r["env_steps"] > 0.6 * steps]
-    per_seed.append(dict(seed=i, steps_to_threshold=reached, final_eval_return=evals[i][-1]["eval_return"],
+    per_seed.append(dict(seed=_FIRST_SEED.value + i, steps_to_threshold=reached, final_eval_return=evals[i][-1]["eval_return"],
                          mean_train_return_last_20_percent=round(float(np.mean(last)), 1) if last else None,
                          min_train_row_last_20_percent=round(float(np.min(last)), 1) if last else None,
                          min_train_row_last_40_percent=round(float(np.min(late)), 1) if late else None))
@@ -151,7 +152,7 @@ def main(_):
   from tf_metarl import plotting
   seeds, steps = _SEEDS.value, _STEPS.value
   result = dict(command=" ".join(sys.argv), env="tf_metarl/CartPole-v1", objective="ppo (train_agent.py preset)",
-                overrides=list(_OVERRIDES.value), seeds=seeds, steps_per_seed=steps, threshold=_THRESHOLD.value,
+                overrides=list(_OVERRIDES.value), seeds=seeds, first_seed=_FIRST_SEED.value, steps_per_seed=steps, threshold=_THRESHOLD.value,
                 criterion="first row of >= 10 finished training episodes of that seed with mean >= threshold")
   population, curves, evals = population_run(seeds, steps)
   result["in_graph_population"] = population
@@ -175,7 +176,7 @@ def main(_):
   if _SCALING.value:
     result["scaling"] = scaling([int(n) for n in _SCALING.value])
   os.makedirs(os.path.join(_OUT.value, "figures"), exist_ok=True)
-  plotting.plot_learning_curves({f"seed {i}": curves[i] for i in range(seeds)},
+  plotting.plot_learning_curves({f"seed {_FIRST_SEED.value + i}": curves[i] for i in range(seeds)},
                                 os.path.join(_OUT.value, "figures", f"ppo_population{_TAG.value}.png"),
                                 title=f"PPO on tf_metarl/CartPole-v1: {seeds} seeds in one graph"
                                 + (f" ({', '.join(_OVERRIDES.value)})" if _OVERRIDES.value else ""), key="train_return",

@@ -49,6 +49,11 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
       {name: _constructor_defaults(cls) for name, cls in BUILTIN_OBJECTIVES.items()})
 
   c.on_policy = config_from_dataclass(OnPolicyConfig())
+  if preset == "ppo":
+    # Minibatches of shuffled transitions with targets computed once per rollout (where the
+    # objective can: built-in ones; an exported objective trains on whole copies) and a constant
+    # learning rate: the late-collapse study in docs/RESULTS.md (issue 10) measures why.
+    c.on_policy.update(dict(minibatch_unit="auto", anneal_learning_rate=False))
   if preset == "a2c":
     c.on_policy.update(dict(rollout_length=16, epochs=1, minibatches=1, learning_rate=7e-4))
   if preset == "reinforce":

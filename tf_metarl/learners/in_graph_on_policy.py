@@ -71,7 +71,8 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
                             evaluation_steps=native.max_episode_steps)
     copies = self.members * self.config.num_envs
     self.env_state = StateVariables(self.task.reset(tf.constant([self.seed % (2**31), 11]), copies), name="env_state")
-    self._iteration_graph = tf.function(self._iteration_step, jit_compile=self.config.jit_compile)
+    self._iteration_graph = tf.function(self._iteration_step)
+    self._updates_graph = tf.function(self._updates, jit_compile=self.config.jit_compile)
     self._greedy_fn = self.agent.greedy  # one object, so the evaluation graph is traced once
 
   def checkpoint_items(self):
@@ -117,9 +118,24 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
       extras = self._per_member(lambda critic, rollout: rollout_extras(self.agent, self.objective, critic, rollout,
                                                                        cfg))(state.critic, trajectory)
     units = as_units((trajectory, extras), cfg, leading_axes=1)
+    state, sums, counts, skipped = self._updates_graph(state, units, shuffle_seed, learning_rate)
+    for k in range(cfg.epochs * cfg.minibatches):
+      self.guard.record(skipped[k])
+    self._assign_members(state)
+    self.env_state.assign(env_state)
+    means = {k: tf.reduce_mean(tf.math.divide_no_nan(sums[k], counts[k]) + tf.where(counts[k] > 0, 0.0, float("nan")))
+             for k in sums}
+    return means, episodes
+
+  def _updates(self, state, units, seed, learning_rate):
+    """`epochs` × `minibatches` updates of every member on an iteration's units (see `as_units`).
+    A separate graph so that XLA (`jit_compile`) compiles the updates, which it does in seconds,
+    without the rollout. Returns (state, metric sums and counts of finite values over updates,
+    float32 [epochs · minibatches]: 1 where any member's update was skipped)."""
+    cfg, members = self.config, self.members
     count = minibatch_units(cfg)
     size = count // cfg.minibatches
-    epoch_seeds = tf.random.experimental.stateless_split(shuffle_seed, num=cfg.epochs)
+    epoch_seeds = tf.random.experimental.stateless_split(seed, num=cfg.epochs)
     member_update = self._per_member(minibatch_update(self.agent, self.objective, cfg, learning_rate))
 
     def update(k, agent_state):
@@ -127,23 +143,21 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
       chosen = order[:, (k % cfg.minibatches) * size:(k % cfg.minibatches + 1) * size]
       batch, batch_extras = tf.nest.map_structure(lambda x: tf.gather(x, chosen, batch_dims=1), units)
       agent_state, metrics = member_update(agent_state, batch, batch_extras)
-      self.guard.record(tf.reduce_max(metrics["skipped_updates"]))
-      return agent_state, nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"})
+      return (agent_state, tf.reduce_max(metrics["skipped_updates"]),
+              nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"}))
 
-    state, (sums, counts) = update(tf.constant(0), state)
+    total = cfg.epochs * cfg.minibatches
+    state, skip, (sums, counts) = update(tf.constant(0), state)
+    skipped = tf.TensorArray(tf.float32, size=total, element_shape=[]).write(0, skip)
 
-    def body(k, agent_state, sums, counts):
-      agent_state, (values, finite) = update(k, agent_state)
-      return (k + 1, agent_state, tf.nest.map_structure(tf.add, sums, values),
+    def body(k, agent_state, skipped, sums, counts):
+      agent_state, skip, (values, finite) = update(k, agent_state)
+      return (k + 1, agent_state, skipped.write(k, skip), tf.nest.map_structure(tf.add, sums, values),
               tf.nest.map_structure(tf.add, counts, finite))
 
-    _, state, sums, counts = tf.while_loop(lambda k, *_: k < cfg.epochs * cfg.minibatches, body,
-                                           (tf.constant(1), state, sums, counts))
-    self._assign_members(state)
-    self.env_state.assign(env_state)
-    means = {k: tf.reduce_mean(tf.math.divide_no_nan(sums[k], counts[k]) + tf.where(counts[k] > 0, 0.0, float("nan")))
-             for k in sums}
-    return means, episodes
+    _, state, skipped, sums, counts = tf.while_loop(lambda k, *_: k < total, body,
+                                                    (tf.constant(1), state, skipped, sums, counts))
+    return state, sums, counts, skipped.stack()
 
   def iteration(self):
     cfg = self.config

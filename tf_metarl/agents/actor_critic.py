@@ -68,7 +68,11 @@ class ActorCritic:
 
   def act(self, policy_params, observations, seed) -> Dict[str, tf.Tensor]:
     """Samples actions for observations [N, O]; seed: int32 [2]. Returns actions, log_probs [N], policy_outputs."""
-    outputs = self.policy_outputs(policy_params, observations)
+    return self.act_from_outputs(self.policy_outputs(policy_params, observations), seed)
+
+  def act_from_outputs(self, outputs, seed) -> Dict[str, tf.Tensor]:
+    """`act` given the policy's outputs [N, P] (a population computes all members' outputs, then
+    samples them in one op: stateless sampling has no `tf.vectorized_map` converter)."""
     actions = self.policy.sample(outputs, seed)
     return {"actions": actions, "log_probs": self.policy.log_prob(outputs, actions), "policy_outputs": outputs}
 

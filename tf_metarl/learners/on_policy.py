@@ -45,7 +45,7 @@ class OnPolicyConfig:
   layer_norm: bool = False
   critic_gamma: float = 0.99  # for the critic's own loss, used only when the objective does not train it
   critic_lambda: float = 0.95
-  jit_compile: bool = False  # XLA for the whole iteration on TensorFlow-native environments (in-graph learner)
+  jit_compile: bool = True  # XLA for the rollout and for the updates on TensorFlow-native environments (in-graph learner)
   # Compute the objective's targets (advantages, λ-returns) from the critic as it was at collection,
   # for all epochs of an iteration (purejaxrl's PPO), instead of the current critic at every update.
   freeze_targets: bool = False

@@ -39,6 +39,10 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   # A randomised task family of a TensorFlow-native environment, e.g. "mass=0.5:2.0,length=0.5:1.5"
   # (parameters of tf_metarl/envs/classic_control.py, drawn per copy at every reset); "" = none.
   c.env_randomize = ""
+  # Per-member settings of such a population, one value per seed, e.g.
+  # "learning_rate=1e-4:2.5e-4:1e-3,entropy_coef=0:0.01:0.01" (the learning rate, or numeric
+  # hyperparameters of a built-in objective); "" = every member as configured.
+  c.member_settings = ""
   c.steps = 100_000 if preset != "td3" else 30_000
   # Evaluation, checkpoints (by steps and by time), progress lines, the non-finite stop: RunSettings.
   c.update(config_from_dataclass(RunSettings(eval_every=10_000 if preset != "td3" else 5_000,

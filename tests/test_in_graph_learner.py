@@ -11,14 +11,15 @@ from tf_metarl.learners import train
 from tf_metarl.learners.in_graph_on_policy import InGraphOnPolicyLearner
 from tf_metarl.learners.loop import RunSettings, fit, run_training
 from tf_metarl.learners.on_policy import OnPolicyConfig, as_units, rollout_extras
+from tf_metarl.objectives import PPOObjective
 from tf_metarl.objectives.registry import make_objective
 
 
 def make_learner(env_id="tf_metarl/CartPole-v1", objective="ppo", seed=0, total_steps=20_000, members=1,
-                 env_randomize=None, **config):
+                 env_randomize=None, member_settings=None, **config):
   config.setdefault("jit_compile", False)  # XLA (the default) costs seconds of compilation per learner
   return InGraphOnPolicyLearner(describe_env(env_id), make_objective(objective, {}), OnPolicyConfig(**config), seed,
-                                total_steps, members=members, env_randomize=env_randomize)
+                                total_steps, members=members, env_randomize=env_randomize, member_settings=member_settings)
 
 
 @pytest.mark.slow
@@ -111,6 +112,36 @@ def test_members_act_on_their_own_copies_and_a_population_update_equals_each_mem
     alone, _ = team.agent.update(member, tf.nest.map_structure(lambda x: x[i], batches), team.objective, 1e-3)
     for a, b in zip(alone.policy + alone.critic, together.policy + together.critic):
       np.testing.assert_allclose(a.numpy(), b[i].numpy(), atol=1e-6)
+
+
+def test_members_train_with_their_own_learning_rates_and_objective_hyperparameters():
+  settings = {"learning_rate": [1e-3, 3e-4], "entropy_coef": [0.0, 0.5], "gamma": [0.9, 0.99]}
+  team = make_learner(members=2, num_envs=4, rollout_length=16, epochs=1, minibatches=1, learning_rate=2e-3,
+                      member_settings=settings)
+  state = team._read_members()
+  _, trajectory, _ = team.task.rollout(team.env_state.read(), team._act, state.policy, tf.constant([0, 1]), 16)
+  batches = tf.nest.map_structure(lambda x: tf.reshape(x, [2, 1, 4] + x.shape[1:].as_list()), trajectory)
+  # Half the configured rate, as annealing would: each member's rate is halved too.
+  together, _, _, _ = team._updates(state, (batches, ()), tf.constant(1e-3))
+  for i in range(2):
+    objective = PPOObjective(entropy_coef=settings["entropy_coef"][i], gamma=settings["gamma"][i])
+    member = tf.nest.map_structure(lambda x: x[i], state)
+    alone, _ = team.agent.update(member, tf.nest.map_structure(lambda x: x[i, 0], batches), objective,
+                                 settings["learning_rate"][i] / 2)
+    for a, b in zip(alone.policy + alone.critic, together.policy + together.critic):
+      np.testing.assert_allclose(a.numpy(), b[i].numpy(), atol=1e-6)
+  assert team.summary_extra()["member_settings"] == settings
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"learning_rate": [1e-3]}, "has 1 values for 2 members"),
+    ({"clip": [0.1, 0.2]}, "objective 'ppo' has no numeric hyperparameter\\(s\\) clip"),
+    ({"learning_rate": [1e-3, 0.0]}, "member learning rates must be > 0"),
+])
+def test_member_settings_are_checked(settings, message):
+  from tf_metarl import errors
+  with pytest.raises(errors.ConfigError, match=message):
+    make_learner(members=2, num_envs=4, rollout_length=16, member_settings=settings)
 
 
 @pytest.mark.slow

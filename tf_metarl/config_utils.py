@@ -77,3 +77,22 @@ def positive_int(value, name: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
     raise errors.ConfigError(f"{name} must be a positive integer, got {value!r}")
   return value
+
+
+def parse_member_values(text: str, members: int, name: str = "config.member_settings") -> typing.Dict[str, list]:
+  """"learning_rate=1e-4:2.5e-4,entropy_coef=0:0.01" -> {"learning_rate": [1e-4, 2.5e-4], ...}: one
+  value per population member ("" -> {}). Each list must have `members` finite values."""
+  values = {}
+  for item in filter(None, (part.strip() for part in str(text or "").split(","))):
+    key, _, listed = item.partition("=")
+    try:
+      numbers = [float(v) for v in listed.split(":")] if key.strip() and listed else None
+    except ValueError:
+      numbers = None
+    if numbers is None:
+      raise errors.ConfigError(f"{name}: settings are name=v1:v2:... separated by commas (e.g. "
+                               f"learning_rate=1e-4:3e-4), got {item!r}")
+    if len(numbers) != members or not all(abs(v) < float("inf") for v in numbers):
+      raise errors.ConfigError(f"{name}: {key.strip()} needs {members} finite values (one per member), got {listed!r}")
+    values[key.strip()] = numbers
+  return values

@@ -45,11 +45,19 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
   `env_randomize` ({parameter: (low, high)}) trains on that randomised task family."""
 
   def __init__(self, env_info, objective, config, seed: int, total_steps: int, members: int = 1,
-               env_randomize=None):
+               env_randomize=None, member_settings=None):
     if int(members) < 1:
       raise errors.ConfigError(f"a population needs at least 1 member, got {members}")
     self.members = int(members)
     self.env_randomize = dict(env_randomize or {})
+    self.member_settings = {k: [float(v) for v in vs] for k, vs in (member_settings or {}).items()}
+    for name, values in self.member_settings.items():
+      if len(values) != self.members:
+        raise errors.ConfigError(f"member setting {name} has {len(values)} values for {self.members} members")
+    objective.with_hyperparameters(**{k: 1.0 for k in self.member_settings if k != "learning_rate"})  # names known?
+    if any(v <= 0 for v in self.member_settings.get("learning_rate", [])):
+      raise errors.ConfigError(f"member learning rates must be > 0, got {self.member_settings['learning_rate']}")
+    self._settings = {k: tf.constant(v, tf.float32) for k, v in sorted(self.member_settings.items())}
     super().__init__(env_info, objective, config, seed, total_steps)
     self.agent.select_skips = True  # never differentiated through; vectorised and XLA-compilable
     if self.members > 1:  # the Keras models stay member 0's structure; the state is the stack
@@ -110,6 +118,17 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     # Static shapes: XLA needs them for the rollout's TensorArrays.
     return self.agent.act_from_outputs(tf.reshape(outputs, [self.members * size, outputs.shape[-1]]), seed)
 
+  def _member(self, settings, learning_rate):
+    """(objective, learning rate) of one member given its `member_settings` (scalars): the shared
+    objective with its hyperparameters replaced, the rate scaled as the shared one is annealed."""
+    objective = self.objective
+    overrides = {k: v for k, v in settings.items() if k != "learning_rate"}
+    if overrides:
+      objective = objective.with_hyperparameters(**overrides)
+    if "learning_rate" in settings:
+      learning_rate = settings["learning_rate"] * learning_rate / self.config.learning_rate
+    return objective, learning_rate
+
   def _iteration_step(self, seed, learning_rate):
     """Collect, then `epochs` × `minibatches` updates of every member. Returns (metrics averaged
     over updates and members, episodes)."""
@@ -121,8 +140,9 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
                                        trajectory)
     extras = ()
     if cfg.minibatch_unit == "transitions" or cfg.freeze_targets:
-      extras = self._per_member(lambda critic, rollout: rollout_extras(self.agent, self.objective, critic, rollout,
-                                                                       cfg))(state.critic, trajectory)
+      extras = self._per_member(lambda critic, rollout, settings: rollout_extras(
+          self.agent, self._member(settings, learning_rate)[0], critic, rollout, cfg))(
+              state.critic, trajectory, self._settings)
     units = as_units((trajectory, extras), cfg, leading_axes=1)
     # Every epoch's shuffle at once, before the updates' graph: one sort of [members, epochs, units]
     # costs about what one of [members, units] does, and inside an XLA-compiled graph sorts and
@@ -147,7 +167,12 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     float32 [epochs · minibatches]: 1 where any member's update was skipped)."""
     cfg, members = self.config, self.members
     size = minibatch_units(cfg) // cfg.minibatches
-    member_update = self._per_member(minibatch_update(self.agent, self.objective, cfg, learning_rate))
+
+    def one_member(agent_state, batch, batch_extras, settings):
+      objective, rate = self._member(settings, learning_rate)
+      return minibatch_update(self.agent, objective, cfg, rate)(agent_state, batch, batch_extras)
+
+    member_update = self._per_member(one_member)
 
     def update(k, agent_state):
       begin = tf.stack([0, k // cfg.minibatches, (k % cfg.minibatches) * size])
@@ -157,7 +182,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
         return tf.slice(x, tf.concat([begin, tf.zeros([len(rest)], tf.int32)], 0), [members, 1, size] + rest)[:, 0]
 
       batch, batch_extras = tf.nest.map_structure(minibatch, shuffled)
-      agent_state, metrics = member_update(agent_state, batch, batch_extras)
+      agent_state, metrics = member_update(agent_state, batch, batch_extras, self._settings)
       return (agent_state, tf.reduce_max(metrics["skipped_updates"]),
               nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"}))
 
@@ -200,7 +225,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
       return {}
     nan_to_none = lambda xs: [None if x != x else round(x, 2) for x in xs]
     recent = [float(np.mean(r)) if r else float("nan") for r in self._recent]
-    return {"seeds": [self.seed + i for i in range(self.members)],
+    return {"seeds": [self.seed + i for i in range(self.members)], "member_settings": self.member_settings,
             "member_final_eval_return": nan_to_none(self.member_eval_returns),
             "member_train_return_last100": nan_to_none(recent)}
 

@@ -8,7 +8,7 @@ import numpy as np
 from absl import logging
 
 from tf_metarl import errors
-from tf_metarl.config_utils import dataclass_from_config, positive_int
+from tf_metarl.config_utils import dataclass_from_config, parse_member_values, positive_int
 from tf_metarl.envs import classic_control
 from tf_metarl.envs.gym_envs import EnvInfo, describe_env
 from tf_metarl.learners.loop import RunSettings, check_logdir, run_training
@@ -65,7 +65,9 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
       many agents, of seeds seed, seed + 1, ..., train together in one graph; > 1 needs an
       on-policy objective on a TensorFlow-native environment), `env_randomize` (a randomised
       task family of a TensorFlow-native environment: "mass=0.5:2.0,length=0.5:1.5", each copy's
-      parameters drawn uniformly at every reset), the `RunSettings` keys
+      parameters drawn uniformly at every reset), `member_settings` (per-member learning rates
+      or objective hyperparameters of a population: "learning_rate=1e-4:3e-4,entropy_coef=0:0.01",
+      one value per seed), the `RunSettings` keys
       (`eval_every`, `checkpoint_every`, ...), `objective_settings` (hyperparameters per built-in
       objective) and the learner sections `on_policy` / `off_policy`.
   Every input (config values, logdir, environment, objective) is checked before the logdir is
@@ -95,13 +97,17 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   if randomize and not classic_control.is_native(env_id):
     raise errors.ConfigError(f"config.env_randomize needs a TensorFlow-native environment "
                              f"({', '.join(classic_control.ENVIRONMENTS)}); got {env_id}")
+  member_settings = parse_member_values(config.get("member_settings", ""), members)
+  if member_settings and not (in_graph and objective.learner == ON_POLICY):
+    raise errors.ConfigError(f"config.member_settings needs a population trained in one graph (an on-policy objective "
+                             f"on a TensorFlow-native environment); got {objective_spec} on {env_id}")
   if members > 1 and not (in_graph and objective.learner == ON_POLICY):
     raise errors.ConfigError(
         f"config.seeds = {members} trains the seeds together in one graph, which needs an on-policy objective on a "
         f"TensorFlow-native environment ({', '.join(classic_control.ENVIRONMENTS)}); got {objective_spec} on {env_id}")
   if in_graph and objective.learner == ON_POLICY:  # TensorFlow-native environment: each iteration is one graph
     learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps, members=members,
-                                     env_randomize=randomize)
+                                     env_randomize=randomize, member_settings=member_settings)
   elif in_graph:
     learner = InGraphOffPolicyLearner(env_info, objective, learner_config, seed, env_randomize=randomize)
   elif objective.learner == ON_POLICY:
@@ -112,6 +118,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
                   learner=objective.learner + ("_in_graph" if in_graph else ""))
   if members > 1:
     identity["seeds"] = members
+  if member_settings:
+    identity["member_settings"] = member_settings
   if randomize:
     identity["env_randomize"] = {k: list(v) for k, v in sorted(randomize.items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)

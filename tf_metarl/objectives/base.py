@@ -188,6 +188,22 @@ class Objective(tf.Module):
     """JSON-serialisable settings recorded in exports."""
     return {}
 
+  def with_hyperparameters(self, **values) -> "Objective":
+    """A copy with some numeric `hyperparameters()` replaced, by floats or scalar tensors (one
+    member's values inside a population's vectorised update). Unknown or non-numeric names are a
+    one-line ConfigError."""
+    known = {k: v for k, v in self.hyperparameters().items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+      raise errors.ConfigError(f"objective {self.kind!r} has no numeric hyperparameter(s) {', '.join(unknown)}; "
+                               f"it has: {', '.join(sorted(known)) or 'none'}")
+    copy = object.__new__(type(self))
+    copy.__dict__.update(self.__dict__)
+    for name, value in values.items():
+      object.__setattr__(copy, name, value)
+    return copy
+
   def learner_settings(self) -> dict:
     """Settings of the learner this objective was meta-trained beside (keys of that learner's
     config section, e.g. `off_policy.sequence_length`), recorded in exports: `train_agent` uses

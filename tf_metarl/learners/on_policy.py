@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -152,7 +151,6 @@ class OnPolicyLearner(Trainable):
   def __init__(self, env_info: EnvInfo, objective: Objective, config: OnPolicyConfig, seed: int, total_steps: int):
     config.validate()
     config = resolve_minibatch_unit(config, objective)
-    logging.info("on-policy minibatches of %s", config.minibatch_unit)
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     self.total_steps = total_steps
     self.policy, self.critic = make_networks(env_info, config, seed)

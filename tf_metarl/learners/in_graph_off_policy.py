@@ -89,10 +89,10 @@ class InGraphOffPolicyLearner(OffPolicyLearner):
       credit = self.update_credit + tf.where(learning, tf.constant(cfg.updates_per_step * copies, tf.float64), 0.0)
       due = tf.cast(tf.floor(credit), tf.int32)
       self.update_credit.assign(credit - tf.cast(due, tf.float64))
-      update_seeds = tf.random.experimental.stateless_split(update_seed, num=tf.maximum(due, 1))
 
       def update(k, sums, counts):
-        sample_seed, td3_seed = tf.unstack(tf.random.experimental.stateless_split(update_seeds[k], num=2))
+        own_seed = tf.random.experimental.stateless_fold_in(update_seed, k)  # XLA: no split into `due` seeds
+        sample_seed, td3_seed = tf.unstack(tf.random.experimental.stateless_split(own_seed, num=2))
         batch = self.replay.sample_sequences(sample_seed, cfg.batch_size, cfg.sequence_length)
         state, metrics = self.agent.update(self.state.read(), batch, td3_seed, self.objective)
         self.state.assign(state)

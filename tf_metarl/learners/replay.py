@@ -1,6 +1,7 @@
 """A replay buffer of per-copy contiguous steps that samples `[B, T]` sequences.
 
-Storage is `[capacity, num_envs, ...]` TensorFlow variables: a collector adds one step of every
+Storage is TensorFlow variables of `capacity × num_envs` rows (step t of copy i in row
+`t · num_envs + i`; `data` shows them as `[capacity, num_envs, ...]`): a collector adds one step of every
 copy at a time, so steps of one copy are contiguous in time and sequences never mix copies.
 Sequences may cross episode boundaries; `terminated`/`truncated` mark them, as in a collected
 `Trajectory`. The same buffer serves learners that step gymnasium from Python (`add`,
@@ -36,7 +37,10 @@ class SequenceReplay(tf.Module):
     self.capacity, self.num_envs = int(capacity), int(num_envs)
     shapes = dict(observations=(observation_dim,), actions=(action_dim,), rewards=(), next_observations=(observation_dim,),
                   terminated=(), truncated=(), episode_steps=())
-    self.buffers = {k: tf.Variable(tf.zeros((self.capacity, self.num_envs) + shapes[k]), trainable=False, name=k)
+    self._shapes = shapes
+    # Flat rows: XLA compiles gathers and scatters of whole rows of a variable (ResourceGather,
+    # ResourceScatterUpdate), not ResourceGatherNd.
+    self.buffers = {k: tf.Variable(tf.zeros((self.capacity * self.num_envs,) + shapes[k]), trainable=False, name=k)
                     for k in _FIELDS}
     self.next_row = tf.Variable(0, dtype=tf.int32, trainable=False, name="position")  # next row to write
     self.rows_filled = tf.Variable(0, dtype=tf.int32, trainable=False, name="size")
@@ -55,15 +59,16 @@ class SequenceReplay(tf.Module):
   @property
   def data(self):
     """The stored fields as NumPy arrays [capacity, num_envs, ...]."""
-    return {k: v.numpy() for k, v in self.buffers.items()}
+    return {k: v.numpy().reshape((self.capacity, self.num_envs) + self._shapes[k]) for k, v in self.buffers.items()}
 
   # --- graph side ---
   def insert(self, step) -> None:
     """Adds one step of all copies (inside a graph or eagerly): `step` maps every field to a
     tensor with leading dimension `num_envs`."""
     row = self.next_row.read_value()
+    rows = row * self.num_envs + tf.range(self.num_envs)
     for k in _FIELDS:
-      self.buffers[k].scatter_nd_update([[row]], tf.cast(step[k], tf.float32)[None])
+      self.buffers[k].scatter_update(tf.IndexedSlices(tf.cast(step[k], tf.float32), rows))
     self.next_row.assign((row + 1) % self.capacity)
     self.rows_filled.assign(tf.minimum(self.rows_filled + 1, self.capacity))
 
@@ -87,8 +92,8 @@ class SequenceReplay(tf.Module):
     else:
       copies = tf.broadcast_to(
           tf.random.stateless_uniform([batch_size], copy_seed, 0, self.num_envs, tf.int32)[:, None], tf.shape(rows))
-    index = tf.stack([rows, copies], axis=-1)
-    batch = {k: tf.gather_nd(self.buffers[k], index) for k in _FIELDS}
+    index = rows * self.num_envs + copies
+    batch = {k: tf.gather(self.buffers[k], index) for k in _FIELDS}
     return Trajectory(policy_outputs=batch["actions"], log_probs=tf.zeros_like(batch["rewards"]), **batch)
 
   def _add_steps(self, steps):
@@ -141,11 +146,11 @@ class SequenceReplay(tf.Module):
 
   def load_state(self, state):
     for k in _FIELDS:
-      shape = tuple(self.buffers[k].shape.as_list())
+      shape = (self.capacity, self.num_envs) + self._shapes[k]
       if k not in state or state[k].shape != shape:
         have = state[k].shape if k in state else "nothing"
         raise ValueError(f"replay field {k} has shape {have}, expected {shape}")
     for k in _FIELDS:
-      self.buffers[k].assign(state[k])
+      self.buffers[k].assign(np.reshape(state[k], (-1,) + self._shapes[k]))
     self.next_row.assign(int(state["position"]))
     self.rows_filled.assign(int(state["size"]))

@@ -13,7 +13,6 @@ objectives on `tf_metarl/<id>` environments with continuous actions.
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from tf_metarl import errors
@@ -91,12 +90,7 @@ class InGraphOffPolicyLearner(OffPolicyLearner):
       self.update_credit.assign(credit - tf.cast(due, tf.float64))
 
       def update(k, sums, counts):
-        own_seed = tf.random.experimental.stateless_fold_in(update_seed, k)  # XLA: no split into `due` seeds
-        sample_seed, td3_seed = tf.unstack(tf.random.experimental.stateless_split(own_seed, num=2))
-        batch = self.replay.sample_sequences(sample_seed, cfg.batch_size, cfg.sequence_length)
-        state, metrics = self.agent.update(self.state.read(), batch, td3_seed, self.objective)
-        self.state.assign(state)
-        self.guard.record(metrics["skipped_updates"])
+        metrics = self.sampled_update(tf.random.experimental.stateless_fold_in(update_seed, k))  # XLA: no split
         values, finite = nan_masked({k: metrics[k] for k in zero})
         return k + 1, {k: sums[k] + values[k] for k in zero}, {k: counts[k] + finite[k] for k in zero}
 

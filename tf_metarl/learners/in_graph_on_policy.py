@@ -86,7 +86,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
         lambda env_state, policy, seed: self.task.rollout(env_state, self._act, policy, seed, self.config.rollout_length),
         jit_compile=self.config.jit_compile)
     self._updates_graph = tf.function(self._updates, jit_compile=self.config.jit_compile)
-    self._greedy_fn = self.agent.greedy  # one object, so the evaluation graph is traced once
+    self._greedy_fn = self._greedy_members  # one object, so the evaluation graph is traced once
 
   def checkpoint_items(self):
     return dict(super().checkpoint_items(), env_state=self.env_state)
@@ -229,14 +229,20 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
             "member_final_eval_return": nan_to_none(self.member_eval_returns),
             "member_train_return_last100": nan_to_none(recent)}
 
+  def _greedy_members(self, stacked_policy, observations):
+    """Every member's greedy actions on its share of observations [members · episodes, O]."""
+    split = tf.reshape(observations, [self.members, -1, observations.shape[-1]])
+    actions = self._per_member(self.agent.greedy)(stacked_policy, split)
+    return tf.reshape(actions, [-1] + actions.shape[2:].as_list())
+
   def evaluate(self, episodes: int):
-    """Greedy episodes of every member (concatenated in seed order)."""
+    """Greedy episodes of every member (concatenated in seed order), all members in one graph."""
     self._evaluations += 1
     seed = 10_000 * (self.seed + 1) + 100 * self._evaluations
-    stacked = self._read_members().policy
-    out = []
+    returns = self.task.evaluate(self._greedy_fn, self._read_members().policy, episodes * self.members, seed=seed)
+    if not returns:
+      return []
     for i in range(self.members):
-      returns = self.task.evaluate(self._greedy_fn, [p[i] for p in stacked], episodes, seed=seed)
-      self.member_eval_returns[i] = float(np.mean(returns)) if returns else float("nan")
-      out += returns
-    return out
+      own = returns[i * episodes:(i + 1) * episodes]
+      self.member_eval_returns[i] = float(np.mean(own)) if own else float("nan")
+    return returns

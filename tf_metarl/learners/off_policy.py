@@ -24,7 +24,6 @@ from tf_metarl.learners.replay import SequenceReplay
 from tf_metarl.networks import DeterministicPolicy, TwinQCritic
 from tf_metarl.objectives.base import Objective
 from tf_metarl.state_variables import StateVariables
-from tf_metarl.trajectories import Trajectory
 
 
 @dataclasses.dataclass
@@ -139,12 +138,20 @@ class OffPolicyLearner(Trainable):
       return {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
     return {k: v.numpy() for k, v in self._act(tf.constant(observations)).items()}
 
-  @tf.function(jit_compile=compilation.JIT_COMPILE)
-  def _update(self, batch: Trajectory):
-    state, metrics = self.agent.update(self.state.read(), batch, self._seed(), self.objective)
+  def sampled_update(self, seed):
+    """One TD3 update on a batch sampled from replay (graph-safe; both learners' only update).
+    seed: int32 [2]. Returns the update's metrics."""
+    cfg = self.config
+    sample_seed, update_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    batch = self.replay.sample_sequences(sample_seed, cfg.batch_size, cfg.sequence_length)
+    state, metrics = self.agent.update(self.state.read(), batch, update_seed, self.objective)
     self.state.assign(state)
     self.guard.record(metrics["skipped_updates"])
     return metrics
+
+  @tf.function(jit_compile=compilation.JIT_COMPILE)
+  def _update(self):
+    return self.sampled_update(self._seed())
 
   @tf.function
   def _greedy(self, observations):
@@ -161,8 +168,7 @@ class OffPolicyLearner(Trainable):
       self._update_credit += cfg.updates_per_step * cfg.num_envs
       while self._update_credit >= 1.0:
         self._update_credit -= 1.0
-        batch = self.replay.sample(self.np_rng, cfg.batch_size, cfg.sequence_length)
-        updates.append(self._update(tf.nest.map_structure(tf.constant, batch)))
+        updates.append(self._update())  # warm-up filled a sequence per copy (OffPolicyConfig.validate)
     metrics = mean_metrics(updates)
     metrics.pop("skipped_updates", None)  # counted by the guard (reliability/skipped_updates)
     return metrics, stats

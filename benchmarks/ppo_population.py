@@ -35,7 +35,7 @@ _SEEDS = flags.DEFINE_integer("seeds", 5, "Agents in the population (seeds 0..n-
 _FIRST_SEED = flags.DEFINE_integer("first_seed", 0, "Seed of the first agent (agents have seeds first_seed ..).")
 _STEPS = flags.DEFINE_integer("steps", 500_000, "Environment steps per seed.")
 _THRESHOLD = flags.DEFINE_float("threshold", 475.0, "Mean training return to reach.")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", 10_000, "Steps between greedy evaluations.")
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 10_000, "Steps between greedy evaluations (0: only at the end).")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 5, "Greedy episodes per evaluation and seed.")
 _GYM_STEPS = flags.DEFINE_integer("gym_steps", 100_000, "Steps of the gymnasium path (0: skip).")
 _SCALING = flags.DEFINE_list("scaling", ["1", "5", "20", "64"], "Population sizes to time (empty: skip).")
@@ -94,8 +94,9 @@ def population_run(members: int, steps: int):
       if len(pending[i]) >= 10:
         curves[i].append(dict(env_steps=done, train_return=float(np.mean(pending[i])), episodes=len(pending[i])))
         pending[i] = []
-    if done - last_eval >= _EVAL_EVERY.value or done >= steps:
-      last_eval = done // _EVAL_EVERY.value * _EVAL_EVERY.value
+    every = _EVAL_EVERY.value
+    if (every and done - last_eval >= every) or done >= steps:  # every = 0: only at the end
+      last_eval = done // every * every if every else done
       learner.evaluate(_EVAL_EPISODES.value)
       for i in range(members):
         evals[i].append(dict(env_steps=done, eval_return=learner.member_eval_returns[i]))

@@ -12,7 +12,7 @@ from tf_metarl.learners.loop import RunSettings, run_training
 from tf_metarl.learners.off_policy import OffPolicyConfig
 from tf_metarl.objectives.registry import make_objective
 
-SMALL = dict(hidden_sizes=(32, 32), batch_size=16, replay_capacity=1_000)
+SMALL = dict(hidden_sizes=(32, 32), batch_size=16, replay_capacity=1_000, jit_compile=False)  # XLA: slower to build
 
 
 def make_learner(env_id="tf_metarl/Pendulum-v1", seed=0, **config):
@@ -59,7 +59,7 @@ def test_warm_up_actions_are_uniform_then_the_policy_explores_around_its_action(
 @pytest.mark.slow
 def test_a_run_split_in_two_with_a_resume_equals_the_uninterrupted_run(tmp_path):
   settings = RunSettings(checkpoint_every_seconds=0, eval_every=0)
-  cfg = dict(num_envs=2, graph_steps=25, warmup_steps=20, **SMALL)
+  cfg = dict(num_envs=2, graph_steps=25, warmup_steps=20, **dict(SMALL, jit_compile=True))  # the default, XLA
   whole = make_learner(**cfg)
   run_training(whole, 200, str(tmp_path / "whole"), {"run": "a"}, settings)
   first = make_learner(**cfg)

@@ -47,7 +47,7 @@ class OffPolicyConfig:
   layer_norm: bool = False
   max_grad_norm: float = 0.0       # global-norm clipping of each critic and actor gradient (0: none)
   graph_steps: int = 250           # vector steps per compiled call on TensorFlow-native environments (in-graph learner)
-  jit_compile: bool = False        # XLA for that call (in-graph learner)
+  jit_compile: bool = True         # XLA for that call (in-graph learner; measured 1.2x faster for TD3 on Pendulum)
 
   def validate(self):
     for name in ("num_envs", "replay_capacity", "batch_size", "sequence_length", "policy_delay", "graph_steps"):

@@ -162,22 +162,25 @@ def test_a_randomised_task_family_reaches_the_learners_environments():
   assert np.all(learner.env_state.read().env.parameters["mass"].numpy() == 1.0)
 
 
+def learner_from_config(members):
+  """config -> an in-graph PPO learner of `members` on CartPole (for the shared learner checks)."""
+  return lambda config: InGraphOnPolicyLearner(describe_env("tf_metarl/CartPole-v1"), make_objective("ppo", {}),
+                                               dataclasses.replace(config, jit_compile=False), 0, 10_000,
+                                               members=members)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("members", [1, 2])
 def test_frozen_targets_in_graph(members):
   from tests.test_learners import assert_frozen_targets_are_the_critics_values_at_collection
-  assert_frozen_targets_are_the_critics_values_at_collection(
-      lambda config: InGraphOnPolicyLearner(describe_env("tf_metarl/CartPole-v1"), make_objective("ppo", {}),
-                                            dataclasses.replace(config, jit_compile=False), 0, 10_000, members=members))
+  assert_frozen_targets_are_the_critics_values_at_collection(learner_from_config(members))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("members", [1, 2])
 def test_transition_minibatches_in_graph(members):
   from tests.test_learners import assert_transition_minibatches_use_the_targets_at_collection
-  assert_transition_minibatches_use_the_targets_at_collection(
-      lambda config: InGraphOnPolicyLearner(describe_env("tf_metarl/CartPole-v1"), make_objective("ppo", {}),
-                                            dataclasses.replace(config, jit_compile=False), 0, 10_000, members=members))
+  assert_transition_minibatches_use_the_targets_at_collection(learner_from_config(members))
 
 
 @pytest.mark.slow

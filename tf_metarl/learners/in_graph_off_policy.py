@@ -74,7 +74,7 @@ class InGraphOffPolicyLearner(OffPolicyLearner):
     zero = {"critic_loss": 0.0, "q_mean": 0.0, "actor_loss": 0.0}
 
     def vector_step(t, sums, counts, returns, lengths, finished):
-      step_seed, act_seed, update_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[t], num=3))
+      step_seed, update_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[t], num=2))
       explore = self.env_steps >= cfg.warmup_steps
       act = lambda params, observations, s: self._behaviour(params, observations, s, explore)
       env_state, trajectory, episodes = self.task.rollout(self.env_state.read(), act, self.state.read().policy,

@@ -3,8 +3,9 @@
 Each iteration collects `rollout_length` steps from `num_envs` copies, then runs `epochs` passes
 over `minibatches` splits of the copies (whole segments, so objectives that compute returns
 inside see contiguous time), or, with `minibatch_unit="transitions"`, of the rollout's single
-transitions with the objective's targets computed once per rollout (purejaxrl's PPO). The objective's loss trains the policy, and the critic too when the
-objective says it does (`trains_critic`); otherwise the critic regresses λ-returns on its own.
+transitions with the objective's targets computed once per rollout (purejaxrl's PPO). The
+objective's loss trains the policy, and the critic too when the objective says it does
+(`trains_critic`); otherwise the critic regresses λ-returns on its own.
 """
 from __future__ import annotations
 
@@ -118,6 +119,11 @@ def as_units(tree, config: OnPolicyConfig, leading_axes: int = 0):
   return tf.nest.map_structure(flatten, tree)
 
 
+def has_rollout_extras(config: OnPolicyConfig) -> bool:
+  """Whether `rollout_extras` computes anything for this config."""
+  return _by_transitions(config) or config.freeze_targets
+
+
 def rollout_extras(agent: ActorCritic, objective: Objective, critic_params, trajectory: Trajectory,
                    config: OnPolicyConfig):
   """What every update of an iteration shares, from the critic at collection: the objective's
@@ -217,7 +223,7 @@ class OnPolicyLearner(Trainable):
     trajectory, stats = self.collector.collect(self.act, cfg.rollout_length)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     trajectory = tf.nest.map_structure(tf.constant, trajectory)
-    extras = self._rollout_extras(trajectory) if _by_transitions(cfg) or cfg.freeze_targets else ()
+    extras = self._rollout_extras(trajectory) if has_rollout_extras(cfg) else ()
     units = as_units((trajectory, extras), cfg)
     count = minibatch_units(cfg)
     size = count // cfg.minibatches

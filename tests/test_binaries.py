@@ -32,7 +32,8 @@ def test_train_with_the_shipped_objective_writes_everything(tmp_path):
   assert "steps/s | ETA" in result.stderr  # the progress line
   config = json.loads((logdir / "config.json").read_text())  # the fully resolved config
   assert config["steps"] == 4096 and config["env"] == "CartPole-v1" and config["objective"] == "export/ppo"
-  assert config["on_policy"]["learning_rate"] == 2.5e-4 and config["identity"]["seed"] == 0
+  assert config["on_policy"]["learning_rate"] == 5e-4 and config["identity"]["seed"] == 0  # the ppo preset
+  assert config["on_policy"]["minibatch_unit"] == "copies"  # "auto", resolved for an exported objective
 
 
 def test_the_shipped_metagenrl_objective_is_a_complete_export():

@@ -21,6 +21,10 @@ class NotASavedModelError(UserError):
   """A path that should hold an exported objective does not."""
 
 
+class HelperRewardError(UserError):
+  """A helper reward does not answer as the interface asks (shape, signature)."""
+
+
 class ConfigError(UserError):
   """A configuration value is malformed or out of range."""
 

@@ -11,6 +11,7 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
+from tf_metarl import returns
 from tf_metarl.shapes import check_rank
 
 
@@ -78,3 +79,24 @@ def twin_q_regression(q_values, q_targets):
   """TD3 critic loss: Σ_i mean_{b,t} (Q_i(s_t, a_t) − y_t)², a scalar; `q_values` is [2, B, T]."""
   q_values = check_rank("q_values", q_values, 3)
   return tf.reduce_sum(tf.reduce_mean(tf.square(q_values - q_targets[None]), axis=[1, 2]))
+
+
+def score_function_surrogate(log_probs, behaviour_log_probs, advantages, episode_ends, dependence: float):
+  """A surrogate of −J(θ) whose derivatives of every order are score-function estimates (Loaded
+  DiCE, Farquhar et al. 2019), importance-weighted to the behaviour policy μ (Place 2023, Remark 2),
+  per step [B, T]:
+
+    −[exp(w_t) − exp(w_t − ℓ_t)] A_t,   ℓ_t = log π(a_t|s_t) − log μ(a_t|s_t),
+    w_t = Σ_{t' ≤ t, same episode} λ^{t−t'} ℓ_t'          (λ = `dependence`).
+
+  Its value is 0 at π = μ. Its gradient is −ρ_t A_t ∇log π_t (the importance-weighted policy
+  gradient) for every λ. At π = μ its Hessian is −Σ_t A_t [∇²log π_t + ∇ℓ_t ∇ℓ_t^T + ∇ℓ_t ∇u_t^T +
+  ∇u_t ∇ℓ_t^T] with u_t = λ w_{t−1}: with λ = 1 and A_t the (discounted) return from t, less any
+  baseline of s_t, an unbiased estimate of ∇²J; with λ = 0 only the per-step terms: biased, and
+  of far less variance on long episodes.
+  `advantages` are constants to θ (they may depend on other parameters, e.g. a learned reward).
+  """
+  log_probs = check_rank("log_probs", log_probs, 2)
+  log_ratios = log_probs - behaviour_log_probs
+  cumulative = returns.forward_discounted_sums(log_ratios, episode_ends, dependence)
+  return -(tf.exp(cumulative) - tf.exp(cumulative - log_ratios)) * advantages

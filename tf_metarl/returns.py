@@ -98,3 +98,13 @@ def n_step_returns(rewards, discounts, episode_ends, next_values, gamma, n: int)
       scale = scale * gamma * discounts[:, i] * (1.0 - stop)
     outputs.append(total)
   return tf.stack(outputs, axis=1)
+
+
+def forward_discounted_sums(values, episode_ends, decay):
+  """y_t = x_t + decay (1 − end_{t−1}) y_{t−1}, y_{−1} = 0, over the time axis of [B, T]: sums of
+  the past within each episode, weighted by decay^age (the cumulative log-ratios of the
+  score-function surrogate in `losses.score_function_surrogate`)."""
+  values = check_rank("values", values, 2)
+  continues = 1.0 - tf.concat([tf.ones_like(episode_ends[:, :1]), episode_ends[:, :-1]], axis=1)
+  flipped = _reverse_recursion(tf.reverse(values, [1]), tf.reverse(decay * continues, [1]))
+  return tf.reverse(flipped, [1])

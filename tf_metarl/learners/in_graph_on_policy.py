@@ -39,6 +39,76 @@ def nan_masked(metrics: Dict[str, tf.Tensor]):
   return {k: tf.where(finite[k] > 0, v, 0.0) for k, v in metrics.items()}, finite
 
 
+def shuffle_units(units, config, seed, members: int):
+  """Every epoch's shuffle of an iteration's units ([members, units, ...], see `as_units`) at
+  once: [members, epochs, units, ...]. One sort of [members, epochs, units] costs about what one
+  of [members, units] does, and inside an XLA-compiled graph sorts and gathers are slow
+  (measured: 12 ms per sort, 0.26 ms per gathered field), so this runs before the updates' graph."""
+  orders = tf.argsort(tf.random.stateless_uniform([members, config.epochs, minibatch_units(config)], seed))
+  return tf.nest.map_structure(lambda x: tf.gather(x, orders, axis=1, batch_dims=1), units)
+
+
+def minibatch_updates(member_update, state, shuffled, config, members: int):
+  """`epochs` × `minibatches` updates of every member: epoch e's minibatches are consecutive runs
+  of `shuffled[:, e]` (from `shuffle_units`: [members, epochs, units, ...]), each applied by
+  `member_update(state, batch, extras) -> (state, metrics with "skipped_updates")` over the
+  stacked members. Returns (state, metric sums and counts of finite values over updates,
+  float32 [epochs · minibatches]: 1 where any member's update was skipped)."""
+  size = minibatch_units(config) // config.minibatches
+
+  def update(k, agent_state):
+    begin = tf.stack([0, k // config.minibatches, (k % config.minibatches) * size])
+
+    def minibatch(x):  # tf.slice: XLA turns a strided slice with a tensor start into a slow gather (measured)
+      rest = x.shape[3:].as_list()
+      return tf.slice(x, tf.concat([begin, tf.zeros([len(rest)], tf.int32)], 0), [members, 1, size] + rest)[:, 0]
+
+    batch, batch_extras = tf.nest.map_structure(minibatch, shuffled)
+    agent_state, metrics = member_update(agent_state, batch, batch_extras)
+    return (agent_state, tf.reduce_max(metrics["skipped_updates"]),
+            nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"}))
+
+  total = config.epochs * config.minibatches
+  state, skip, (sums, counts) = update(tf.constant(0), state)
+  skipped = tf.TensorArray(tf.float32, size=total, element_shape=[]).write(0, skip)
+
+  def body(k, agent_state, skipped, sums, counts):
+    agent_state, skip, (values, finite) = update(k, agent_state)
+    return (k + 1, agent_state, skipped.write(k, skip), tf.nest.map_structure(tf.add, sums, values),
+            tf.nest.map_structure(tf.add, counts, finite))
+
+  _, state, skipped, sums, counts = tf.while_loop(lambda k, *_: k < total, body,
+                                                  (tf.constant(1), state, skipped, sums, counts))
+  return state, sums, counts, skipped.stack()
+
+
+def mean_of_sums(sums, counts):
+  """Per-metric means over updates from `minibatch_updates`' sums and counts (NaN: none finite)."""
+  return {k: tf.reduce_mean(tf.math.divide_no_nan(sums[k], counts[k]) + tf.where(counts[k] > 0, 0.0, float("nan")))
+          for k in sums}
+
+
+def agent_iteration_updates(agent: ActorCritic, objective, config, state, trajectory, seed, learning_rate):
+  """One agent's whole update phase of an on-policy iteration on its rollout (`trajectory`
+  [num_envs, T, ...]): the objective's rollout targets where the config asks for them, then
+  `epochs` × `minibatches` updates, as the learner runs them for each member. For inner problems
+  that train an agent in graph (the implicit reward method). Returns (state, mean metrics,
+  skipped-update flags [epochs · minibatches])."""
+  extras = rollout_extras(agent, objective, state.critic, trajectory, config) if has_rollout_extras(config) else ()
+  units = tf.nest.map_structure(lambda x: x[None], as_units((trajectory, extras), config))
+  shuffled = shuffle_units(units, config, seed, members=1)
+  one = minibatch_update(agent, objective, config, learning_rate)
+
+  def member_update(stacked, batch, batch_extras):
+    first = lambda tree: tf.nest.map_structure(lambda x: x[0], tree)
+    new_state, metrics = one(first(stacked), first(batch), first(batch_extras))
+    return tf.nest.map_structure(lambda x: x[None], (new_state, metrics))
+
+  stacked, sums, counts, skipped = minibatch_updates(member_update, tf.nest.map_structure(lambda x: x[None], state),
+                                                     shuffled, config, members=1)
+  return tf.nest.map_structure(lambda x: x[0], stacked), mean_of_sums(sums, counts), skipped
+
+
 class InGraphOnPolicyLearner(OnPolicyLearner):
   """`OnPolicyLearner` on TensorFlow-native batched copies, for `members` agents (see the module
   docstring). `env_info.env_id` must be a `tf_metarl/<id>` of `envs.classic_control`;
@@ -145,60 +215,27 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
           self.agent, self._member(settings, learning_rate)[0], critic, rollout, cfg))(
               state.critic, trajectory, self._settings)
     units = as_units((trajectory, extras), cfg, leading_axes=1)
-    # Every epoch's shuffle at once, before the updates' graph: one sort of [members, epochs, units]
-    # costs about what one of [members, units] does, and inside an XLA-compiled graph sorts and
-    # gathers are slow (measured: 12 ms per sort, 0.26 ms per gathered field), slices are not.
-    orders = tf.argsort(tf.random.stateless_uniform([members, cfg.epochs, minibatch_units(cfg)], shuffle_seed))
-    shuffled = tf.nest.map_structure(lambda x: tf.gather(x, orders, axis=1, batch_dims=1), units)
+    shuffled = shuffle_units(units, cfg, shuffle_seed, members)
     state, sums, counts, skipped = self._updates_graph(state, shuffled, learning_rate)
     for k in range(cfg.epochs * cfg.minibatches):
       self.guard.record(skipped[k])
     self._assign_members(state)
     self.env_state.assign(env_state)
-    means = {k: tf.reduce_mean(tf.math.divide_no_nan(sums[k], counts[k]) + tf.where(counts[k] > 0, 0.0, float("nan")))
-             for k in sums}
-    return means, episodes
+    return mean_of_sums(sums, counts), episodes
 
   def _updates(self, state, shuffled, learning_rate):
-    """`epochs` × `minibatches` updates of every member: epoch e's minibatches are consecutive runs
-    of `shuffled[:, e]` (the iteration's units (see `as_units`) in that epoch's order: [members,
-    epochs, units, ...]).
-    A separate graph so that XLA (`jit_compile`) compiles the updates, which it does in seconds,
-    without the rollout. Returns (state, metric sums and counts of finite values over updates,
-    float32 [epochs · minibatches]: 1 where any member's update was skipped)."""
-    cfg, members = self.config, self.members
-    size = minibatch_units(cfg) // cfg.minibatches
+    """Every member's `minibatch_updates`, in a separate graph so that XLA (`jit_compile`)
+    compiles the updates, which it does in seconds, without the rollout."""
+    cfg = self.config
 
     def one_member(agent_state, batch, batch_extras, settings):
       objective, rate = self._member(settings, learning_rate)
       return minibatch_update(self.agent, objective, cfg, rate)(agent_state, batch, batch_extras)
 
     member_update = self._per_member(one_member)
-
-    def update(k, agent_state):
-      begin = tf.stack([0, k // cfg.minibatches, (k % cfg.minibatches) * size])
-
-      def minibatch(x):  # tf.slice: XLA turns a strided slice with a tensor start into a slow gather (measured)
-        rest = x.shape[3:].as_list()
-        return tf.slice(x, tf.concat([begin, tf.zeros([len(rest)], tf.int32)], 0), [members, 1, size] + rest)[:, 0]
-
-      batch, batch_extras = tf.nest.map_structure(minibatch, shuffled)
-      agent_state, metrics = member_update(agent_state, batch, batch_extras, self._settings)
-      return (agent_state, tf.reduce_max(metrics["skipped_updates"]),
-              nan_masked({k: v for k, v in metrics.items() if k != "skipped_updates"}))
-
-    total = cfg.epochs * cfg.minibatches
-    state, skip, (sums, counts) = update(tf.constant(0), state)
-    skipped = tf.TensorArray(tf.float32, size=total, element_shape=[]).write(0, skip)
-
-    def body(k, agent_state, skipped, sums, counts):
-      agent_state, skip, (values, finite) = update(k, agent_state)
-      return (k + 1, agent_state, skipped.write(k, skip), tf.nest.map_structure(tf.add, sums, values),
-              tf.nest.map_structure(tf.add, counts, finite))
-
-    _, state, skipped, sums, counts = tf.while_loop(lambda k, *_: k < total, body,
-                                                    (tf.constant(1), state, skipped, sums, counts))
-    return state, sums, counts, skipped.stack()
+    return minibatch_updates(lambda agent_state, batch, extras: member_update(agent_state, batch, extras,
+                                                                              self._settings),
+                             state, shuffled, cfg, self.members)
 
   def iteration(self):
     cfg = self.config

@@ -179,15 +179,21 @@ class GymTask(Task):
     return evaluate(self.eval_env, lambda obs: greedy(policy_params, tf.constant(obs)).numpy(), episodes, seed=seed)
 
 
-def make_task(name: str, num_envs: int, seed: int, rows: int = 11, columns: int = 6) -> Task:
+def make_task(name: str, num_envs: int, seed: int, rows: int = 11, columns: int = 6,
+              continuous: bool = False) -> Task:
   """`catch` (rows × columns), `random_walk`, a discrete-action TensorFlow-native id (e.g.
-  `tf_metarl/CartPole-v1`: collected in graph), or any discrete-action gymnasium id."""
+  `tf_metarl/CartPole-v1`: collected in graph), or any discrete-action gymnasium id.
+  `continuous`: also accept continuous-action TensorFlow-native ids (actions clipped to the
+  bounds for the environment and recorded as sampled; `num_actions` is then 0)."""
   if name == "catch":
     return BatchedTask("catch", Catch(rows, columns), NUM_ACTIONS, evaluation_steps=rows - 1)
   if name == "random_walk":
     return RandomWalkTask()
   if classic_control.is_native(name):
     env = classic_control.make_native(name)
+    if not env.discrete and continuous:
+      return BatchedTask(name, batched.ClippedActions(env, env.action_low, env.action_high), 0,
+                         evaluation_steps=env.max_episode_steps)
     if not env.discrete:
       raise errors.IncompatibleSpaceError(
           f"online meta-gradient methods need discrete actions; {name} has continuous actions")

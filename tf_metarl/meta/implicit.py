@@ -58,23 +58,44 @@ def hessian_vector_product(loss_fn, params, vector, mode: str = "exact", epsilon
   raise errors.ConfigError(f"hessian-vector product mode must be one of {', '.join(HVP_MODES)}, got {mode!r}")
 
 
+HESSIAN_BATCHES = ("inner", "held_out")
+
+
 @dataclasses.dataclass(frozen=True)
 class ImplicitEstimator:
-  """unroll_steps: inner steps K taken (without differentiation) to approach θ*(η) from the
-  current state; the inner loss at θ_K uses the last of their batches, the outer loss a
-  held-out batch."""
+  """Args:
+    solver: an inverse-Hessian-vector solver (`meta.linear_solvers`).
+    unroll_steps: inner steps K taken (without differentiation) to approach θ*(η) from the
+      current state.
+    hvp: "exact" or "finite_difference" Hessian-vector products.
+    hvp_epsilon: the finite difference's relative step.
+    damping: δ ≥ 0, the solve uses H + δI (a sampled Hessian may be indefinite or singular).
+    max_residual: a solve whose relative residual ‖(H + δI)v − b‖/‖b‖ is above this, or not
+      finite, has diverged: the estimate is rejected (`reject` in the metrics; the meta-trainer
+      then skips the step and counts it) instead of reaching η. None: never rejected.
+    hessian_batch: the batch of the inner loss's second derivatives: "inner" (the last of the
+      K inner batches, independent of the held-out batch; an RL inner loss reweights it to the
+      current policy) or "held_out" (the outer loss's batch; with K = 0 the only one).
+  """
   solver: object = NeumannSolver()
   unroll_steps: int = 1
   hvp: str = "exact"
   hvp_epsilon: float = 1e-3
+  damping: float = 0.0
+  max_residual: float | None = None
+  hessian_batch: str = "inner"
 
   def estimate(self, problem, eta, state, seed):
     if self.hvp not in HVP_MODES:
       raise errors.ConfigError(f"hvp must be one of {', '.join(HVP_MODES)}, got {self.hvp!r}")
+    if self.hessian_batch not in HESSIAN_BATCHES:
+      raise errors.ConfigError(f"hessian_batch must be one of {', '.join(HESSIAN_BATCHES)}, got {self.hessian_batch!r}")
+    if not self.damping >= 0:
+      raise errors.ConfigError(f"damping must be >= 0, got {self.damping}")
     state, batches, held_out, metrics = unroll_and_hold_out(problem, eta, state, seed, self.unroll_steps)
     state = tf.nest.map_structure(tf.stop_gradient, state)
     theta = problem.params(state)
-    inner_batch = batches[-1] if batches else held_out
+    inner_batch = batches[-1] if batches and self.hessian_batch == "inner" else held_out
 
     with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
       tape.watch(theta)
@@ -85,7 +106,7 @@ class ImplicitEstimator:
     del tape
 
     inner = lambda params: problem.inner_loss(eta, params, inner_batch)
-    matvec = lambda v: hessian_vector_product(inner, theta, v, self.hvp, self.hvp_epsilon)
+    matvec = lambda v: hessian_vector_product(inner, theta, v, self.hvp, self.hvp_epsilon) + self.damping * v
     v, solver_metrics = self.solver.solve(matvec, b, tf.random.experimental.stateless_fold_in(seed, 1))
     v = tf.stop_gradient(v)
     residual = tf.norm(matvec(v) - b) / (tf.norm(b) + 1e-12)
@@ -95,5 +116,7 @@ class ImplicitEstimator:
       dot = tf.reduce_sum(flatten(gradient_of(lambda params: problem.inner_loss(eta, params, inner_batch), theta)) * v)
     mixed = tape.gradient(dot, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads = [d - m for d, m in zip(direct, mixed)]
-    return grads, state, dict(metrics, meta_loss=outer, solver_residual=residual, **meta_metrics,
-                              **solver_metrics)
+    out = dict(metrics, meta_loss=outer, solver_residual=residual, **meta_metrics, **solver_metrics)
+    if self.max_residual is not None:
+      out["reject"] = tf.logical_not(residual <= self.max_residual)  # NaN compares False: rejected
+    return grads, state, out

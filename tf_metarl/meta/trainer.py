@@ -3,8 +3,9 @@
 Each `iteration()` is one compiled call: read η and the inner state from variables, ask the
 estimator for the outer gradient (`estimate(problem, η, state, seed)`), apply the meta-optimizer
 (a functional optimizer, so its state is explicit), and write everything back. A non-finite
-gradient, inner parameter or meta-loss never reaches η: the step keeps η, the meta-optimizer
-state and the inner state as they were, and counts the skip (`self.guard`, an `UpdateGuard`;
+gradient, inner parameter or meta-loss, or an estimate the estimator rejects (`reject` in its
+metrics: a diverged implicit solve), never reaches η: the step keeps η and the meta-optimizer
+state (and, unless only rejected, the inner state) as they were, and counts the skip (`self.guard`, an `UpdateGuard`;
 `reliability/skipped_updates` in TensorBoard). It plugs into `learners.loop.run_training`
 (progress, TensorBoard, checkpoints, resume) like any learner.
 """
@@ -66,15 +67,25 @@ class MetaTrainer(Trainable):
       new_eta, new_opt_state = self.meta_optimizer.update(eta, grads, opt_state)
     # Checked on what could go non-finite (gradients, inner parameters, the meta-loss), not on collected data.
     finite = all_finite([grads, new_eta, self.problem.params(new_state), metrics["meta_loss"]])
+    rejected = tf.constant(False)
+    if "reject" in metrics:  # the estimator's own verdict (e.g. a diverged implicit solve)
+      rejected = tf.convert_to_tensor(metrics.pop("reject"))
+      metrics["meta/rejected_estimates"] = tf.cast(rejected, tf.float32)
+
+    def advance_inner():
+      self.state.assign(new_state)
+      return tf.constant(0, tf.int64)
 
     def apply():
       self.eta.assign(new_eta)
       self.meta_optimizer_state.assign(new_opt_state)
-      self.state.assign(new_state)
       return tf.constant(0, tf.int64)
 
-    tf.cond(finite, apply, lambda: tf.constant(1, tf.int64))
-    self.guard.record(tf.logical_not(finite))
+    # A rejected estimate keeps η, but the inner problem's progress (finite) is kept.
+    tf.cond(finite, advance_inner, lambda: tf.constant(1, tf.int64))
+    skipped = tf.logical_or(tf.logical_not(finite), rejected)
+    tf.cond(skipped, lambda: tf.constant(1, tf.int64), apply)
+    self.guard.record(skipped)
     return metrics
 
   def iteration(self):

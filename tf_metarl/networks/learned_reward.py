@@ -96,9 +96,12 @@ class LearnedReward(keras.Model):
 
     Returns (shaped rewards [B, T], γ_η scalar, z_η [B, T], f_η [B, T])."""
     batch_shape = tf.shape(rewards)
-    out = functional_call(self, eta, self.features(observations, actions))
+    features = self.features(observations, actions)
+    if not self.trainable_variables:  # frozen (a baseline): η is empty, the variables hold the values
+      out, gamma = self(features), tf.sigmoid(tf.convert_to_tensor(self.discount_logit.value))
+    else:
+      out, gamma = functional_call(self, eta, features), tf.sigmoid(self.discount_logit_of(eta))
     z, f = tf.reshape(out[:, 0], batch_shape), tf.reshape(out[:, 1], batch_shape)
-    gamma = tf.sigmoid(self.discount_logit_of(eta))
     return rewards + z * helper_rewards + f, gamma, z, f
 
   def discount_logit_of(self, eta):
@@ -106,5 +109,5 @@ class LearnedReward(keras.Model):
     return eta[self._discount_index]
 
   def additive_params(self, eta):
-    """f_η's parameters inside η ([] without f_η), for the regulariser λ_r |f_η|²."""
-    return [eta[i] for i in self._additive_indices]
+    """f_η's parameters inside η ([] without f_η or when frozen), for the regulariser λ_r |f_η|²."""
+    return [eta[i] for i in self._additive_indices] if eta else []

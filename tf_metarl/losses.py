@@ -89,8 +89,9 @@ def score_function_surrogate(log_probs, behaviour_log_probs, advantages, episode
     −[exp(w_t) − exp(w_t − ℓ_t)] A_t,   ℓ_t = log π(a_t|s_t) − log μ(a_t|s_t),
     w_t = Σ_{t' ≤ t, same episode} λ^{t−t'} ℓ_t'          (λ = `dependence`).
 
-  Its value is 0 at π = μ. Its gradient is −ρ_t A_t ∇log π_t (the importance-weighted policy
-  gradient) for every λ. At π = μ its Hessian is −Σ_t A_t [∇²log π_t + ∇ℓ_t ∇ℓ_t^T + ∇ℓ_t ∇u_t^T +
+  Its value is 0 at π = μ, and its gradient there −A_t ∇log π_t (the policy gradient) for every
+  λ; with λ = 0 its gradient is −ρ_t A_t ∇log π_t everywhere (per-step importance weights, ρ_t =
+  exp ℓ_t), the form an inner loss reusing older data needs. At π = μ its Hessian is −Σ_t A_t [∇²log π_t + ∇ℓ_t ∇ℓ_t^T + ∇ℓ_t ∇u_t^T +
   ∇u_t ∇ℓ_t^T] with u_t = λ w_{t−1}: with λ = 1 and A_t the (discounted) return from t, less any
   baseline of s_t, an unbiased estimate of ∇²J; with λ = 0 only the per-step terms: biased, and
   of far less variance on long episodes.

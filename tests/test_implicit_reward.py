@@ -1,0 +1,224 @@
+"""The implicit reward method (Place 2023): its second-order estimates against exact values, its
+meta-gradient's sign against the analytic one, and the method end to end on CartPole."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_metarl import errors, losses
+from tf_metarl.algorithms.implicit_reward import ImplicitRewardConfig, ImplicitRewardTrainer
+from tf_metarl.envs import helper_rewards
+from tf_metarl.learners.on_policy import OnPolicyConfig
+from tf_metarl.meta.implicit import ImplicitEstimator, flatten, hessian_vector_product
+from tf_metarl.meta.linear_solvers import ConjugateGradientSolver, ExactSolver
+from tf_metarl.meta.problem import InnerProblem, unroll_and_hold_out
+
+# --- a tabular MDP: exact values by dynamic programming over state distributions -----------------
+S, A, HORIZON, GAMMA = 2, 2, 3, 0.9
+RNG = np.random.default_rng(0)
+P = RNG.dirichlet(np.ones(S), size=(S, A))          # P[s, a, s']
+R_P = RNG.normal(size=(S, A))
+R_H = RNG.normal(size=(S, A))
+INIT = np.array([0.7, 0.3])
+
+
+def exact_value(theta, eta):
+  """V(θ, η) = E Σ_t γ^t (r_p + η r_h)(s_t, a_t), exactly (differentiable in θ [S, A] and η [])."""
+  pi = tf.nn.softmax(theta, axis=-1)
+  reward = tf.constant(R_P) + eta * tf.constant(R_H)
+  d, value = tf.constant(INIT), tf.constant(0.0, tf.float64)
+  for t in range(HORIZON):
+    value += GAMMA**t * tf.reduce_sum(d[:, None] * pi * reward)
+    d = tf.einsum("s,sa,sap->p", d, pi, tf.constant(P))
+  return value
+
+
+def sample_episodes(theta, n, seed):
+  rng = np.random.default_rng(seed)
+  pi = tf.nn.softmax(theta, axis=-1).numpy()
+  states, actions = np.zeros([n, HORIZON], np.int64), np.zeros([n, HORIZON], np.int64)
+  s = (rng.random(n) > INIT[0]).astype(np.int64)
+  for t in range(HORIZON):
+    a = (rng.random(n) > pi[s, 0]).astype(np.int64)
+    states[:, t], actions[:, t] = s, a
+    s = (rng.random(n) > P[s, a, 0]).astype(np.int64)
+  return states, actions
+
+
+def sampled_loss(theta, eta, states, actions, dependence):
+  """−V as the score-function surrogate on sampled episodes (one per row, [N, HORIZON])."""
+  log_probs = tf.gather_nd(tf.nn.log_softmax(theta, -1), tf.stack([states, actions], -1))
+  rewards = tf.gather_nd(tf.constant(R_P) + eta * tf.constant(R_H), tf.stack([states, actions], -1))
+  discounted = rewards * GAMMA ** tf.range(HORIZON, dtype=tf.float64)
+  returns_from_t = tf.cumsum(discounted, axis=1, reverse=True)  # Σ_{t' ≥ t} γ^t' r_t'
+  ends = tf.one_hot(HORIZON - 1, HORIZON, dtype=tf.float64)[None] * tf.ones_like(rewards)
+  per_step = losses.score_function_surrogate(log_probs, tf.stop_gradient(log_probs), returns_from_t, ends, dependence)
+  return tf.reduce_sum(tf.reduce_mean(per_step, 0))
+
+
+def second_order_products(loss_fn, theta, eta, v):
+  """(H_θθ v, H_ηθ v) of loss_fn(θ, η) by double backpropagation."""
+  with tf.GradientTape(persistent=True) as outer:
+    outer.watch([theta, eta])
+    with tf.GradientTape() as inner:
+      inner.watch(theta)
+      loss = loss_fn(theta, eta)
+    dot = tf.reduce_sum(inner.gradient(loss, theta) * v)
+  return outer.gradient(dot, theta).numpy(), outer.gradient(dot, eta).numpy()
+
+
+def test_score_function_second_derivatives_converge_to_the_exact_ones_on_a_tabular_mdp():
+  theta = tf.constant(RNG.normal(size=(S, A)))
+  eta = tf.constant(0.7, tf.float64)
+  v = tf.constant(RNG.normal(size=(S, A)))
+  exact_hv, exact_mixed = second_order_products(lambda t, e: -exact_value(t, e), theta, eta, v)
+  errors_by_n = {}
+  for n in (1_000, 200_000):
+    states, actions = sample_episodes(theta, n, seed=n)
+    hv, mixed = second_order_products(lambda t, e: sampled_loss(t, e, states, actions, 1.0), theta, eta, v)
+    errors_by_n[n] = (np.linalg.norm(hv - exact_hv) / np.linalg.norm(exact_hv), abs(mixed - exact_mixed) /
+                      abs(exact_mixed))
+  big = errors_by_n[200_000]
+  assert big[0] < 0.05 and big[1] < 0.05, errors_by_n
+  assert big[0] < errors_by_n[1_000][0] / 3 and big[1] < errors_by_n[1_000][1] / 3, errors_by_n
+  # Without the cross-time terms (dependence 0) the Hessian estimate stays biased however many samples.
+  states, actions = sample_episodes(theta, 200_000, seed=1)
+  hv0, _ = second_order_products(lambda t, e: sampled_loss(t, e, states, actions, 0.0), theta, eta, v)
+  assert np.linalg.norm(hv0 - exact_hv) / np.linalg.norm(exact_hv) > 0.1
+
+
+def test_surrogate_gradient_is_the_policy_gradient_and_per_step_importance_weighted_at_dependence_0():
+  behaviour = tf.constant([[-0.7, -0.9, -0.4, -1.1]])
+  advantages = tf.constant([[1.0, -2.0, 0.5, 3.0]])
+  ends = tf.constant([[0.0, 1.0, 0.0, 0.0]])
+
+  def grad(log_probs, dependence):
+    with tf.GradientTape() as tape:
+      tape.watch(log_probs)
+      loss = tf.reduce_sum(losses.score_function_surrogate(log_probs, behaviour, advantages, ends, dependence))
+    return loss.numpy(), tape.gradient(loss, log_probs).numpy()
+
+  for dependence in (0.0, 0.5, 1.0):  # at π = μ: value 0, gradient −A_t per log π_t
+    value, g = grad(tf.constant(behaviour.numpy()), dependence)  # a separate tensor of equal values
+    assert value == 0.0
+    np.testing.assert_allclose(g, -advantages.numpy(), rtol=1e-6)
+  log_probs = tf.constant([[-0.5, -1.0, -0.2, -1.3]])
+  _, g = grad(log_probs, 0.0)  # off-policy, dependence 0: −ρ_t A_t
+  np.testing.assert_allclose(g, -np.exp((log_probs - behaviour).numpy()) * advantages.numpy(), rtol=1e-6)
+
+
+# --- a one-state bandit with a helper reward: analytic hypergradient ------------------------------
+K, TAU = 3, 0.5
+BANDIT_R_P = np.array([1.0, 0.0, 0.5])
+
+
+def logits(theta):
+  """K logits from K − 1 free ones (the last fixed at 0: softmax is shift-invariant, so the
+  Hessian in all K logits would be singular)."""
+  return tf.concat([theta, tf.zeros([1], theta.dtype)], 0)
+
+
+class HelperBandit(InnerProblem):
+  """Inner: max_θ E_π[r_p + z r_h] + τ H(π) (θ: K − 1 free logits), so π* = softmax((r_p + z r_h)/τ).
+  Outer: max E_π*[r_p]. η = [z]. `samples`: the losses are score-function surrogates on that many
+  sampled actions (as the RL method's), else exact expectations."""
+
+  def __init__(self, helper, samples=0, optimizer="sgd"):
+    self.r_h, self.samples, self.optimizer = tf.constant(helper, tf.float64), samples, optimizer
+
+  def init(self, eta, seed):
+    theta = tf.zeros([K - 1], tf.float64) if self.optimizer == "sgd" else tf.constant([2.0, -1.0], tf.float64)
+    return (theta, tf.zeros([K - 1], tf.float64), tf.zeros([K - 1], tf.float64), tf.constant(0.0, tf.float64))
+
+  def _objective(self, theta, rewards, actions):
+    pi = tf.nn.softmax(logits(theta))
+    entropy = -tf.reduce_sum(pi * tf.nn.log_softmax(logits(theta)))
+    if actions is None:
+      return -tf.reduce_sum(pi * rewards) - TAU * entropy
+    log_probs = tf.gather(tf.nn.log_softmax(logits(theta)), actions)[:, None]  # [N, T = 1]
+    advantages = tf.gather(rewards, actions)[:, None]
+    surrogate = losses.score_function_surrogate(log_probs, tf.stop_gradient(log_probs), advantages,
+                                                tf.zeros_like(advantages), 0.0)
+    return tf.reduce_mean(surrogate) - TAU * entropy
+
+  def inner_loss(self, eta, params, batch):
+    return self._objective(params[0], tf.constant(BANDIT_R_P) + eta[0] * self.r_h, batch)
+
+  def unroll(self, eta, state, seed):  # exact gradient steps on the inner objective (SGD or Adam)
+    theta, m, v, t = state
+    with tf.GradientTape() as tape:
+      tape.watch(theta)
+      loss = self.inner_loss(eta, [theta], None)
+    g = tape.gradient(loss, theta)
+    if self.optimizer == "sgd":
+      return (theta - 0.5 * g, m, v, t), None, {}
+    t = t + 1
+    m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+    step = 0.05 * (m / (1 - 0.9**t)) / (tf.sqrt(v / (1 - 0.999**t)) + 1e-12)
+    return (theta - step, m, v, t), None, {}
+
+  def meta_batch(self, state, seed):
+    if not self.samples:
+      return state, None, {}
+    tiled = tf.cast(tf.tile(logits(state[0])[None], [self.samples, 1]), tf.float32)
+    return state, tf.random.stateless_categorical(tiled, 1, seed)[:, 0], {}
+
+  def meta_loss(self, eta, state, batch, inner_batches=()):
+    theta = logits(state[0])
+    if batch is None:
+      return -tf.reduce_sum(tf.nn.softmax(theta) * tf.constant(BANDIT_R_P)), {}
+    log_probs = tf.gather(tf.nn.log_softmax(theta), batch)[:, None]
+    advantages = tf.gather(tf.constant(BANDIT_R_P), batch)[:, None]
+    return tf.reduce_mean(losses.score_function_surrogate(log_probs, tf.stop_gradient(log_probs), advantages,
+                                                          tf.zeros_like(advantages), 0.0)), {}
+
+  def params(self, state):
+    return [state[0]]
+
+  def with_params(self, state, params):
+    return (params[0],) + tuple(state[1:])
+
+
+def analytic_bandit_gradient(helper, z):
+  """d(−E_π*[r_p])/dz = −Cov_π*(r_p, r_h) / τ."""
+  pi = np.exp((BANDIT_R_P + z * np.asarray(helper)) / TAU)
+  pi /= pi.sum()
+  covariance = np.sum(pi * BANDIT_R_P * helper) - np.sum(pi * BANDIT_R_P) * np.sum(pi * helper)
+  return -covariance / TAU
+
+
+def implicit_bandit_gradient(problem, z, solver=None):
+  eta = [tf.constant([z], tf.float64)[0]]
+  state = problem.init(eta, tf.constant([0, 0]))
+  step = tf.function(lambda state: problem.unroll(eta, state, None)[0])
+  for _ in range(2000):
+    state = step(state)
+  estimator = ImplicitEstimator(solver=solver or ExactSolver(), unroll_steps=0)
+  grads, _, metrics = estimator.estimate(problem, eta, state, tf.constant([3, 4]))
+  return float(grads[0]), state, metrics
+
+
+HARMFUL = [-1.0, 0.5, 0.0]   # anti-correlated with r_p
+HELPFUL = [1.0, -0.5, 0.2]
+
+
+@pytest.mark.parametrize("helper,sign", [(HARMFUL, 1.0), (HELPFUL, -1.0)])
+def test_bandit_meta_gradient_on_the_helper_weight_matches_the_analytic_one(helper, sign):
+  want = analytic_bandit_gradient(helper, 1.0)
+  assert np.sign(want) == sign  # a harmful helper's weight should go down, a helpful one's up
+  exact, _, _ = implicit_bandit_gradient(HelperBandit(helper), 1.0)
+  np.testing.assert_allclose(exact, want, rtol=1e-3)
+  # The RL estimator: score-function surrogates on sampled actions (CG solve, as in training).
+  sampled, _, metrics = implicit_bandit_gradient(HelperBandit(helper, samples=200_000), 1.0,
+                                                 ConjugateGradientSolver(steps=10))
+  assert np.sign(sampled) == sign
+  np.testing.assert_allclose(sampled, want, rtol=0.1)
+  assert float(metrics["solver_residual"]) < 1e-3
+
+
+def test_implicit_gradient_does_not_depend_on_how_the_inner_problem_was_optimised():
+  by_sgd, state_sgd, _ = implicit_bandit_gradient(HelperBandit(HARMFUL, optimizer="sgd"), 0.3)
+  by_adam, state_adam, _ = implicit_bandit_gradient(HelperBandit(HARMFUL, optimizer="adam"), 0.3)
+  # Different paths (start, optimizer) to the same θ*.
+  np.testing.assert_allclose(state_sgd[0].numpy(), state_adam[0].numpy(), atol=1e-6)
+  np.testing.assert_allclose(by_sgd, by_adam, rtol=1e-5)
+  np.testing.assert_allclose(by_sgd, analytic_bandit_gradient(HARMFUL, 0.3), rtol=1e-5)

@@ -201,6 +201,7 @@ HARMFUL = [-1.0, 0.5, 0.0]   # anti-correlated with r_p
 HELPFUL = [1.0, -0.5, 0.2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("helper,sign", [(HARMFUL, 1.0), (HELPFUL, -1.0)])
 def test_bandit_meta_gradient_on_the_helper_weight_matches_the_analytic_one(helper, sign):
   want = analytic_bandit_gradient(helper, 1.0)
@@ -222,3 +223,126 @@ def test_implicit_gradient_does_not_depend_on_how_the_inner_problem_was_optimise
   np.testing.assert_allclose(state_sgd[0].numpy(), state_adam[0].numpy(), atol=1e-6)
   np.testing.assert_allclose(by_sgd, by_adam, rtol=1e-5)
   np.testing.assert_allclose(by_sgd, analytic_bandit_gradient(HARMFUL, 0.3), rtol=1e-5)
+
+
+# --- helper rewards -------------------------------------------------------------------------------
+def cartpole_batch(seed=0, batch=3, time=4):
+  rng = np.random.default_rng(seed)
+  obs = tf.constant(rng.normal(0, [0.5, 0.5, 0.08, 0.5], size=(batch, time, 4)), tf.float32)
+  actions = tf.constant(rng.integers(0, 2, size=(batch, time)), tf.int32)
+  return obs, actions, obs * 0.9
+
+
+def test_cartpole_helpers_follow_their_definitions():
+  obs, actions, next_obs = cartpole_batch()
+  theta, next_theta = obs[..., 2].numpy(), next_obs[..., 2].numpy()
+  harmful = helper_rewards.helper_rewards(helper_rewards.make_helper("harmful", "CartPole-v1"), obs, actions, next_obs)
+  np.testing.assert_allclose(harmful.numpy(), np.where(np.abs(theta) < 0.1, -0.1, 0.0))
+  helpful = helper_rewards.helper_rewards(helper_rewards.make_helper("helpful", "tf_metarl/CartPole-v1"), obs, actions,
+                                          next_obs)
+  failure = 12 * 2 * np.pi / 360
+  np.testing.assert_allclose(helpful.numpy(), -0.99 * np.abs(next_theta) / failure + np.abs(theta) / failure, rtol=1e-5)
+  random_a = helper_rewards.make_helper("random", "CartPole-v1", seed=1)
+  values = helper_rewards.helper_rewards(random_a, obs, actions, next_obs).numpy()
+  assert np.all(np.abs(values) <= 1.0) and values.std() > 0.3
+  again = helper_rewards.helper_rewards(helper_rewards.make_helper("random", "CartPole-v1", seed=1), obs, actions,
+                                        next_obs).numpy()
+  other = helper_rewards.helper_rewards(helper_rewards.make_helper("random", "CartPole-v1", seed=2), obs, actions,
+                                        next_obs).numpy()
+  np.testing.assert_array_equal(values, again)
+  assert np.abs(values - other).max() > 0.5
+  assert helper_rewards.make_helper("none", "CartPole-v1") is None
+
+
+def test_saved_model_and_numpy_helpers_answer_like_the_function(tmp_path):
+  obs, actions, next_obs = cartpole_batch()
+  helper = helper_rewards.make_helper("random", "CartPole-v1", seed=3)
+  want = helper_rewards.helper_rewards(helper, obs, actions, next_obs).numpy()
+  path = helper_rewards.export_helper(helper, str(tmp_path / "random3"), observation_dim=4, action_dim=1)
+  loaded = helper_rewards.make_helper(path, "CartPole-v1")
+  assert isinstance(loaded, helper_rewards.SavedModelHelper)
+  np.testing.assert_allclose(helper_rewards.helper_rewards(loaded, obs, actions, next_obs).numpy(), want, rtol=1e-6)
+  in_numpy = helper_rewards.CallableHelper(lambda o, a, n: helper(o, a, n).numpy(), numpy=True)
+  compiled = tf.function(lambda o, a, n: helper_rewards.helper_rewards(in_numpy, o, a, n))
+  np.testing.assert_allclose(compiled(obs, actions, next_obs).numpy(), want, rtol=1e-6)
+
+
+def test_helpers_that_do_not_answer_one_reward_per_transition_are_one_line_errors():
+  two_columns = helper_rewards.CallableHelper(lambda o, a, n: tf.zeros([tf.shape(o)[0], 2]), "two_columns")
+  with pytest.raises(errors.HelperRewardError, match="two_columns.*one reward per transition"):
+    helper_rewards.check_helper(two_columns, 4, 2)
+  too_few = helper_rewards.CallableHelper(lambda o, a, n: tf.zeros([1]), "too_few")
+  with pytest.raises(errors.HelperRewardError, match="too_few"):
+    helper_rewards.check_helper(too_few, 4, 2)
+  with pytest.raises(errors.ConfigError, match="unknown helper reward 'nonsense'"):
+    helper_rewards.make_helper("nonsense", "CartPole-v1")
+  with pytest.raises(errors.ConfigError, match="defined for"):
+    helper_rewards.make_helper("harmful", "tf_metarl/Pendulum-v1")
+
+
+# --- the method on CartPole ------------------------------------------------------------------------
+def small_config(**overrides):
+  values = dict(inner_iterations=1, reward_hidden_sizes=(8,), neumann_steps=3,
+                on_policy=OnPolicyConfig(num_envs=2, rollout_length=16, epochs=1, minibatches=2, learning_rate=1e-3,
+                                         anneal_learning_rate=False, hidden_sizes=(8,), minibatch_unit="auto",
+                                         jit_compile=False))
+  values.update(overrides)
+  return ImplicitRewardConfig(**values)
+
+
+def eta_values(trainer):
+  return [v.numpy().copy() for v in trainer.eta.leaves]
+
+
+@pytest.mark.slow
+def test_meta_iterations_move_eta_count_steps_and_log_the_helper_weight():
+  trainer = ImplicitRewardTrainer(small_config(helper="random"), seed=0)
+  before = eta_values(trainer)
+  for _ in range(2):
+    metrics, _ = trainer.iteration()
+  assert int(trainer.env_steps.numpy()) == 2 * 2 * 32  # (K + 1) batches of 2 × 16 per iteration
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(before, eta_values(trainer)))
+  for key in ("meta/helper_weight", "meta/gamma", "solver_residual", "meta/rejected_estimates"):
+    assert np.isfinite(metrics[key]), key
+  assert metrics["meta/rejected_estimates"] == 0.0 and int(trainer.guard.skipped.numpy()) == 0
+
+
+@pytest.mark.slow
+def test_a_diverged_solve_is_skipped_with_eta_unchanged_and_the_inner_progress_kept():
+  trainer = ImplicitRewardTrainer(small_config(helper="harmful", max_residual=1e-12), seed=0)
+  before, policy_before = eta_values(trainer), [p.numpy() for p in trainer.state.read().agent.policy]
+  for _ in range(2):
+    metrics, _ = trainer.iteration()
+  assert metrics["meta/rejected_estimates"] == 1.0 and int(trainer.guard.skipped.numpy()) == 2
+  for a, b in zip(before, eta_values(trainer)):
+    np.testing.assert_array_equal(a, b)
+  assert any(np.abs(a - b.numpy()).max() > 0 for a, b in zip(policy_before, trainer.state.read().agent.policy))
+
+
+@pytest.mark.slow
+def test_baselines_shape_rewards_as_named_and_learn_nothing():
+  for method, helper, scale in (("ppo_helper", "harmful", 1.0), ("ppo", "harmful", 0.0)):
+    trainer = ImplicitRewardTrainer(small_config(method=method, helper=helper), seed=0)
+    assert trainer.eta.leaves == [] or not trainer.eta.leaves
+    state, batch, _ = trainer.problem.collect(trainer.state.read(), tf.constant([1, 2]))
+    rewards, gamma, z = trainer.problem.shaped([], batch)
+    np.testing.assert_allclose(rewards.numpy(), batch.trajectory.rewards.numpy() + scale * batch.helper_rewards.numpy(),
+                               rtol=1e-6)
+    assert abs(float(gamma) - 0.99) < 1e-6
+    if method == "ppo":
+      assert trainer.helper is None and np.all(batch.helper_rewards.numpy() == 0)
+
+
+@pytest.mark.slow
+def test_gradient_difference_hessian_products_match_exact_ones_on_the_policy_inner_loss():
+  trainer = ImplicitRewardTrainer(small_config(helper="random"), seed=1)
+  problem = trainer.problem
+  state, batch, _ = problem.collect(trainer.state.read(), tf.constant([3, 4]))
+  theta = problem.params(state)
+  eta = trainer.eta.read()
+  inner = lambda params: problem.inner_loss(eta, params, batch)
+  vector = tf.random.stateless_normal([int(flatten(theta).shape[0])], [5, 6])
+  exact = hessian_vector_product(inner, theta, vector, "exact").numpy()
+  approx = hessian_vector_product(inner, theta, vector, "finite_difference", 1e-2).numpy()
+  assert np.linalg.norm(exact) > 0
+  assert np.linalg.norm(approx - exact) / np.linalg.norm(exact) < 0.05

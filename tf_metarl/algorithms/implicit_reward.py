@@ -34,6 +34,7 @@ import tensorflow as tf
 from tf_metarl import errors, losses, returns
 from tf_metarl.agents.actor_critic import ActorCritic, ActorCriticState
 from tf_metarl.agents.optimizers import Adam, apply_if_finite
+from tf_metarl.config_utils import dataclass_from_config
 from tf_metarl.envs import helper_rewards
 from tf_metarl.envs.gym_envs import describe_env
 from tf_metarl.learners.in_graph_on_policy import agent_iteration_updates
@@ -120,6 +121,14 @@ class ImplicitRewardConfig:
       self.helper = "none"  # the baseline ignores any helper: r_p alone
     self.on_policy.validate()
     return self
+
+
+def config_from_section(values) -> ImplicitRewardConfig:
+  """The validated config of an `implicit_reward` config section (a dict with its `on_policy`
+  subsection); unknown keys and wrong types are one-line ConfigErrors."""
+  values = dict(values)
+  on_policy = dataclass_from_config(OnPolicyConfig, values.pop("on_policy", {}), "implicit_reward.on_policy")
+  return dataclass_from_config(ImplicitRewardConfig, dict(values, on_policy=on_policy), "implicit_reward").validate()
 
 
 class ImplicitRewardState(NamedTuple):
@@ -315,6 +324,8 @@ class ImplicitRewardTrainer(MetaTrainer):
     obs_dim = self.task.observation_size
     num_actions = env_info.num_actions or None
     action_dim = 1 if num_actions else int(len(env_info.action_low))
+    if self.helper is not None:
+      helper_rewards.check_helper(self.helper, obs_dim, num_actions, action_dim)
     self.reward_model = LearnedReward(obs_dim, num_actions, action_dim, config.reward_hidden_sizes,
                                       config.initial_helper_weight, config.initial_discount, config.additive)
     if config.method in ("ppo", "ppo_helper"):

@@ -1,10 +1,12 @@
-r"""Meta-training with the meta-trainer: online meta-gradients (FRODO, learned γ/λ, A2C baseline)
-and MetaGenRL (a population of TD3 agents sharing one learned objective).
+r"""Meta-training with the meta-trainer: online meta-gradients (FRODO, learned γ/λ, A2C baseline),
+MetaGenRL (a population of TD3 agents sharing one learned objective) and the implicit reward
+method (learned helper-reward weighting, with BiPaRS and PPO baselines).
 
   meta_train --config=configs/frodo_catch.py --seed=1 --logdir=runs/frodo-catch-s1
   meta_train --config=configs/metagenrl_quick.py --export=/tmp/metagenrl_quick
   meta_train --config=configs/frodo_catch.py:extension --config.frodo.inner_steps=3
   meta_train --config=configs/mgrl_catch.py:a2c
+  meta_train --config=configs/implicit_reward_cartpole.py:random,cg
 
 Writes TensorBoard summaries (meta/gamma and meta/lambda for learned γ/λ; charts/value_error on
 the random walk), checkpoints (by steps, every few minutes, and at SIGINT/SIGTERM; a rerun with
@@ -55,6 +57,16 @@ def _metagenrl_run(config, seed):
   return lambda: MetaGenRLTrainer(metagenrl, seed), name, identity, exportable
 
 
+def _implicit_reward_run(config, seed):
+  """The same for the implicit reward method and its baselines (an `implicit_reward` section)."""
+  from tf_metarl.algorithms.implicit_reward import ImplicitRewardTrainer, config_from_section
+  section = config_from_section(config.implicit_reward.to_dict())
+  name = f"{section.method}-{section.helper}-{section.env.split('/')[-1]}"
+  identity = dict(method=section.method, helper=section.helper, env=section.env, solver=section.solver, seed=seed)
+  exportable = "--export of learned rewards is not available yet (see docs/RESULTS.md, issue 11)"
+  return lambda: ImplicitRewardTrainer(section, seed), name, identity, exportable
+
+
 def main(argv):
   if len(argv) > 1:
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
@@ -66,7 +78,9 @@ def main(argv):
   seed = config.seed if _SEED.value is None else _SEED.value
   steps = positive_int(config.steps, "config.steps")
   settings = loop.RunSettings.from_config(config)
-  make_trainer, name, identity, not_exportable = (_metagenrl_run if "metagenrl" in config else _frodo_run)(config, seed)
+  run = (_metagenrl_run if "metagenrl" in config else _implicit_reward_run if "implicit_reward" in config else
+         _frodo_run)
+  make_trainer, name, identity, not_exportable = run(config, seed)
   logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
   loop.check_logdir(logdir)
   if _EXPORT.value:  # checked now, not after hours of training

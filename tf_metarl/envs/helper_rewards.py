@@ -62,6 +62,20 @@ def helper_rewards(helper: HelperReward, observations, actions, next_observation
   return tf.reshape(tf.cast(rewards, tf.float32), batch_shape)
 
 
+def check_helper(helper: HelperReward, observation_dim: int, num_actions: Optional[int], action_dim: int = 1) -> None:
+  """Calls `helper` once on a batch of two zero transitions, so one that does not answer one
+  finite reward per transition fails with a one-line error before any training."""
+  observations = tf.zeros([1, 2, observation_dim])
+  actions = tf.zeros([1, 2], tf.int32) if num_actions else tf.zeros([1, 2, action_dim])
+  try:
+    rewards = helper_rewards(helper, observations, actions, observations)
+  except tf.errors.InvalidArgumentError as e:
+    raise errors.HelperRewardError(f"helper {helper.name!r} failed on a batch of 2 transitions: "
+                                   f"{e.message.splitlines()[0]}") from None
+  if not np.all(np.isfinite(rewards.numpy())):
+    raise errors.HelperRewardError(f"helper {helper.name!r} returned non-finite rewards {rewards.numpy().tolist()}")
+
+
 class CallableHelper(HelperReward):
   """A helper from a function of (observations, actions, next_observations). `numpy=True`: the
   function takes and returns NumPy arrays and runs through `tf.numpy_function` (never
@@ -91,7 +105,8 @@ class SavedModelHelper(HelperReward):
     self.name = os.path.basename(os.path.normpath(path))
 
   def __call__(self, observations, actions, next_observations):
-    out = self.signature(observations=tf.cast(observations, tf.float32), actions=tf.cast(actions, tf.float32),
+    actions = tf.reshape(tf.cast(actions, tf.float32), [tf.shape(observations)[0], -1])  # discrete: [N, 1]
+    out = self.signature(observations=tf.cast(observations, tf.float32), actions=actions,
                          next_observations=tf.cast(next_observations, tf.float32))
     if "helper_rewards" not in out:
       raise errors.HelperRewardError(f"helper {self.name!r}: the signature must output 'helper_rewards', "

@@ -78,6 +78,11 @@ def cases(base):
   from tf_metarl.export import export_objective
   from tf_metarl.objectives import MetaGenRLObjective
   metagenrl_export = export_objective(MetaGenRLObjective(units=4), str(base / "metagenrl"))
+  from tf_metarl.envs import helper_rewards
+  import tensorflow as tf
+  wide_helper = helper_rewards.export_helper(
+      helper_rewards.CallableHelper(lambda o, a, n: tf.zeros([tf.shape(o)[0], 2]), "wide"), str(base / "wide"), 4, 1)
+  implicit = "--config=configs/implicit_reward_cartpole.py"
   return [
       # train_agent
       ("override_unknown_default_config", "train_agent", ["--config.no_such_field=1"],
@@ -172,6 +177,20 @@ def cases(base):
       ("metagenrl_discrete_env", "meta_train",
        ["--config=configs/metagenrl_quick.py", "--config.metagenrl.envs=('CartPole-v1',)", f"--logdir={logdir('mc')}"],
        "MetaGenRL trains continuous-action agents; CartPole-v1 has 2 discrete actions", [logdir("mc")]),
+      ("implicit_unknown_helper", "meta_train",
+       [implicit, "--config.implicit_reward.helper=nonsense", f"--logdir={logdir('iu')}"],
+       "unknown helper reward 'nonsense'", [logdir("iu")]),
+      ("implicit_helper_wrong_shape", "meta_train",
+       [implicit, f"--config.implicit_reward.helper={wide_helper}", f"--logdir={logdir('iw')}"],
+       "helper 'wide' returned shape [2, 2] for 2 transitions; it must return one reward per transition",
+       [logdir("iw")]),
+      ("implicit_gamma_regularization_negative", "meta_train",
+       [implicit, "--config.implicit_reward.gamma_regularization=-1.0", f"--logdir={logdir('ig')}"],
+       "implicit_reward.gamma_regularization must be a finite number >= 0, got -1.0", [logdir("ig")]),
+      ("implicit_unknown_variant", "meta_train", [f"{implicit}:harmful,bogus"], "'bogus' is unknown", []),
+      ("implicit_unknown_solver", "meta_train",
+       [implicit, "--config.implicit_reward.solver=lu", f"--logdir={logdir('is')}"],
+       "implicit_reward.solver must be one of neumann, cg, diagonal, got 'lu'", [logdir("is")]),
       # serving_config
       ("serving_no_export_dir", "serving_config", [f"--export_dir={base / 'nothing_here'}"],
        "not a directory of exported models", []),
@@ -221,6 +240,8 @@ CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds 
     "minibatch_unit_unknown", "meta_export_is_a_file", "meta_export_needs_frodo", "meta_override_unknown",
     "meta_log_every_zero", "meta_inner_steps_zero", "meta_unknown_variant", "metagenrl_unknown_variant",
     "meta_logdir_is_a_file", "metagenrl_zero_agents", "metagenrl_fewer_agents_than_envs", "metagenrl_discrete_env",
+    "implicit_unknown_helper", "implicit_helper_wrong_shape", "implicit_gamma_regularization_negative",
+    "implicit_unknown_variant", "implicit_unknown_solver",
     "serving_no_export_dir", "serving_model_without_export", "serving_dir_without_models",
     "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",
     "export_action_kinds"]

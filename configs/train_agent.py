@@ -43,6 +43,9 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   # "learning_rate=1e-4:2.5e-4:1e-3,entropy_coef=0:0.01:0.01" (the learning rate, or numeric
   # hyperparameters of a built-in objective); "" = every member as configured.
   c.member_settings = ""
+  # An exported learned reward (`meta_train --export` of configs/implicit_reward_cartpole.py): the
+  # agent trains on its r_η and γ_η, with the helper it was learned for; "" = the environment's.
+  c.reward = ""
   c.steps = 100_000 if preset != "td3" else 30_000
   # Evaluation, checkpoints (by steps and by time), progress lines, the non-finite stop: RunSettings.
   c.update(config_from_dataclass(RunSettings(eval_every=10_000 if preset != "td3" else 5_000,

@@ -1,5 +1,7 @@
 """The implicit reward method (Place 2023): its second-order estimates against exact values, its
 meta-gradient's sign against the analytic one, and the method end to end on CartPole."""
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -346,3 +348,72 @@ def test_gradient_difference_hessian_products_match_exact_ones_on_the_policy_inn
   approx = hessian_vector_product(inner, theta, vector, "finite_difference", 1e-2).numpy()
   assert np.linalg.norm(exact) > 0
   assert np.linalg.norm(approx - exact) / np.linalg.norm(exact) < 0.05
+
+
+# --- export and training on a learned reward -------------------------------------------------------
+@pytest.mark.slow
+def test_exported_reward_answers_like_the_model_in_a_tensorflow_only_process(tmp_path):
+  import json
+  import subprocess
+  import sys
+  from tf_metarl.export.learned_reward import export_reward, load_reward
+  from tf_metarl.networks.learned_reward import LearnedReward
+  model = LearnedReward(4, 2, hidden_sizes=(8,), initial_helper_weight=-0.5, initial_discount=0.95)
+  model.weight_head.hidden[0].kernel.assign(tf.random.stateless_normal([6, 8], [1, 2]))  # z varies with (s, a)
+  model.weight_head.out.kernel.assign(tf.random.stateless_normal([8, 1], [3, 4]))
+  path = export_reward(model, str(tmp_path / "reward"), "random", "tf_metarl/CartPole-v1", helper_seed=3)
+  obs, actions, _ = cartpole_batch(seed=2)
+  rewards, helper = tf.ones([3, 4]), tf.constant(np.linspace(-1, 1, 12).reshape(3, 4), tf.float32)
+  want, gamma, z, _ = model.shaped(list(model.trainable_variables), obs, actions, rewards, helper)
+  assert np.std(z.numpy()) > 1e-3
+  loaded = load_reward(str(tmp_path / "reward"))
+  got, discount = loaded.shaped(obs, actions, rewards, helper)
+  np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+  assert abs(float(discount) - 0.95) < 1e-6 and loaded.helper_name == "random" and loaded.helper_seed == 3
+  np.save(tmp_path / "inputs.npy", {"observations": obs.numpy(), "actions": actions.numpy(),
+                                    "rewards": rewards.numpy(), "helper_rewards": helper.numpy()})
+  script = (
+      "import json, sys, numpy as np, tensorflow as tf\n"
+      "inputs = np.load(sys.argv[2], allow_pickle=True).item()\n"
+      "model = tf.saved_model.load(sys.argv[1])\n"
+      "out = model.signatures['serving_default'](**{k: tf.constant(v) for k, v in inputs.items()})\n"
+      "meta = json.loads(model.signatures['get_metadata']()['metadata'].numpy())\n"
+      "assert 'tf_metarl' not in sys.modules\n"
+      "print(json.dumps({'shaped': out['shaped_rewards'].numpy().tolist(), 'discount': float(out['discount']),\n"
+      "                  'helper': meta['helper']}))\n")
+  result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "inputs.npy")], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  answer = json.loads(result.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(answer["shaped"], want.numpy(), rtol=1e-6)
+  assert abs(answer["discount"] - 0.95) < 1e-6 and answer["helper"] == {"name": "random", "seed": 3}
+
+
+@pytest.mark.slow
+def test_a_learned_reward_replaces_the_rewards_the_learner_trains_on(tmp_path):
+  from tf_metarl.envs.gym_envs import describe_env
+  from tf_metarl.export.learned_reward import export_reward, load_reward
+  from tf_metarl.learners.in_graph_on_policy import InGraphOnPolicyLearner
+  from tf_metarl.networks.learned_reward import LearnedReward
+  from tf_metarl.objectives import make_objective
+  export_reward(LearnedReward(4, 2, initial_helper_weight=5.0), str(tmp_path / "reward"), "harmful", "CartPole-v1")
+  reward = load_reward(str(tmp_path / "reward"))
+  obs, actions, next_obs = cartpole_batch(seed=4)
+  from tf_metarl.trajectories import Trajectory
+  zeros = tf.zeros([3, 4])
+  trajectory = Trajectory(obs, actions, tf.ones([3, 4]), next_obs, zeros, zeros, tf.zeros([3, 4, 2]), zeros, zeros)
+  helper = helper_rewards.make_helper("harmful", "CartPole-v1")
+  shaped = reward.transform(helper)(trajectory).rewards.numpy()
+  np.testing.assert_allclose(shaped, 1.0 + 5.0 * np.where(np.abs(obs[..., 2].numpy()) < 0.1, -0.1, 0.0), rtol=1e-6)
+  # The learner trains on what the transform returns: the identity changes nothing, zeroed rewards do.
+  config = OnPolicyConfig(num_envs=2, rollout_length=8, epochs=1, minibatches=1, hidden_sizes=(8,), jit_compile=False)
+  info = describe_env("tf_metarl/CartPole-v1")
+  params = {}
+  for name, transform in (("none", None), ("identity", lambda t: t),
+                          ("zero", lambda t: t._replace(rewards=tf.zeros_like(t.rewards)))):
+    learner = InGraphOnPolicyLearner(info, make_objective("a2c"), config, 0, 1000, reward_transform=transform)
+    learner.iteration()
+    params[name] = [v.numpy() for v in learner.policy.trainable_variables]
+  for a, b in zip(params["none"], params["identity"]):
+    np.testing.assert_array_equal(a, b)
+  assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(params["none"], params["zero"]))

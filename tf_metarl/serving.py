@@ -67,6 +67,8 @@ def example_inputs(metadata: Mapping, batch: int = 2, time: int = 8, feature_siz
         value = rng.normal(size=(batch, time, size))
     else:
       value = _GENERATORS.get(name, lambda r, b, t: r.normal(size=(b, t)))(rng, batch, time)
+      if name == "actions":  # discrete actions (a learned reward's input): valid indices
+        value = rng.integers(0, constraints.get("num_actions") or 2, size=(batch, time))
     out[name] = np.asarray(value, dtype=spec.get("dtype", "float32"))
   return out
 

@@ -336,3 +336,9 @@ class ImplicitRewardTrainer(MetaTrainer):
     super().__init__(problem, make_estimator(config), self.reward_model, Adam(config.meta_learning_rate), seed,
                      jit_compile=jit_compile, max_grad_norm=config.max_meta_grad_norm)
     self.steps_per_iteration = problem.steps_per_batch * (config.inner_iterations + 1)
+
+  def export_reward(self, model_dir: str, training_config=None, provenance=None) -> str:
+    """Exports r_η, γ_η (`export.learned_reward`), naming the helper and environment."""
+    from tf_metarl.export.learned_reward import export_reward
+    return export_reward(self.reward_model, model_dir, self.config.helper, self.config.env, self.config.helper_seed,
+                         training_config=training_config, provenance=provenance)

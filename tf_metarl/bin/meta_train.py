@@ -25,8 +25,9 @@ _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed)."
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<method>-<env>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
 _EXPORT = flags.DEFINE_string("export", None,
-                              "FRODO or MetaGenRL: export the learned target / objective to this model directory "
-                              "(a new integer version inside, e.g. export/frodo_catch).")
+                              "FRODO, MetaGenRL or the implicit reward method: export the learned target / objective "
+                              "/ reward to this model directory (a new integer version inside, e.g. "
+                              "export/frodo_catch).")
 _FRESH = common.define_fresh_flag()
 
 
@@ -63,7 +64,8 @@ def _implicit_reward_run(config, seed):
   section = config_from_section(config.implicit_reward.to_dict())
   name = f"{section.method}-{section.helper}-{section.env.split('/')[-1]}"
   identity = dict(method=section.method, helper=section.helper, env=section.env, solver=section.solver, seed=seed)
-  exportable = "--export of learned rewards is not available yet (see docs/RESULTS.md, issue 11)"
+  exportable = None if section.method in ("implicit", "bipars") else (
+      f"--export needs a learned reward (method implicit or bipars); this config trains {section.method!r}")
   return lambda: ImplicitRewardTrainer(section, seed), name, identity, exportable
 
 
@@ -92,7 +94,9 @@ def main(argv):
                               fresh=_FRESH.value)
   if _EXPORT.value:
     from tf_metarl.export import export_objective
-    summary["exported"] = export_objective(trainer.objective(), _EXPORT.value, training_config=config.to_dict(),
+    export = trainer.export_reward if "implicit_reward" in config else (
+        lambda path, **kwargs: export_objective(trainer.objective(), path, **kwargs))
+    summary["exported"] = export(_EXPORT.value, training_config=config.to_dict(),
                                            provenance={"source": "meta_train", "logdir": logdir,
                                                        "env_steps": summary["env_steps"], "seed": seed})
   if _PLOT.value:

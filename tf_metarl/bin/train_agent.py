@@ -3,6 +3,7 @@ r"""Trains a fresh agent on a gymnasium environment with any objective, built-in
   train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo
   train_agent --config=configs/train_agent.py:td3 --env=Pendulum-v1 --config.steps=20000
   train_agent --env=tf_metarl/CartPole-v1 --seeds=5   # 5 PPO agents in one graph
+  train_agent --env=tf_metarl/CartPole-v1 --reward=export/implicit_reward_random  # on a learned reward
 
 Writes TensorBoard summaries, checkpoints (by steps, every few minutes, and at SIGINT/SIGTERM; a
 rerun with the same --logdir resumes, --fresh starts over), a learning curve (CSV and PNG) and
@@ -22,6 +23,8 @@ _OBJECTIVE = flags.DEFINE_string("objective", None,
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed).")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Agents of seeds seed .. seed+seeds-1 trained together in one graph "
                               "(TensorFlow-native environments, on-policy objectives; default: config.seeds).")
+_REWARD = flags.DEFINE_string("reward", None, "An exported learned reward (meta_train --export of the implicit reward "
+                              "method): train on r_η and γ_η instead of the environment's reward (default: config.reward).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<env>-<objective>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
 _FRESH = common.define_fresh_flag()
@@ -40,6 +43,8 @@ def main(argv):
     if config.get("seeds", 1) != 1:
       common.fail(f"seeds given in two places: --seeds={_SEEDS.value} and config.seeds={config.seeds}; give one")
     config.seeds = _SEEDS.value
+  if _REWARD.value is not None:
+    config.reward = _REWARD.value
   seeds = int(config.get("seeds", 1))
   name = os.path.basename(os.path.normpath(objective))
   tag = f"s{seed}" if seeds == 1 else f"s{seed}-{seed + seeds - 1}"

@@ -61,11 +61,16 @@ def _metadata(objective: Objective, training_config: Optional[Mapping], provenan
       "hyperparameters": objective.hyperparameters(),
       "learner_settings": objective.learner_settings(),
       "training_config": dict(training_config or {}),
-      "provenance": dict({"tf_metarl_version": tf_metarl.__version__, "tensorflow_version": tf.__version__,
-                          "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                          "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))},
-                         **(provenance or {})),
+      "provenance": provenance_record(provenance),
   }
+
+
+def provenance_record(extra: Optional[Mapping] = None) -> dict:
+  """Library and TensorFlow versions, the time and the command, plus `extra`."""
+  return dict({"tf_metarl_version": tf_metarl.__version__, "tensorflow_version": tf.__version__,
+               "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))},
+              **(extra or {}))
 
 
 class _ExportModule(tf.Module):
@@ -137,13 +142,24 @@ def export_objective(objective: Objective, model_dir: str, version: Optional[int
   """
   check_export_dir(model_dir)
   module = _ExportModule(objective)
+  return write_version(module, model_dir, version, _metadata(objective, training_config, provenance), objective.kind)
+
+
+def write_version(module, model_dir: str, version: Optional[int], metadata: dict, what: str,
+                  metadata_file: str = METADATA_FILE) -> str:
+  """Writes `module` (a tf.Module with a `serving_default` concrete function and an
+  `attach_metadata(path, json)` method) as `model_dir/<version>/`, with `metadata` (plus the
+  version and a parameter report) in `assets/<metadata_file>` and a TF Serving warm-up request
+  its signature must answer with finite values. `what` names it in errors. See
+  `export_objective` for the guarantees (no partial versions, non-finite parameters refused)."""
+  check_export_dir(model_dir)
   report = parameter_report(module.serving_default.variables)  # exactly what the signature computes with
   if report["non_finite"]:
-    raise errors.NonFiniteError(f"refusing to export {objective.kind}: non-finite parameters in "
+    raise errors.NonFiniteError(f"refusing to export {what}: non-finite parameters in "
                                 f"{', '.join(report['non_finite'][:3])}")
   if report["max_abs"] > LARGE_PARAMETER:
     logging.warning("exporting %s with parameters as large as %.3g: the meta-optimisation may be unstable",
-                    objective.kind, report["max_abs"])
+                    what, report["max_abs"])
   if version is not None and int(version) < 0:
     raise errors.ConfigError(f"export version must be a non-negative integer, got {version}")
   os.makedirs(model_dir, exist_ok=True)
@@ -153,11 +169,10 @@ def export_objective(objective: Objective, model_dir: str, version: Optional[int
     os.chmod(staging, mode)
     target, version = _claim_version(model_dir, version, mode)
     try:
-      metadata = _metadata(objective, training_config, provenance)
-      metadata.update(version=version, parameters={"count": report["count"], "max_abs": report["max_abs"]})
+      metadata = dict(metadata, version=version, parameters={"count": report["count"], "max_abs": report["max_abs"]})
       metadata_json = json.dumps(metadata, indent=2, sort_keys=True)
       with tempfile.TemporaryDirectory() as scratch:
-        path = os.path.join(scratch, METADATA_FILE)
+        path = os.path.join(scratch, metadata_file)
         with open(path, "w") as f:
           f.write(metadata_json + "\n")
         module.attach_metadata(path, metadata_json)

@@ -115,7 +115,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
   `env_randomize` ({parameter: (low, high)}) trains on that randomised task family."""
 
   def __init__(self, env_info, objective, config, seed: int, total_steps: int, members: int = 1,
-               env_randomize=None, member_settings=None):
+               env_randomize=None, member_settings=None, reward_transform=None):
     if int(members) < 1:
       raise errors.ConfigError(f"a population needs at least 1 member, got {members}")
     self.members = int(members)
@@ -128,7 +128,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     if any(v <= 0 for v in self.member_settings.get("learning_rate", [])):
       raise errors.ConfigError(f"member learning rates must be > 0, got {self.member_settings['learning_rate']}")
     self._settings = {k: tf.constant(v, tf.float32) for k, v in sorted(self.member_settings.items())}
-    super().__init__(env_info, objective, config, seed, total_steps)
+    super().__init__(env_info, objective, config, seed, total_steps, reward_transform)
     self.agent.select_skips = True  # never differentiated through; vectorised and XLA-compilable
     if self.members > 1:  # the Keras models stay member 0's structure; the state is the stack
       self.state = StateVariables(population.stack([self.agent.init()] + [self._fresh_state(seed + i)
@@ -207,6 +207,8 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     rollout_seed, shuffle_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     state = self._read_members()
     env_state, trajectory, episodes = self._rollout_graph(self.env_state.read(), state.policy, rollout_seed)
+    if self.reward_transform is not None:  # a learned reward; episodes keep the environment's returns
+      trajectory = self.reward_transform(trajectory)
     trajectory = tf.nest.map_structure(lambda x: tf.reshape(x, [members, cfg.num_envs] + x.shape[1:].as_list()),
                                        trajectory)
     extras = ()

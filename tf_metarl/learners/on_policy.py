@@ -154,8 +154,12 @@ class OnPolicyLearner(Trainable):
   environments, anneals the learning rate and averages the metrics of an iteration's updates.
   """
 
-  def __init__(self, env_info: EnvInfo, objective: Objective, config: OnPolicyConfig, seed: int, total_steps: int):
+  def __init__(self, env_info: EnvInfo, objective: Objective, config: OnPolicyConfig, seed: int, total_steps: int,
+               reward_transform=None):
+    """`reward_transform`: trajectory -> trajectory with the rewards to train on (a learned
+    reward, `train_agent --reward`); episode returns stay the environment's."""
     config.validate()
+    self.reward_transform = reward_transform
     config = resolve_minibatch_unit(config, objective)
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     self.total_steps = total_steps
@@ -223,6 +227,8 @@ class OnPolicyLearner(Trainable):
     trajectory, stats = self.collector.collect(self.act, cfg.rollout_length)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     trajectory = tf.nest.map_structure(tf.constant, trajectory)
+    if self.reward_transform is not None:
+      trajectory = self.reward_transform(trajectory)
     extras = self._rollout_extras(trajectory) if has_rollout_extras(cfg) else ()
     units = as_units((trajectory, extras), cfg)
     count = minibatch_units(cfg)

@@ -53,6 +53,30 @@ def resolve_learner_config(cls, section: str, values: Mapping, recommended: Mapp
   return dataclass_from_config(cls, values, section), adopted
 
 
+def _learned_reward(path: str, objective: Objective, objective_spec: str, env_info: EnvInfo):
+  """(objective with the export's discount γ_η, trajectory transform to r_η) for `config.reward`:
+  an exported learned reward, its helper rebuilt from the name it records."""
+  from tf_metarl.envs import helper_rewards
+  from tf_metarl.export.learned_reward import load_reward
+  from tf_metarl.export.saved_model import LoadedObjective
+  if objective.learner != ON_POLICY or isinstance(objective, LoadedObjective) or "gamma" not in objective.hyperparameters():
+    raise errors.ConfigError(f"config.reward trains with a built-in on-policy objective (ppo, reinforce, a2c) whose γ "
+                             f"it sets; got {objective_spec}")
+  reward = load_reward(path)
+  constraints, obs_dim = reward.constraints, int(np.prod(env_info.observation_shape))
+  discrete = env_info.action_kind == "discrete"
+  if constraints["observation_dim"] != obs_dim or bool(constraints["num_actions"]) != discrete or (
+      discrete and constraints["num_actions"] != env_info.num_actions) or (
+      not discrete and constraints["action_dim"] != env_info.action_dim):
+    raise errors.IncompatibleSpaceError(
+        f"learned reward {path!r} was learned for {reward.metadata.get('env')} (observation dim "
+        f"{constraints['observation_dim']}, actions {constraints['num_actions'] or constraints['action_dim']}); "
+        f"{env_info.env_id} does not match")
+  helper = helper_rewards.make_helper(reward.helper_name, env_info.env_id, reward.helper_seed)
+  logging.info("training on the learned reward %s (helper %s, γ = %.4f)", path, reward.helper_name, reward.discount)
+  return objective.with_hyperparameters(gamma=reward.discount), reward.transform(helper)
+
+
 def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapping, fresh: bool = False) -> Dict:
   """Trains a fresh agent; returns the run summary.
 
@@ -69,7 +93,9 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
       or objective hyperparameters of a population: "learning_rate=1e-4:3e-4,entropy_coef=0:0.01",
       one value per seed), the `RunSettings` keys
       (`eval_every`, `checkpoint_every`, ...), `objective_settings` (hyperparameters per built-in
-      objective) and the learner sections `on_policy` / `off_policy`.
+      objective) and the learner sections `on_policy` / `off_policy`; `reward` (an exported learned
+      reward: the agent trains on r_η and γ_η with the helper it was learned for; returns are
+      still reported in the environment's reward).
   Every input (config values, logdir, environment, objective) is checked before the logdir is
   created or training starts.
   """
@@ -97,6 +123,9 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   if randomize and not classic_control.is_native(env_id):
     raise errors.ConfigError(f"config.env_randomize needs a TensorFlow-native environment "
                              f"({', '.join(classic_control.ENVIRONMENTS)}); got {env_id}")
+  reward_transform, reward_spec = None, config.get("reward", "") or ""
+  if reward_spec:
+    objective, reward_transform = _learned_reward(reward_spec, objective, objective_spec, env_info)
   member_settings = parse_member_values(config.get("member_settings", ""), members)
   if member_settings and not (in_graph and objective.learner == ON_POLICY):
     raise errors.ConfigError(f"config.member_settings needs a population trained in one graph (an on-policy objective "
@@ -107,11 +136,12 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
         f"TensorFlow-native environment ({', '.join(classic_control.ENVIRONMENTS)}); got {objective_spec} on {env_id}")
   if in_graph and objective.learner == ON_POLICY:  # TensorFlow-native environment: each iteration is one graph
     learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps, members=members,
-                                     env_randomize=randomize, member_settings=member_settings)
+                                     env_randomize=randomize, member_settings=member_settings,
+                                     reward_transform=reward_transform)
   elif in_graph:
     learner = InGraphOffPolicyLearner(env_info, objective, learner_config, seed, env_randomize=randomize)
   elif objective.learner == ON_POLICY:
-    learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps)
+    learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps, reward_transform=reward_transform)
   else:
     learner = OffPolicyLearner(env_info, objective, learner_config, seed)
   identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
@@ -120,6 +150,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     identity["seeds"] = members
   if member_settings:
     identity["member_settings"] = member_settings
+  if reward_spec:
+    identity["reward"] = reward_spec
   if randomize:
     identity["env_randomize"] = {k: list(v) for k, v in sorted(randomize.items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)

@@ -129,3 +129,25 @@ def test_discrete_only_objective_on_continuous_env(discrete_only_export, tmp_pat
 
 if __name__ == "__main__":
   sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.slow
+def test_a_learned_reward_meta_trained_exported_and_trained_on_from_fresh_processes(tmp_path):
+  small = ["--config.implicit_reward.on_policy.num_envs=2", "--config.implicit_reward.on_policy.rollout_length=32",
+           "--config.implicit_reward.inner_iterations=1", "--config.eval_every=0"]
+  meta = run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/implicit_reward_cartpole.py:random,cg",
+              "--config.steps=512", f"--logdir={tmp_path / 'meta'}", f"--export={tmp_path / 'reward'}"] + small)
+  assert meta.returncode == 0, meta.stderr[-3000:]
+  summary = json.loads(meta.stdout.strip().splitlines()[-1])
+  assert summary["exported"].endswith(os.path.join("reward", "1")) and summary["solver"] == "cg"
+  config = json.loads((tmp_path / "meta" / "config.json").read_text())
+  assert config["implicit_reward"]["helper"] == "random" and config["implicit_reward"]["on_policy"]["num_envs"] == 2
+  trained = run(BIN + ["--env=tf_metarl/CartPole-v1", f"--reward={tmp_path / 'reward'}", "--config.steps=1024",
+                       "--config.eval_every=0", f"--logdir={tmp_path / 'agent'}"])
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  summary = json.loads(trained.stdout.strip().splitlines()[-1])
+  assert summary["reward"] == str(tmp_path / "reward") and summary["env_steps"] == 1024
+  assert "training on the learned reward" in trained.stderr and "helper random" in trained.stderr
+  refused = run(BIN + ["--env=tf_metarl/Pendulum-v1", "--objective=ppo", f"--reward={tmp_path / 'reward'}",
+                       f"--logdir={tmp_path / 'wrong'}"])
+  assert refused.returncode == 2 and "does not match" in refused.stderr.strip().splitlines()[-1]

@@ -297,8 +297,9 @@ def eta_values(trainer):
 
 
 @pytest.mark.slow
-def test_meta_iterations_move_eta_count_steps_and_log_the_helper_weight():
-  trainer = ImplicitRewardTrainer(small_config(helper="random"), seed=0)
+@pytest.mark.parametrize("env", ["tf_metarl/CartPole-v1", "tf_metarl/ContinuousCartPole-v1"])
+def test_meta_iterations_move_eta_count_steps_and_log_the_helper_weight(env):
+  trainer = ImplicitRewardTrainer(small_config(helper="random", env=env), seed=0)
   before = eta_values(trainer)
   for _ in range(2):
     metrics, _ = trainer.iteration()

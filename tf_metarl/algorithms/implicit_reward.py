@@ -270,8 +270,9 @@ class ImplicitRewardProblem(InnerProblem):
     if additive:
       regularizer += c.additive_regularization * tf.add_n([tf.reduce_sum(tf.square(p)) for p in additive])
     mean, variance = tf.nn.moments(tf.reshape(z, [-1]), [0])
-    return primary + regularizer, {"meta/primary_loss": primary, "meta/helper_weight": mean,
-                                   "meta/helper_weight_std": tf.sqrt(variance), "meta/gamma": gamma}
+    # Only the derivatives of `primary` mean something: its value is 0 at the sampling policy.
+    return primary + regularizer, {"meta/helper_weight": mean, "meta/helper_weight_std": tf.sqrt(variance),
+                                   "meta/gamma": gamma, "meta/regularizer": regularizer}
 
   def params(self, state: ImplicitRewardState):
     return list(state.agent.policy)

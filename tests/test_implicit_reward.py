@@ -418,3 +418,27 @@ def test_a_learned_reward_replaces_the_rewards_the_learner_trains_on(tmp_path):
   for a, b in zip(params["none"], params["identity"]):
     np.testing.assert_array_equal(a, b)
   assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(params["none"], params["zero"]))
+
+
+@pytest.mark.slow
+def test_dpba_shapes_with_the_potential_difference_and_learns_its_potential_by_td():
+  trainer = ImplicitRewardTrainer(small_config(method="dpba", helper="harmful"), seed=0)
+  problem = trainer.problem
+  initial = [p.numpy() for p in trainer.state.read().potential]
+  losses_seen = []
+  for _ in range(3):
+    metrics, _ = trainer.iteration()
+    losses_seen.append(metrics["potential_loss"])
+  state = trainer.state.read()
+  assert any(np.abs(a - b.numpy()).max() > 0 for a, b in zip(initial, state.potential))
+  _, batch, _ = problem.collect(state, tf.constant([7, 8]))
+  shaped, targets = problem._dpba_rewards(state, batch)
+  t = batch.trajectory
+  phi = problem._potential(state.potential, t.observations, t.actions).numpy()
+  probs = tf.nn.softmax(problem.agent.policy_outputs(state.agent.policy, t.next_observations), -1).numpy()
+  phi_next = sum(probs[..., a] * problem._potential(state.potential, t.next_observations,
+                                                    tf.fill(tf.shape(t.actions), a)).numpy() for a in range(2))
+  following = 0.99 * t.discounts.numpy() * phi_next
+  np.testing.assert_allclose(shaped.numpy(), t.rewards.numpy() + following - phi, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(targets.numpy(), -batch.helper_rewards.numpy() + following, rtol=1e-5, atol=1e-6)
+  assert trainer.eta.leaves == [] and all(np.isfinite(losses_seen))

@@ -21,7 +21,8 @@ agent's critic learns r_η).
 Methods (`method`): implicit (above); bipars (Hu et al. 2020's MGA: the gradient of L_out after
 one SGD step of size α on L_in, which is the implicit estimate with a one-term Neumann series,
 x = α b); ppo (no helper, no meta-learning) and ppo_helper (r_p + r_h at face value): baselines
-on the same inner learner.
+on the same inner learner; dpba (Harutyunyan et al. 2015: a potential Φ(s, a) learned by TD on
+−r_h, the agent trained on r_p + γΦ(s', a') − Φ(s, a), nothing meta-learned).
 """
 from __future__ import annotations
 
@@ -45,12 +46,13 @@ from tf_metarl.meta.problem import InnerProblem
 from tf_metarl.meta.trainer import MetaTrainer
 from tf_metarl.meta.unrolled import UnrolledEstimator
 from tf_metarl.networks.functional import functional_call
+from tf_metarl.networks.critics import ValueCritic
 from tf_metarl.networks.learned_reward import LearnedReward
 from tf_metarl.objectives import make_objective
 from tf_metarl.tasks import make_task
 from tf_metarl.trajectories import Trajectory
 
-METHODS = ("implicit", "bipars", "ppo", "ppo_helper")
+METHODS = ("implicit", "bipars", "ppo", "ppo_helper", "dpba")
 SOLVERS = ("neumann", "cg", "diagonal")
 INNER_OBJECTIVES = ("ppo", "reinforce")
 
@@ -134,11 +136,14 @@ def config_from_section(values) -> ImplicitRewardConfig:
 class ImplicitRewardState(NamedTuple):
   """agent: the policy, the critic of r_η and their optimizer state; primary_critic,
   primary_optimizer: the critic of r_p (for V(θ; r_p, γ)) and its optimizer state; env: the
-  task's state."""
+  task's state; potential, potential_optimizer: DPBA's Φ and its optimizer state (empty for the
+  other methods)."""
   agent: ActorCriticState
   primary_critic: list
   primary_optimizer: tuple
   env: object
+  potential: list
+  potential_optimizer: tuple
 
 
 class RewardBatch(NamedTuple):
@@ -156,11 +161,14 @@ class ImplicitRewardProblem(InnerProblem):
   """See the module docstring. `reward_model` is the `LearnedReward` whose variables are η."""
 
   def __init__(self, task, agent: ActorCritic, objective, reward_model: LearnedReward, helper, config:
-               ImplicitRewardConfig, on_policy: OnPolicyConfig, primary_critic_init: Sequence[tf.Tensor]):
+               ImplicitRewardConfig, on_policy: OnPolicyConfig, primary_critic_init: Sequence[tf.Tensor],
+               potential=None):
     """`primary_critic_init`: the r_p critic's initial parameters (same structure as the agent's
-    critic)."""
+    critic); `potential`: DPBA's Φ network over `reward_model.features` (None for other methods)."""
     self.task, self.agent, self.objective, self.reward_model, self.helper = task, agent, objective, reward_model, helper
     self._primary_init = list(primary_critic_init)
+    self.potential = potential
+    self._potential_init = [tf.convert_to_tensor(v.value) for v in potential.trainable_variables] if potential else []
     self.config, self.on_policy = config, on_policy
     self.primary_optimizer = Adam(on_policy.learning_rate, epsilon=1e-5)
     self.steps_per_batch = on_policy.num_envs * on_policy.rollout_length
@@ -190,8 +198,9 @@ class ImplicitRewardProblem(InnerProblem):
 
   def init(self, eta, seed):
     return ImplicitRewardState(self.agent.init(), [tf.identity(v) for v in self._primary_init],
-                               self.primary_optimizer.init(self._primary_init), self.task.reset(seed,
-                                                                                                self.on_policy.num_envs))
+                               self.primary_optimizer.init(self._primary_init),
+                               self.task.reset(seed, self.on_policy.num_envs), list(self._potential_init),
+                               self.primary_optimizer.init(self._potential_init) if self.potential else ())
 
   # --- the learned reward --------------------------------------------------------------------
   def shaped(self, eta, batch: RewardBatch):
@@ -206,33 +215,71 @@ class ImplicitRewardProblem(InnerProblem):
     return self.objective.with_hyperparameters(gamma=gamma) if self.config.learn_discount else self.objective
 
   # --- the inner problem ---------------------------------------------------------------------
-  def _primary_update(self, state: ImplicitRewardState, batch: RewardBatch):
-    """`epochs` full-batch steps of the r_p critic towards λ-returns of r_p (γ, λ of the outer
-    objective) from its values at collection."""
-    t, c = batch.trajectory, self.config
-    targets = returns.lambda_returns(t.rewards, t.discounts, t.episode_ends, batch.primary_values,
-                                     batch.primary_next_values, c.outer_gamma, c.outer_lambda)
-    params, opt_state = list(state.primary_critic), state.primary_optimizer
+  def _regression_steps(self, params, opt_state, predict, targets):
+    """`epochs` full-batch Adam steps of ½(predict(params) − targets)²; returns (params, state, loss)."""
+    params = list(params)
     for _ in range(self.on_policy.epochs):
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(params)
-        loss = tf.reduce_mean(losses.value_regression(self.agent.values(params, t.observations), targets))
+        loss = tf.reduce_mean(losses.value_regression(predict(params), tf.stop_gradient(targets)))
       grads = tape.gradient(loss, params)
       params, opt_state, _ = apply_if_finite(self.primary_optimizer, params, grads, opt_state, select=True)
+    return params, opt_state, loss
+
+  def _primary_update(self, state: ImplicitRewardState, batch: RewardBatch):
+    """The r_p critic towards λ-returns of r_p (γ, λ of the outer objective) from its values at
+    collection."""
+    t, c = batch.trajectory, self.config
+    targets = returns.lambda_returns(t.rewards, t.discounts, t.episode_ends, batch.primary_values,
+                                     batch.primary_next_values, c.outer_gamma, c.outer_lambda)
+    params, opt_state, loss = self._regression_steps(
+        state.primary_critic, state.primary_optimizer, lambda p: self.agent.values(p, t.observations), targets)
     return state._replace(primary_critic=params, primary_optimizer=opt_state), loss
 
+  # --- DPBA ------------------------------------------------------------------------------------
+  def _potential(self, params, observations, actions):
+    """Φ(s, a) [B, T] of `[B, T, ...]` batches."""
+    features = self.reward_model.features(observations, actions)
+    return tf.reshape(functional_call(self.potential, params, features), tf.shape(observations)[:2])
+
+  def _next_potential(self, params, policy_params, next_observations):
+    """Φ(s', a') [B, T]: expected over π(·|s') for discrete actions, at π's mode for continuous."""
+    if not self.reward_model.num_actions:
+      return self._potential(params, next_observations, self.agent.greedy(policy_params, next_observations))
+    probs = tf.nn.softmax(self.agent.policy_outputs(policy_params, next_observations), -1)
+    batch = tf.shape(next_observations)[:2]
+    values = [self._potential(params, next_observations, tf.fill(batch, a)) for a in range(self.reward_model.num_actions)]
+    return tf.reduce_sum(probs * tf.stack(values, -1), -1)
+
+  def _dpba_rewards(self, state: ImplicitRewardState, batch: RewardBatch):
+    """(r_p + γΦ(s', a') − Φ(s, a), the TD targets −r_h + γΦ(s', a') of Φ), [B, T] each."""
+    t, gamma = batch.trajectory, self.config.initial_discount
+    now = self._potential(state.potential, t.observations, t.actions)
+    following = gamma * t.discounts * self._next_potential(state.potential, state.agent.policy, t.next_observations)
+    return t.rewards + following - now, -batch.helper_rewards + following
+
   def unroll(self, eta, state: ImplicitRewardState, seed):
-    """One on-policy iteration on r_η (η held constant). Returns (state, the batch, metrics)."""
+    """One on-policy iteration on r_η (η held constant; DPBA: on r_p + F). Returns (state, the
+    batch, metrics)."""
     collect_seed, update_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     state, batch, collected = self.collect(state, collect_seed)
     eta = [tf.stop_gradient(e) for e in eta]
     rewards, gamma, _ = self.shaped(eta, batch)
+    if self.potential is not None:
+      rewards, potential_targets = self._dpba_rewards(state, batch)
     shaped = batch.trajectory._replace(rewards=tf.stop_gradient(rewards))
     agent, metrics, _ = agent_iteration_updates(self.agent, self._inner_objective(tf.stop_gradient(gamma)),
                                                 self.on_policy, state.agent, shaped, update_seed,
                                                 self.on_policy.learning_rate)
     state, primary_loss = self._primary_update(state._replace(agent=agent), batch)
-    return state, batch, dict(collected, inner_loss=metrics["loss"], primary_value_loss=primary_loss)
+    out = dict(collected, inner_loss=metrics["loss"], primary_value_loss=primary_loss)
+    if self.potential is not None:
+      t = batch.trajectory
+      params, opt_state, out["potential_loss"] = self._regression_steps(
+          state.potential, state.potential_optimizer, lambda p: self._potential(p, t.observations, t.actions),
+          potential_targets)
+      state = state._replace(potential=params, potential_optimizer=opt_state)
+    return state, batch, out
 
   def meta_batch(self, state, seed):
     return self.collect(state, seed)
@@ -288,7 +335,7 @@ class ImplicitRewardProblem(InnerProblem):
 def make_estimator(config: ImplicitRewardConfig):
   """The outer-gradient estimator of a method (the baselines' only advances the inner problem)."""
   k = config.inner_iterations
-  if config.method in ("ppo", "ppo_helper"):
+  if config.method in ("ppo", "ppo_helper", "dpba"):
     return UnrolledEstimator(k)
   if config.method == "bipars":
     solver = NeumannSolver(steps=1, alpha=config.bipars_step)
@@ -329,11 +376,18 @@ class ImplicitRewardTrainer(MetaTrainer):
       helper_rewards.check_helper(self.helper, obs_dim, num_actions, action_dim)
     self.reward_model = LearnedReward(obs_dim, num_actions, action_dim, config.reward_hidden_sizes,
                                       config.initial_helper_weight, config.initial_discount, config.additive)
-    if config.method in ("ppo", "ppo_helper"):
+    if config.method in ("ppo", "ppo_helper", "dpba"):
       self.reward_model.trainable = False  # η = []: nothing to meta-learn
     primary_init = [tf.convert_to_tensor(v.value) for v in primary_critic.trainable_variables]
+    potential = None
+    if config.method == "dpba":
+      if self.helper is None:
+        raise errors.ConfigError("implicit_reward.method 'dpba' shapes with a helper; helper is 'none'")
+      features = int(self.reward_model.features(tf.zeros([1, obs_dim]), tf.zeros([1] + ([] if num_actions else
+                                                                                       [action_dim]))).shape[-1])
+      potential = ValueCritic(features, on_policy.hidden_sizes, on_policy.activation, name="potential")
     problem = ImplicitRewardProblem(self.task, agent, objective, self.reward_model, self.helper, config, on_policy,
-                                    primary_init)
+                                    primary_init, potential)
     super().__init__(problem, make_estimator(config), self.reward_model, Adam(config.meta_learning_rate), seed,
                      jit_compile=jit_compile, max_grad_norm=config.max_meta_grad_norm)
     self.steps_per_iteration = problem.steps_per_batch * (config.inner_iterations + 1)

@@ -40,6 +40,7 @@ _WORKERS = flags.DEFINE_integer("workers", 2, "Runs in parallel (processes).")
 _SMOOTH = flags.DEFINE_integer("smooth", 10, "Moving-average window (meta-iterations) of the plotted returns.")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "implicit_reward config overrides, e.g. damping=0.5,meta_learning_rate=1e-2.")
 _TAG = flags.DEFINE_string("tag", "", "Suffix of the result and figure names.")
+_REPLOT = flags.DEFINE_string("replot", None, "Only redraw the figure of this result JSON (next to it, in ../figures).")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 
 
@@ -113,7 +114,7 @@ def plot(records, path, window):
   runs = list(dict.fromkeys(r["run"] for r in records))
   fig, axes = plt.subplots(2, len(helpers), figsize=(5 * len(helpers), 7), dpi=110, squeeze=False)
   for col, helper in enumerate(helpers):
-    for run in runs:
+    for color, run in enumerate(runs):
       mine = [r for r in records if r["run"] == run and (r["helper"] == helper or run == "ppo")]
       if not mine:
         continue
@@ -125,8 +126,8 @@ def plot(records, path, window):
         curves = np.stack([smoothed(r["rows"][:length], key, w)[1] for r in mine])
         mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
         ax = axes[row_index, col]
-        ax.plot(steps, mean, label=run)
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+        ax.plot(steps, mean, label=run, color=f"C{color}")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.15, color=f"C{color}")
     axes[0, col].set_title(f"{helper} helper")
     axes[0, col].set_ylabel(f"primary return (moving average of {window})")
     axes[1, col].set_ylabel("helper weight z_η (mean over visited states)")
@@ -164,6 +165,14 @@ def summarise(records):
 
 def main(argv):
   del argv
+  if _REPLOT.value:
+    import json
+    with open(_REPLOT.value) as f:
+      result = json.load(f)
+    name = os.path.splitext(os.path.basename(_REPLOT.value))[0]
+    figures = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(_REPLOT.value))), "figures")
+    print(plot(result["records"], os.path.join(figures, f"{name}.png"), _SMOOTH.value))
+    return
   jobs = []
   for run in _RUNS.value:
     for helper in (["none"] if run == "ppo" else _HELPERS.value):

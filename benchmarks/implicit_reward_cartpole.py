@@ -12,7 +12,8 @@ episodes that ended, the mean learned helper weight z_η over the fresh batch's 
 solver's residual and whether the estimate was rejected; at the end, a greedy evaluation
 (--eval_episodes). Also timed, per run: one meta-iteration (K inner iterations, the fresh batch
 and the meta-step) and one inner on-policy iteration (collection and 16 updates) alone; the
-summary gives the meta-step's cost in inner iterations, (meta − K · inner) / inner.
+summary gives the meta-step's cost in inner iterations, (meta − K · inner) / inner (20 repeats
+each; measure it with --workers=1 and nothing else running, e.g. --steps=1 --seeds=1).
 
 Writes docs/results/implicit_reward_cartpole<tag>.json and docs/figures/implicit_reward_cartpole<tag>.png
 (returns as a moving average over --smooth iterations, mean ± std over seeds, and z_η).
@@ -78,14 +79,15 @@ def one_run(job):
   problem, state, eta = trainer.problem, trainer.state.read(), trainer.eta.read()
   inner = tf.function(lambda s, seed: problem.unroll(eta, s, seed)[0])
   inner(state, tf.constant([0, 1]))
+  repeats = 20
   t0 = time.time()
-  for k in range(5):
+  for k in range(repeats):
     inner(state, tf.constant([0, k]))
-  inner_s = (time.time() - t0) / 5
+  inner_s = (time.time() - t0) / repeats
   t0 = time.time()
-  for _ in range(5):
+  for _ in range(repeats):
     trainer._step(tf.constant([seed, 10**6]))
-  meta_s = (time.time() - t0) / 5
+  meta_s = (time.time() - t0) / repeats
   evaluation = trainer.evaluate(eval_episodes)
   return {"run": run, "helper": helper, "seed": seed, "rows": rows, "wall_time_s": wall,
           "final_eval_return": float(np.mean(evaluation)), "inner_iteration_s": inner_s,

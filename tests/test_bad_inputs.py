@@ -81,7 +81,7 @@ def cases(base):
   from tf_metarl.envs import helper_rewards
   import tensorflow as tf
   wide_helper = helper_rewards.export_helper(
-      helper_rewards.CallableHelper(lambda o, a, n: tf.zeros([tf.shape(o)[0], 2]), "wide"), str(base / "wide"), 4, 1)
+      helper_rewards.CallableHelper(lambda o, a, n: tf.zeros([tf.shape(o)[0], 2]), "wide"), str(base / "wide"), 4, 2)
   implicit = "--config=configs/implicit_reward_cartpole.py"
   return [
       # train_agent

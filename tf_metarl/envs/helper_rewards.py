@@ -114,18 +114,20 @@ class SavedModelHelper(HelperReward):
     return out["helper_rewards"]
 
 
-def export_helper(helper: HelperReward, path: str, observation_dim: int, action_dim: int) -> str:
+def export_helper(helper: HelperReward, path: str, observation_dim: int, num_actions: Optional[int] = None,
+                  action_dim: int = 1) -> str:
   """Writes `helper` as a SavedModel: inputs `observations` [N, O], `actions` [N, A] (float32;
-  discrete actions as their index in a column, A = 1), `next_observations` [N, O]; output
-  `helper_rewards` [N]. Returns `path`."""
+  discrete actions, `num_actions` given, as their index in one column), `next_observations`
+  [N, O]; output `helper_rewards` [N]. The helper itself sees actions as the learners give them:
+  int32 indices [N] (discrete) or [N, A]. Returns `path`."""
   module = tf.Module()
-  squeeze = action_dim == 1 and not isinstance(helper, SavedModelHelper)
+  width = 1 if num_actions else int(action_dim)
 
   @tf.function(input_signature=[tf.TensorSpec([None, observation_dim], tf.float32, name="observations"),
-                                tf.TensorSpec([None, action_dim], tf.float32, name="actions"),
+                                tf.TensorSpec([None, width], tf.float32, name="actions"),
                                 tf.TensorSpec([None, observation_dim], tf.float32, name="next_observations")])
   def serve(observations, actions, next_observations):
-    acts = actions[:, 0] if squeeze else actions
+    acts = tf.cast(actions[:, 0], tf.int32) if num_actions else actions
     return {"helper_rewards": tf.cast(helper(observations, acts, next_observations), tf.float32)}
 
   module.serve = serve

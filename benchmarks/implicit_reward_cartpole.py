@@ -69,11 +69,12 @@ def one_run(job):
   rows, start = [], time.time()
   while int(trainer.env_steps.numpy()) < steps:
     metrics, stats = trainer.iteration()
+    short = lambda x: None if x is None else float(f"{x:.4g}")  # 4 significant digits keep the records small
     rows.append({"env_steps": int(trainer.env_steps.numpy()),
-                 "return": float(np.mean(stats.returns)) if stats.returns else None,
+                 "return": short(float(np.mean(stats.returns))) if stats.returns else None,
                  "episodes": len(stats.returns),
-                 **{k: metrics.get(k) for k in ("meta/helper_weight", "meta/gamma", "solver_residual",
-                                                "meta/rejected_estimates")}})
+                 **{k: short(metrics.get(k)) for k in ("meta/helper_weight", "meta/gamma", "solver_residual",
+                                                       "meta/rejected_estimates")}})
   wall = time.time() - start
   # The cost of the meta-step: one meta-iteration against one inner on-policy iteration alone.
   problem, state, eta = trainer.problem, trainer.state.read(), trainer.eta.read()

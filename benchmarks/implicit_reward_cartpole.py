@@ -124,7 +124,7 @@ def plot(records, path, window):
       length = min(len(r["rows"]) for r in mine)
       steps = np.array([row["env_steps"] for row in mine[0]["rows"][:length]])
       for row_index, (key, w) in enumerate((("return", window), ("meta/helper_weight", 1))):
-        if key == "meta/helper_weight" and run == "ppo":
+        if key == "meta/helper_weight" and run in ("ppo", "dpba"):  # no z_η: nothing weights the helper
           continue
         curves = np.stack([smoothed(r["rows"][:length], key, w)[1] for r in mine])
         mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)

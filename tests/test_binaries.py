@@ -19,6 +19,7 @@ def run(args, timeout=300, **kwargs):
   return subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=timeout, **kwargs)
 
 
+@pytest.mark.slow
 def test_train_with_the_shipped_objective_writes_everything(tmp_path):
   logdir = tmp_path / "run"
   result = run(BIN + ["--objective=export/ppo", "--env=CartPole-v1", "--config.steps=4096", "--config.eval_every=2048",
@@ -120,6 +121,7 @@ def discrete_only_export(tmp_path_factory):
   return json.loads(result.stdout.strip().splitlines()[-1])["exported"]
 
 
+@pytest.mark.slow
 def test_discrete_only_objective_on_continuous_env(discrete_only_export, tmp_path):
   result = run(BIN + [f"--objective={discrete_only_export}", "--env=Pendulum-v1", f"--logdir={tmp_path / 'run'}"])
   assert result.returncode == 2

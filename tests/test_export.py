@@ -168,6 +168,7 @@ ANY_ACTION_DIMENSION = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow
 def test_a_metagenrl_export_trains_policies_of_any_action_dimension_in_a_tensorflow_only_process(tmp_path):
   path = export_objective(MetaGenRLObjective(), str(tmp_path / "metagenrl"))
   out = subprocess.run([sys.executable, "-c", ANY_ACTION_DIMENSION, path], capture_output=True, text=True,

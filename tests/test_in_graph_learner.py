@@ -33,6 +33,7 @@ def test_train_agent_picks_the_in_graph_learner_and_ppo_learns_cartpole(tmp_path
   assert summary["train_return_last100"] > 60, summary
 
 
+@pytest.mark.slow
 def test_an_iteration_reports_episodes_metrics_and_keeps_episodes_running_across_iterations():
   learner = make_learner(num_envs=4, rollout_length=100, epochs=2, minibatches=2)
   lengths = []

@@ -24,7 +24,7 @@ def agent_params(trainer):
   return [p.numpy().copy() for p in trainer.problem.params(trainer.state.read())]
 
 
-@pytest.mark.parametrize("inner_steps, extension", [(1, False), (2, True)])
+@pytest.mark.parametrize("inner_steps, extension", [(1, False), pytest.param(2, True, marks=pytest.mark.slow)])
 def test_frodo_iteration_updates_agent_and_meta_network(inner_steps, extension):
   frodo = learner("frodo", inner_steps=inner_steps, extension=extension)
   theta = agent_params(frodo)

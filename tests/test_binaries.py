@@ -87,6 +87,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
   assert steps == sorted(steps) and len(steps) == len(set(steps))  # no rows repeated after the resume
 
 
+@pytest.mark.slow
 def test_resuming_a_different_run_is_refused(tmp_path):
   logdir = tmp_path / "run"
   os.makedirs(logdir)

@@ -78,6 +78,7 @@ def test_meta_gradient_matches_central_finite_differences(inner_steps, features)
   np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_vectorised_population_equals_a_loop_of_agents():
   td3, objective, states, batches = small_population(seed=2)
   eta = list(objective.network.trainable_variables)

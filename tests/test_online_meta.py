@@ -24,7 +24,8 @@ def agent_params(trainer):
   return [p.numpy().copy() for p in trainer.problem.params(trainer.state.read())]
 
 
-@pytest.mark.parametrize("inner_steps, extension", [(1, False), pytest.param(2, True, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("inner_steps, extension", [(1, False), (2, True)])
 def test_frodo_iteration_updates_agent_and_meta_network(inner_steps, extension):
   frodo = learner("frodo", inner_steps=inner_steps, extension=extension)
   theta = agent_params(frodo)
@@ -59,6 +60,7 @@ def test_held_out_batch_is_the_next_inner_batch():
   assert not np.array_equal(carried.observations.numpy(), frodo.state.read().batch.observations.numpy())
 
 
+@pytest.mark.slow
 def test_without_reuse_every_iteration_collects_m_plus_one_batches():
   agent = learner("a2c", inner_steps=2, num_envs=8, reuse_outer_batch=False)
   assert agent.state.read().batch == () and int(agent.env_steps.numpy()) == 0

@@ -12,7 +12,7 @@ from tf_metarl.envs import helper_rewards
 from tf_metarl.learners.on_policy import OnPolicyConfig
 from tf_metarl.meta.implicit import ImplicitEstimator, flatten, hessian_vector_product
 from tf_metarl.meta.linear_solvers import ConjugateGradientSolver, ExactSolver
-from tf_metarl.meta.problem import InnerProblem, unroll_and_hold_out
+from tf_metarl.meta.problem import InnerProblem
 
 # --- a tabular MDP: exact values by dynamic programming over state distributions -----------------
 S, A, HORIZON, GAMMA = 2, 2, 3, 0.9

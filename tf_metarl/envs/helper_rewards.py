@@ -154,6 +154,14 @@ def helpful_cartpole(observations, actions, next_observations):
   return HELPFUL_DISCOUNT * potential(next_observations) - potential(observations)
 
 
+def encode_actions(actions, num_actions: Optional[int], action_dim: Optional[int] = None) -> tf.Tensor:
+  """Flat actions as features [N, ·]: one-hot for `num_actions` discrete actions, else the raw
+  values ([N, `action_dim`], or [N, -1] when it is not given)."""
+  if num_actions:
+    return tf.one_hot(tf.cast(tf.reshape(actions, [-1]), tf.int32), num_actions)
+  return tf.reshape(tf.cast(actions, tf.float32), [-1, action_dim or tf.size(actions) // tf.shape(actions)[0]])
+
+
 class RandomHelper(HelperReward):
   """A fixed random function of state and action with values in [−1, 1] and mean about 0:
   sin(w·x + b) of one random Fourier feature of x = (observation, action; discrete actions
@@ -172,11 +180,7 @@ class RandomHelper(HelperReward):
 
   def __call__(self, observations, actions, next_observations):
     del next_observations
-    if self.num_actions:
-      encoded = tf.one_hot(tf.cast(tf.reshape(actions, [-1]), tf.int32), self.num_actions)
-    else:
-      encoded = tf.reshape(tf.cast(actions, tf.float32), [tf.shape(observations)[0], -1])
-    x = tf.concat([tf.cast(observations, tf.float32), encoded], -1)
+    x = tf.concat([tf.cast(observations, tf.float32), encode_actions(actions, self.num_actions)], -1)
     return tf.sin(tf.linalg.matvec(x, self.w) + self.b)
 
 

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
+from tf_metarl.envs.helper_rewards import encode_actions
 from tf_metarl.networks.functional import functional_call
 
 
@@ -78,10 +79,7 @@ class LearnedReward(keras.Model):
 
   def features(self, observations, actions):
     """[N, O + action encoding]: observations with one-hot (discrete) or raw (continuous) actions."""
-    if self.num_actions:
-      encoded = tf.one_hot(tf.cast(tf.reshape(actions, [-1]), tf.int32), self.num_actions)
-    else:
-      encoded = tf.reshape(tf.cast(actions, tf.float32), [-1, self.action_dim])
+    encoded = encode_actions(actions, self.num_actions, self.action_dim)
     return tf.concat([tf.reshape(tf.cast(observations, tf.float32), [-1, self.observation_dim]), encoded], -1)
 
   def call(self, features):

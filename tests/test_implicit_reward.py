@@ -13,6 +13,7 @@ from tf_metarl.learners.on_policy import OnPolicyConfig
 from tf_metarl.meta.implicit import ImplicitEstimator, flatten, hessian_vector_product
 from tf_metarl.meta.linear_solvers import ConjugateGradientSolver, ExactSolver
 from tf_metarl.meta.problem import InnerProblem
+from tf_metarl.meta.trainer import InnerPhase
 
 # --- a tabular MDP: exact values by dynamic programming over state distributions -----------------
 S, A, HORIZON, GAMMA = 2, 2, 3, 0.9
@@ -326,6 +327,27 @@ def test_a_diverged_solve_is_skipped_with_eta_unchanged_and_the_inner_progress_k
   for a, b in zip(before, eta_values(trainer)):
     np.testing.assert_array_equal(a, b)
   assert any(np.abs(a - b.numpy()).max() > 0 for a, b in zip(policy_before, trainer.state.read().agent.policy))
+
+
+@pytest.mark.slow
+def test_the_inner_phase_runs_until_its_convergence_test_passes_or_its_budget_is_spent():
+  trainer = ImplicitRewardTrainer(small_config(helper="harmful", inner_phase_max_iterations=3), seed=0)
+  eta_before = eta_values(trainer)
+  policy_before = [p.numpy() for p in trainer.state.read().agent.policy]
+  phase = trainer.run_inner_phase()  # tolerance 0: never converged, the whole budget
+  assert float(phase["inner/phase_iterations"]) == 3 and int(phase["env_steps"]) == 3 * 32
+  assert float(phase["inner/grad_norm"]) > 0
+  assert any(np.abs(a - b.numpy()).max() > 0 for a, b in zip(policy_before, trainer.state.read().agent.policy))
+  for a, b in zip(eta_before, eta_values(trainer)):  # inner steps alone never touch η
+    np.testing.assert_array_equal(a, b)
+  steps = int(trainer.env_steps.numpy())
+  metrics, stats = trainer.iteration()  # the phase, then K = 1 inner iteration, the fresh batch, the meta-step
+  assert int(trainer.env_steps.numpy()) - steps == (3 + 1 + 1) * 32 and metrics["inner/phase_iterations"] == 3
+  trainer.inner_phase = InnerPhase(max_iterations=3, min_iterations=2, tolerance=float("inf"))
+  metrics, _ = trainer.iteration()  # passes at once, after the minimum
+  assert metrics["inner/phase_iterations"] == 2
+  with pytest.raises(errors.ConfigError, match="inner_phase_min_iterations"):
+    small_config(inner_phase_min_iterations=2, inner_phase_max_iterations=1).validate()
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ from tf_metarl.learners.on_policy import OnPolicyConfig, make_networks, resolve_
 from tf_metarl.meta.implicit import ImplicitEstimator
 from tf_metarl.meta.linear_solvers import ConjugateGradientSolver, DiagonalSolver, NeumannSolver
 from tf_metarl.meta.problem import InnerProblem
-from tf_metarl.meta.trainer import MetaTrainer
+from tf_metarl.meta.trainer import InnerPhase, MetaTrainer
 from tf_metarl.meta.unrolled import UnrolledEstimator
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.networks.critics import ValueCritic
@@ -66,7 +66,12 @@ class ImplicitRewardConfig:
   helper_seed: int = 0                 # the random helper's function
   method: str = "implicit"
   inner_objective: str = "ppo"         # or "reinforce"
-  inner_iterations: int = 4            # K: on-policy iterations per inner phase
+  inner_iterations: int = 4            # K: on-policy iterations before each meta-step's fresh batch
+  # Algorithm 2's convergence test (meta.trainer.InnerPhase): up to this many more inner iterations
+  # before the K, stopping once ‖∇_θ L_in‖ on an iteration's batch is <= inner_phase_tolerance.
+  inner_phase_max_iterations: int = 0
+  inner_phase_min_iterations: int = 0
+  inner_phase_tolerance: float = 0.0
   on_policy: OnPolicyConfig = dataclasses.field(default_factory=lambda: OnPolicyConfig(
       learning_rate=5e-4, anneal_learning_rate=False, minibatch_unit="auto", jit_compile=False))
   # the implicit meta-gradient
@@ -107,7 +112,11 @@ class ImplicitRewardConfig:
     for name in ("inner_iterations", "neumann_steps", "cg_steps", "diagonal_probes"):
       if int(getattr(self, name)) < 1:
         raise errors.ConfigError(f"implicit_reward.{name} must be >= 1, got {getattr(self, name)}")
-    for name in ("gamma_regularization", "additive_regularization", "damping"):
+    if not 0 <= self.inner_phase_min_iterations <= self.inner_phase_max_iterations:
+      raise errors.ConfigError("implicit_reward.inner_phase_min_iterations must be in "
+                               f"[0, inner_phase_max_iterations = {self.inner_phase_max_iterations}], "
+                               f"got {self.inner_phase_min_iterations}")
+    for name in ("gamma_regularization", "additive_regularization", "damping", "inner_phase_tolerance"):
       value = getattr(self, name)
       if not (value >= 0 and value < float("inf")):
         raise errors.ConfigError(f"implicit_reward.{name} must be a finite number >= 0, got {value}")
@@ -388,8 +397,10 @@ class ImplicitRewardTrainer(MetaTrainer):
       potential = ValueCritic(features, on_policy.hidden_sizes, on_policy.activation, name="potential")
     problem = ImplicitRewardProblem(self.task, agent, objective, self.reward_model, self.helper, config, on_policy,
                                     primary_init, potential)
+    inner_phase = InnerPhase(config.inner_phase_max_iterations, config.inner_phase_min_iterations,
+                             config.inner_phase_tolerance)
     super().__init__(problem, make_estimator(config), self.reward_model, Adam(config.meta_learning_rate), seed,
-                     jit_compile=jit_compile, max_grad_norm=config.max_meta_grad_norm)
+                     jit_compile=jit_compile, max_grad_norm=config.max_meta_grad_norm, inner_phase=inner_phase)
     self.steps_per_iteration = problem.steps_per_batch * (config.inner_iterations + 1)
 
   def export_reward(self, model_dir: str, training_config=None, provenance=None) -> str:

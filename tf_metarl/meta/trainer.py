@@ -8,9 +8,13 @@ metrics: a diverged implicit solve), never reaches η: the step keeps η and the
 state (and, unless only rejected, the inner state) as they were, and counts the skip (`self.guard`, an `UpdateGuard`;
 `reliability/skipped_updates` in TensorBoard). It plugs into `learners.loop.run_training`
 (progress, TensorBoard, checkpoints, resume) like any learner.
+
+An optional `InnerPhase` runs before each meta-step (Algorithm 2 of Place 2023): inner steps
+alone, each its own compiled call, until a convergence test passes or a budget is spent.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import List, Optional
 
 import numpy as np
@@ -20,9 +24,32 @@ from tf_metarl import compilation
 from tf_metarl.agents.optimizers import all_finite, clip_by_global_norm
 from tf_metarl.collection import EpisodeStats
 from tf_metarl.learners.loop import Trainable
+from tf_metarl import errors
 from tf_metarl.learners.update_guard import UpdateGuard
-from tf_metarl.meta.problem import InnerProblem
+from tf_metarl.meta.implicit import gradient_of
+from tf_metarl.meta.problem import InnerProblem, merge_metrics
 from tf_metarl.state_variables import StateVariables
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerPhase:
+  """Inner steps without a meta-gradient before each meta-step: at least `min_iterations`, at
+  most `max_iterations`, stopping once the convergence test passes: the inner loss's gradient
+  norm ‖∇_θ L_in(θ, η)‖ on the step's own batch, at the parameters that collected it, is at most
+  `tolerance` (stationarity, which the implicit function theorem assumes; a sampled gradient
+  has a noise floor, so a tolerance below it spends the whole budget). The estimator's own
+  `unroll_steps` still follow. max_iterations = 0: no phase."""
+  max_iterations: int = 0
+  min_iterations: int = 0
+  tolerance: float = 0.0
+
+  def validate(self) -> "InnerPhase":
+    if not 0 <= self.min_iterations <= self.max_iterations:
+      raise errors.ConfigError(f"inner phase iterations must satisfy 0 <= min <= max, got min {self.min_iterations}, "
+                               f"max {self.max_iterations}")
+    if not self.tolerance >= 0:
+      raise errors.ConfigError(f"inner phase tolerance must be >= 0, got {self.tolerance}")
+    return self
 
 
 class MetaTrainer(Trainable):
@@ -36,11 +63,15 @@ class MetaTrainer(Trainable):
     seed: seeds η's initial inner state and every iteration's randomness.
     jit_compile: compile the step with XLA (not for tasks stepped in Python; see compilation.py).
     max_grad_norm: clip the meta-gradient's global norm before the meta-optimizer (None: no).
+    inner_phase: an `InnerPhase` run before each meta-step (None: none).
   """
 
   def __init__(self, problem: InnerProblem, estimator, meta_model, meta_optimizer, seed: int,
-               jit_compile: bool = compilation.JIT_COMPILE, max_grad_norm: Optional[float] = None):
+               jit_compile: bool = compilation.JIT_COMPILE, max_grad_norm: Optional[float] = None,
+               inner_phase: Optional[InnerPhase] = None):
     self._step = tf.function(self._step_graph, jit_compile=jit_compile)
+    self._inner_step = tf.function(self._inner_step_graph, jit_compile=jit_compile)
+    self.inner_phase = (inner_phase or InnerPhase()).validate()
     self.problem, self.estimator, self.meta_model, self.meta_optimizer = problem, estimator, meta_model, meta_optimizer
     self.seed = int(seed)
     self.max_grad_norm = max_grad_norm
@@ -88,10 +119,50 @@ class MetaTrainer(Trainable):
     self.guard.record(skipped)
     return metrics
 
-  def iteration(self):
+  def _inner_step_graph(self, seed):
+    """One inner step alone; its metrics add `inner/grad_norm`, the convergence test's measure."""
+    eta, state = self.eta.read(), self.state.read()
+    params = self.problem.params(state)
+    new_state, batch, metrics = self.problem.unroll(eta, state, seed)
+    grads = gradient_of(lambda p: self.problem.inner_loss(eta, p, batch), params)
+    finite = all_finite([self.problem.params(new_state)])
+
+    def advance_inner():
+      self.state.assign(new_state)
+      return tf.constant(0, tf.int64)
+
+    tf.cond(finite, advance_inner, lambda: tf.constant(1, tf.int64))
+    self.guard.record(tf.logical_not(finite))
+    return dict(metrics, **{"inner/grad_norm": tf.linalg.global_norm(grads)})
+
+  def _next_seed(self):
     seed = tf.cast(tf.stack([tf.constant(self.seed, tf.int64), self.seed_counter]), tf.int32)
     self.seed_counter.assign_add(1)
-    metrics = self._step(seed)
+    return seed
+
+  def run_inner_phase(self):
+    """The inner phase (`InnerPhase`); returns the merged metrics of its steps ({} if none),
+    with `inner/phase_iterations` and the last step's `inner/grad_norm`."""
+    phase, parts = self.inner_phase, []
+    for i in range(phase.max_iterations):
+      parts.append(self._inner_step(self._next_seed()))
+      if i + 1 >= phase.min_iterations and float(parts[-1]["inner/grad_norm"]) <= phase.tolerance:
+        break
+    if not parts:
+      return {}
+    merged = merge_metrics(parts)
+    merged["inner/grad_norm"] = parts[-1]["inner/grad_norm"]
+    merged["inner/phase_iterations"] = tf.constant(float(len(parts)))
+    return merged
+
+  def iteration(self):
+    phase = self.run_inner_phase()
+    metrics = self._step(self._next_seed())
+    if phase:
+      metrics = dict(metrics, **{k: v for k, v in phase.items() if k.startswith("inner/")})
+      metrics["env_steps"] = metrics["env_steps"] + tf.cast(phase["env_steps"], metrics["env_steps"].dtype)
+      if "episodes" in phase:
+        metrics["episodes"] = merge_metrics([phase, metrics])["episodes"] if "episodes" in metrics else phase["episodes"]
     self.env_steps.assign_add(metrics.pop("env_steps"))
     stats = EpisodeStats()
     episodes = metrics.pop("episodes", None)

@@ -241,6 +241,10 @@ def test_cartpole_helpers_follow_their_definitions():
   theta, next_theta = obs[..., 2].numpy(), next_obs[..., 2].numpy()
   harmful = helper_rewards.helper_rewards(helper_rewards.make_helper("harmful", "CartPole-v1"), obs, actions, next_obs)
   np.testing.assert_allclose(harmful.numpy(), np.where(np.abs(theta) < 0.1, -0.1, 0.0))
+  tenfold = helper_rewards.make_helper("harmful", "CartPole-v1", scale=10.0)
+  np.testing.assert_allclose(helper_rewards.helper_rewards(tenfold, obs, actions, next_obs).numpy(), 10 * harmful.numpy())
+  with pytest.raises(errors.ConfigError, match="scale"):
+    helper_rewards.make_helper("harmful", "CartPole-v1", scale=float("nan"))
   helpful = helper_rewards.helper_rewards(helper_rewards.make_helper("helpful", "tf_metarl/CartPole-v1"), obs, actions,
                                           next_obs)
   failure = 12 * 2 * np.pi / 360
@@ -390,7 +394,8 @@ def test_exported_reward_answers_like_the_model_in_a_tensorflow_only_process(tmp
   model = LearnedReward(4, 2, hidden_sizes=(8,), initial_helper_weight=-0.5, initial_discount=0.95)
   model.weight_head.hidden[0].kernel.assign(tf.random.stateless_normal([6, 8], [1, 2]))  # z varies with (s, a)
   model.weight_head.out.kernel.assign(tf.random.stateless_normal([8, 1], [3, 4]))
-  path = export_reward(model, str(tmp_path / "reward"), "random", "tf_metarl/CartPole-v1", helper_seed=3)
+  path = export_reward(model, str(tmp_path / "reward"), "random", "tf_metarl/CartPole-v1", helper_seed=3,
+                       helper_scale=2.0)
   obs, actions, _ = cartpole_batch(seed=2)
   rewards, helper = tf.ones([3, 4]), tf.constant(np.linspace(-1, 1, 12).reshape(3, 4), tf.float32)
   want, gamma, z, _ = model.shaped(list(model.trainable_variables), obs, actions, rewards, helper)
@@ -399,6 +404,7 @@ def test_exported_reward_answers_like_the_model_in_a_tensorflow_only_process(tmp
   got, discount = loaded.shaped(obs, actions, rewards, helper)
   np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
   assert abs(float(discount) - 0.95) < 1e-6 and loaded.helper_name == "random" and loaded.helper_seed == 3
+  assert loaded.helper_scale == 2.0
   np.save(tmp_path / "inputs.npy", {"observations": obs.numpy(), "actions": actions.numpy(),
                                     "rewards": rewards.numpy(), "helper_rewards": helper.numpy()})
   script = (
@@ -415,7 +421,7 @@ def test_exported_reward_answers_like_the_model_in_a_tensorflow_only_process(tmp
   assert result.returncode == 0, result.stderr[-2000:]
   answer = json.loads(result.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(answer["shaped"], want.numpy(), rtol=1e-6)
-  assert abs(answer["discount"] - 0.95) < 1e-6 and answer["helper"] == {"name": "random", "seed": 3}
+  assert abs(answer["discount"] - 0.95) < 1e-6 and answer["helper"] == {"name": "random", "seed": 3, "scale": 2.0}
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ import dataclasses
 from typing import NamedTuple, Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_metarl import errors, losses, returns
@@ -64,6 +65,7 @@ class ImplicitRewardConfig:
   env: str = "tf_metarl/CartPole-v1"   # a TensorFlow-native id (discrete or continuous actions)
   helper: str = "harmful"              # envs.helper_rewards: harmful, random, helpful, none, or a SavedModel dir
   helper_seed: int = 0                 # the random helper's function
+  helper_scale: float = 1.0            # r_h is the helper's reward times this (a stress test)
   method: str = "implicit"
   inner_objective: str = "ppo"         # or "reinforce"
   inner_iterations: int = 4            # K: on-policy iterations before each meta-step's fresh batch
@@ -116,6 +118,8 @@ class ImplicitRewardConfig:
       raise errors.ConfigError("implicit_reward.inner_phase_min_iterations must be in "
                                f"[0, inner_phase_max_iterations = {self.inner_phase_max_iterations}], "
                                f"got {self.inner_phase_min_iterations}")
+    if not np.isfinite(self.helper_scale):
+      raise errors.ConfigError(f"implicit_reward.helper_scale must be a finite number, got {self.helper_scale}")
     for name in ("gamma_regularization", "additive_regularization", "damping", "inner_phase_tolerance"):
       value = getattr(self, name)
       if not (value >= 0 and value < float("inf")):
@@ -370,7 +374,8 @@ class ImplicitRewardTrainer(MetaTrainer):
     self.config = config
     env_info = describe_env(config.env)
     self.task = make_task(config.env, config.on_policy.num_envs, seed, continuous=True)
-    self.helper = helper_rewards.make_helper(config.helper, config.env, config.helper_seed)
+    self.helper = helper_rewards.make_helper(config.helper, config.env, config.helper_seed,
+                                             config.helper_scale)
     objective = make_objective(config.inner_objective)
     on_policy = resolve_minibatch_unit(config.on_policy, objective)
     self.policy, self.critic = make_networks(env_info, on_policy, seed)
@@ -407,4 +412,5 @@ class ImplicitRewardTrainer(MetaTrainer):
     """Exports r_η, γ_η (`export.learned_reward`), naming the helper and environment."""
     from tf_metarl.export.learned_reward import export_reward
     return export_reward(self.reward_model, model_dir, self.config.helper, self.config.env, self.config.helper_seed,
+                         self.config.helper_scale,
                          training_config=training_config, provenance=provenance)

@@ -184,12 +184,31 @@ class RandomHelper(HelperReward):
     return tf.sin(tf.linalg.matvec(x, self.w) + self.b)
 
 
+class ScaledHelper(HelperReward):
+  """`scale` × another helper (a stress test: the harmful helper at 10× outweighs CartPole's +1)."""
+
+  def __init__(self, helper: HelperReward, scale: float):
+    self.helper, self.scale = helper, float(scale)
+    self.name = f"{helper.name}x{self.scale:g}"
+
+  def __call__(self, observations, actions, next_observations):
+    return self.scale * self.helper(observations, actions, next_observations)
+
+
 HELPERS = ("harmful", "random", "helpful", "none")
 
 
-def make_helper(name: str, env_id: str, seed: int = 0) -> Optional[HelperReward]:
-  """A named helper for an environment, or a SavedModel helper when `name` is a directory; "none"
-  gives None. Unknown names and environments without that helper are one-line errors."""
+def make_helper(name: str, env_id: str, seed: int = 0, scale: float = 1.0) -> Optional[HelperReward]:
+  """A named helper for an environment, or a SavedModel helper when `name` is a directory, times
+  `scale` (a finite number; 1 leaves it as it is); "none" gives None. Unknown names and
+  environments without that helper are one-line errors."""
+  if not np.isfinite(scale):
+    raise errors.ConfigError(f"a helper's scale must be a finite number, got {scale}")
+  helper = _named_helper(name, env_id, seed)
+  return ScaledHelper(helper, scale) if helper is not None and scale != 1.0 else helper
+
+
+def _named_helper(name: str, env_id: str, seed: int) -> Optional[HelperReward]:
   if name == "none":
     return None
   if os.path.isdir(name):

@@ -56,16 +56,16 @@ class _RewardModule(tf.Module):
     self.get_metadata = tf.function(lambda: {"metadata": tf.constant(metadata_json)}, input_signature=[])
 
 
-def export_reward(model, model_dir: str, helper: str, env_id: str, helper_seed: int = 0,
+def export_reward(model, model_dir: str, helper: str, env_id: str, helper_seed: int = 0, helper_scale: float = 1.0,
                   version: Optional[int] = None, training_config: Optional[Mapping] = None,
                   provenance: Optional[Mapping] = None) -> str:
   """Exports a `networks.LearnedReward` to `model_dir/<version>/`; returns that path. `helper`
-  (a name of `envs.helper_rewards`, or a SavedModel helper's path) and `helper_seed` name the
-  helper it was learned for, `env_id` the environment."""
+  (a name of `envs.helper_rewards`, or a SavedModel helper's path), `helper_seed` and
+  `helper_scale` name the helper it was learned for, `env_id` the environment."""
   module = _RewardModule(model)
   metadata = {
       "format": FORMAT, "kind": "learned_reward", "env": env_id,
-      "helper": {"name": helper, "seed": int(helper_seed)},
+      "helper": {"name": helper, "seed": int(helper_seed), "scale": float(helper_scale)},
       "inputs": {n: {"dtype": s.dtype.name, "shape": s.shape.as_list(), "description": DESCRIPTIONS[n]}
                  for n, s in module.specs.items()},
       "outputs": {"shaped_rewards": {"dtype": "float32", "shape": [None, None]},
@@ -102,6 +102,7 @@ class LoadedReward:
       raise errors.NonFiniteError(f"{self.path}: refusing to load a learned reward with non-finite parameters")
     self.helper_name = self.metadata["helper"]["name"]
     self.helper_seed = int(self.metadata["helper"].get("seed", 0))
+    self.helper_scale = float(self.metadata["helper"].get("scale", 1.0))
     self.constraints = self.metadata["constraints"]
     self.discount = float(self.shaped(
         np.zeros([1, 1, self.constraints["observation_dim"]], np.float32),

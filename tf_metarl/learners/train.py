@@ -72,7 +72,8 @@ def _learned_reward(path: str, objective: Objective, objective_spec: str, env_in
         f"learned reward {path!r} was learned for {reward.metadata.get('env')} (observation dim "
         f"{constraints['observation_dim']}, actions {constraints['num_actions'] or constraints['action_dim']}); "
         f"{env_info.env_id} does not match")
-  helper = helper_rewards.make_helper(reward.helper_name, env_info.env_id, reward.helper_seed)
+  helper = helper_rewards.make_helper(reward.helper_name, env_info.env_id, reward.helper_seed,
+                                      reward.helper_scale)
   logging.info("training on the learned reward %s (helper %s, γ = %.4f)", path, reward.helper_name, reward.discount)
   return objective.with_hyperparameters(gamma=reward.discount), reward.transform(helper)
 

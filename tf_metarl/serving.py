@@ -54,6 +54,7 @@ def example_inputs(metadata: Mapping, batch: int = 2, time: int = 8, feature_siz
   constraints) are used; free ones (`null`) get `feature_size`. Actions are in [-1, 1]; log-probabilities negative, entropies positive."""
   rng = np.random.default_rng(seed)
   constraints = metadata.get("constraints", {})  # older exports fix sizes only here
+  time = max(time, int(constraints.get("min_time_steps") or 0))  # e.g. EPG's receptive field
   fixed = {"observations": constraints.get("observation_dim"), "actions": constraints.get("action_dim"),
            "behaviour_actions": constraints.get("action_dim")}
   out = {}

@@ -7,7 +7,7 @@ observation of the episode (not the first of the next one), so returns can boots
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -54,3 +54,11 @@ class Trajectory(NamedTuple):
 def concat_time(parts):
   """Concatenates trajectories along the time axis."""
   return tf.nest.map_structure(lambda *xs: np.concatenate(xs, axis=1), *parts)
+
+
+def encode_actions(actions, num_actions: Optional[int], action_dim: Optional[int] = None) -> tf.Tensor:
+  """Flat actions as features [N, ·]: one-hot for `num_actions` discrete actions, else the raw
+  values ([N, `action_dim`], or [N, -1] when it is not given)."""
+  if num_actions:
+    return tf.one_hot(tf.cast(tf.reshape(actions, [-1]), tf.int32), num_actions)
+  return tf.reshape(tf.cast(actions, tf.float32), [-1, action_dim or tf.size(actions) // tf.shape(actions)[0]])

@@ -120,7 +120,20 @@ class ActorCritic:
         "behaviour_log_probs": batch.log_probs,
         "entropies": self.policy.entropy(outputs),
         "observations": tf.reshape(batch.observations, tf.concat([tf.shape(batch.rewards), [-1]], 0)),
+        "behaviour_actions": self.policy.action_features(batch.actions),
+        "policy_outputs": self.policy.distribution_parameters(outputs),
+        "memory": self.memory_inputs(policy_params, batch.rewards),
     }
+
+  def memory_inputs(self, policy_params, like) -> tf.Tensor:
+    """The policy's memory unit output repeated for each step of `like` [B, T]: [B, T, units]
+    (units = 0 without a memory unit)."""
+    units = getattr(self.policy, "memory_units", 0)
+    if not units:
+      return tf.zeros(tf.concat([tf.shape(like), [0]], 0), like.dtype)
+    memory = functional_call(self.policy, policy_params, tf.zeros([1, self.policy.observation_dim], like.dtype),
+                             memory=True)
+    return tf.broadcast_to(memory, tf.concat([tf.shape(like), [units]], 0))
 
   def loss(self, policy_params, critic_params, batch: Trajectory, objective_fn: ObjectiveFn,
            rollout_values: Optional[RolloutValues] = None):

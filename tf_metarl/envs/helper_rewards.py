@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metarl import errors
+from tf_metarl.trajectories import encode_actions
 
 CARTPOLE_IDS = ("CartPole-v1", "tf_metarl/CartPole-v1", "tf_metarl/ContinuousCartPole-v1")
 THETA_INDEX = 2                      # CartPole observation: x, ẋ, θ, θ̇
@@ -152,14 +153,6 @@ def helpful_cartpole(observations, actions, next_observations):
   del actions
   potential = lambda obs: -tf.abs(obs[:, THETA_INDEX]) / FAILURE_ANGLE
   return HELPFUL_DISCOUNT * potential(next_observations) - potential(observations)
-
-
-def encode_actions(actions, num_actions: Optional[int], action_dim: Optional[int] = None) -> tf.Tensor:
-  """Flat actions as features [N, ·]: one-hot for `num_actions` discrete actions, else the raw
-  values ([N, `action_dim`], or [N, -1] when it is not given)."""
-  if num_actions:
-    return tf.one_hot(tf.cast(tf.reshape(actions, [-1]), tf.int32), num_actions)
-  return tf.reshape(tf.cast(actions, tf.float32), [-1, action_dim or tf.size(actions) // tf.shape(actions)[0]])
 
 
 class RandomHelper(HelperReward):

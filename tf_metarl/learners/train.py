@@ -25,7 +25,8 @@ def check_compatible(objective: Objective, env_info: EnvInfo, source: str) -> No
     raise errors.IncompatibleSpaceError(
         f"objective {source!r} trains {kinds} actions only; {env_info.env_id} has {space}")
   constraints = objective.constraints()
-  for key, have in (("action_dim", env_info.action_dim), ("observation_dim", int(np.prod(env_info.observation_shape)))):
+  for key, have in (("action_dim", env_info.action_dim), ("observation_dim", int(np.prod(env_info.observation_shape))),
+                    ("num_actions", env_info.num_actions)):
     want = constraints.get(key)
     if want is not None and int(want) != have:
       raise errors.IncompatibleSpaceError(

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
-from tf_metarl.envs.helper_rewards import encode_actions
+from tf_metarl.trajectories import encode_actions
 from tf_metarl.networks.functional import functional_call
 
 

@@ -43,3 +43,35 @@ class LayerNorm(keras.layers.Layer):
 
   def call(self, x):
     return z_normalise(x, [-1], self.epsilon) * self.gamma + self.beta
+
+
+class RunningNormalizer(keras.layers.Layer):
+  """x [..., F] -> (x − mean) / sqrt(var + ε), clipped to ±`clip`, with running statistics over
+  everything passed to `update` (non-trainable weights: an ES perturbation or a functional call
+  never changes them, and an export bakes them in). Starts as the identity (mean 0, var 1)."""
+
+  def __init__(self, size: int, epsilon: float = 1e-8, clip: float = 10.0, **kwargs):
+    super().__init__(**kwargs)
+    self.size, self.epsilon, self.clip = int(size), float(epsilon), float(clip)
+    self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count")
+    self.mean = self.add_weight(shape=(self.size,), initializer="zeros", trainable=False, name="mean")
+    self.variance = self.add_weight(shape=(self.size,), initializer="ones", trainable=False, name="variance")
+
+  def call(self, x):
+    normalised = (x - tf.cast(self.mean, x.dtype)) * tf.math.rsqrt(tf.cast(self.variance, x.dtype) + self.epsilon)
+    return tf.clip_by_value(normalised, -self.clip, self.clip)
+
+  def update(self, x) -> None:
+    """Merges the statistics of samples x [..., F] (Chan et al.'s parallel update)."""
+    x = tf.reshape(tf.cast(x, self.mean.dtype), [-1, self.size])
+    batch_count = tf.cast(tf.shape(x)[0], self.count.dtype)
+    batch_mean, batch_variance = moments(x, [0])
+    count = self.count + batch_count
+    delta = batch_mean - self.mean
+    first = tf.equal(self.count, 0.0)
+    mean = tf.where(first, batch_mean, self.mean + delta * batch_count / count)
+    m2 = self.variance * self.count + batch_variance * batch_count + tf.square(delta) * self.count * batch_count / count
+    variance = tf.where(first, batch_variance, m2 / count)
+    self.count.assign(count)
+    self.mean.assign(mean)
+    self.variance.assign(variance)

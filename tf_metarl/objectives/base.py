@@ -33,10 +33,12 @@ INPUT_DESCRIPTIONS = {
     "q_values": "Q1(s_t, π(s_t)) of the current critic at the current policy's action (differentiable)",
     "time": "time within the episode: its step count at t divided by the environment's step limit, in [0, 1]",
     "actions": "[B, T, A] current policy's action π(s_t) (differentiable; off-policy)",
-    "behaviour_actions": "[B, T, A] action stored in the replayed data (off-policy)",
+    "behaviour_actions": "[B, T, A] action a_t taken in the data (one-hot for discrete actions)",
     "observations": "[B, T, O] observation s_t (flat)",
+    "policy_outputs": "[B, T, P] π(·|s_t) of the current policy: probabilities, or mean and log-std (differentiable)",
+    "memory": "[B, T, M] the policy's memory unit output, the same at every step (differentiable; EPG)",
 }
-_RANK3 = ("actions", "behaviour_actions", "observations")
+_RANK3 = ("actions", "behaviour_actions", "observations", "policy_outputs", "memory")
 
 
 def input_spec(name: str) -> tf.TensorSpec:
@@ -48,10 +50,12 @@ def input_spec(name: str) -> tf.TensorSpec:
 
 
 def with_feature_sizes(specs: Mapping[str, tf.TensorSpec], constraints: Mapping) -> Dict[str, tf.TensorSpec]:
-  """`specs` with the last axis of observations / actions fixed to `constraints`' observation_dim /
-  action_dim where those are set."""
+  """`specs` with the last axis of observations / actions / policy outputs / memory fixed to
+  `constraints`' observation_dim / action_dim (num_actions for one-hot actions) /
+  policy_output_dim / memory_units where those are set."""
   sizes = {"observations": constraints.get("observation_dim"), "actions": constraints.get("action_dim"),
-           "behaviour_actions": constraints.get("action_dim")}
+           "behaviour_actions": constraints.get("action_dim") or constraints.get("num_actions"),  # one-hot if discrete
+           "policy_outputs": constraints.get("policy_output_dim"), "memory": constraints.get("memory_units")}
   out = {}
   for name, spec in specs.items():
     if sizes.get(name) is not None and spec.shape.rank == 3:

@@ -1,0 +1,133 @@
+"""Evolved Policy Gradients: the learned loss L_φ, the policy's memory unit and the inputs the agent
+gives the loss."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_metarl import errors
+from tf_metarl.agents.actor_critic import ActorCritic
+from tf_metarl.agents.optimizers import Adam
+from tf_metarl.networks.critics import ValueCritic
+from tf_metarl.networks.functional import functional_call
+from tf_metarl.networks.normalization import RunningNormalizer
+from tf_metarl.networks.policies import CategoricalPolicy, GaussianPolicy
+from tf_metarl.objectives.epg import RECEPTIVE_FIELD, EPGObjective
+from tf_metarl.trajectories import Trajectory
+
+
+def buffer_inputs(batch=2, steps=64, obs_dim=3, action_dim=1, memory=32, seed=0, rewards=False):
+  rng = np.random.default_rng(seed)
+  f = lambda *shape: tf.constant(rng.normal(size=shape), tf.float32)
+  inputs = {"observations": f(batch, steps, obs_dim), "behaviour_actions": f(batch, steps, action_dim),
+            "episode_ends": tf.constant((rng.uniform(size=(batch, steps)) < 0.05).astype(np.float32)),
+            "policy_outputs": f(batch, steps, 2 * action_dim), "memory": f(batch, steps, memory)}
+  if rewards:
+    inputs["rewards"] = f(batch, steps)
+  return inputs
+
+
+def with_changed(inputs, name, index, delta=1.0):
+  value = inputs[name].numpy().copy()
+  value[index] += delta
+  return dict(inputs, **{name: tf.constant(value)})
+
+
+def test_the_loss_scores_each_sample_from_itself_and_a_context_of_the_whole_buffer():
+  objective = EPGObjective(3, action_dim=1, loss_window=16)
+  inputs = buffer_inputs()
+  per_sample = objective(inputs)["per_step"].numpy()
+  assert per_sample.shape == (2, 64)
+  np.testing.assert_allclose(float(objective(inputs)["loss"]), per_sample[:, -16:].mean(), rtol=1e-6)
+  # The first sample reaches the last one's loss only through the context (the convolutions).
+  changed = objective(with_changed(inputs, "observations", (0, 0, 0)))["per_step"].numpy()
+  assert abs(changed[0, -1] - per_sample[0, -1]) > 1e-6
+  np.testing.assert_array_equal(changed[1], per_sample[1])  # buffers are independent
+  # A sample's own features reach its score through the head.
+  own = objective(with_changed(inputs, "memory", (0, 40, 0)))["per_step"].numpy()
+  assert abs(own[0, 40] - per_sample[0, 40]) > 1e-6
+
+
+def test_rewards_reach_the_loss_only_in_the_forward_backward_variant():
+  inputs = buffer_inputs(rewards=True)
+  plain = EPGObjective(3, action_dim=1)
+  assert "rewards" not in plain.input_names
+  same = plain(with_changed(inputs, "rewards", (0, slice(None)), 5.0))["per_step"].numpy()
+  np.testing.assert_array_equal(same, plain(inputs)["per_step"].numpy())
+  forward_backward = EPGObjective(3, action_dim=1, reward_input=True)
+  moved = forward_backward(with_changed(inputs, "rewards", (0, slice(None)), 5.0))["per_step"].numpy()
+  assert np.abs(moved[0] - forward_backward(inputs)["per_step"].numpy()[0]).max() > 1e-4
+
+
+def test_a_buffer_shorter_than_the_receptive_field_is_a_one_line_error():
+  objective = EPGObjective(3, action_dim=1)
+  objective(buffer_inputs(steps=RECEPTIVE_FIELD))
+  with pytest.raises(errors.ObjectiveInputError, match="receptive field of 29"):
+    objective(buffer_inputs(steps=RECEPTIVE_FIELD - 1))
+  with pytest.raises(errors.ConfigError, match="exactly one"):
+    EPGObjective(3, num_actions=2, action_dim=1)
+
+
+def test_explicit_parameters_give_the_models_answer_and_perturbations_change_it():
+  objective = EPGObjective(3, action_dim=1)
+  inputs = buffer_inputs()
+  phi = [tf.convert_to_tensor(v) for v in objective.network.trainable_variables]
+  np.testing.assert_allclose(objective.per_sample(inputs, phi).numpy(), objective(inputs)["per_step"].numpy(),
+                             rtol=1e-6)
+  perturbed = [p + 0.1 * tf.random.stateless_normal(tf.shape(p), [i, 0]) for i, p in enumerate(phi)]
+  assert np.abs(objective.per_sample(inputs, perturbed).numpy() - objective(inputs)["per_step"].numpy()).max() > 1e-3
+
+
+def test_running_normalisation_matches_the_statistics_of_everything_seen():
+  normalizer = RunningNormalizer(3)
+  rng = np.random.default_rng(1)
+  batches = [rng.normal(2.0, 3.0, size=(n, 3)) for n in (5, 17, 40)]
+  x = tf.constant(rng.normal(size=(4, 3)), tf.float32)
+  np.testing.assert_allclose(normalizer(x).numpy(), x.numpy(), rtol=1e-6)  # the identity before any update
+  for b in batches:
+    normalizer.update(tf.constant(b, tf.float32))
+  everything = np.concatenate(batches)
+  np.testing.assert_allclose(normalizer.mean.numpy(), everything.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(normalizer.variance.numpy(), everything.var(0), rtol=1e-4)
+  assert normalizer.trainable_variables == []
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_the_agent_feeds_the_loss_its_distribution_memory_and_one_hot_actions_and_the_loss_trains_both(discrete):
+  obs_dim, steps = 3, 40
+  policy = (CategoricalPolicy(obs_dim, 2, (16,), memory_units=32) if discrete
+            else GaussianPolicy(obs_dim, 1, (16,), memory_units=32))
+  agent = ActorCritic(policy, ValueCritic(obs_dim, (16,)), Adam(1e-3))
+  state = agent.init()
+  rng = np.random.default_rng(0)
+  actions = (rng.integers(0, 2, size=(2, steps)).astype(np.int32) if discrete
+             else rng.normal(size=(2, steps, 1)).astype(np.float32))
+  zeros = tf.zeros([2, steps])
+  batch = Trajectory(observations=tf.constant(rng.normal(size=(2, steps, obs_dim)), tf.float32),
+                     actions=tf.constant(actions), rewards=zeros,
+                     next_observations=tf.constant(rng.normal(size=(2, steps, obs_dim)), tf.float32),
+                     terminated=zeros, truncated=zeros, policy_outputs=tf.zeros([2, steps, 2]), log_probs=zeros,
+                     episode_steps=zeros)
+  inputs = agent.objective_inputs(state.policy, state.critic, batch)
+  if discrete:
+    np.testing.assert_array_equal(inputs["behaviour_actions"].numpy(), np.eye(2)[actions])
+    np.testing.assert_allclose(inputs["policy_outputs"].numpy().sum(-1), 1.0, rtol=1e-6)
+  assert inputs["memory"].shape == (2, steps, 32)
+  np.testing.assert_array_equal(inputs["memory"].numpy()[1, 5], inputs["memory"].numpy()[0, 0])
+  # The memory unit never changes actions: the policy's outputs ignore it.
+  outputs = agent.policy_outputs(state.policy, batch.observations)
+  memory_index = [i for i, v in enumerate(policy.trainable_variables) if "memory" in v.path]
+  assert len(memory_index) == 2
+  moved = [p + 1.0 if i in memory_index else p for i, p in enumerate(state.policy)]
+  np.testing.assert_array_equal(agent.policy_outputs(moved, batch.observations).numpy(), outputs.numpy())
+  objective = EPGObjective(obs_dim, num_actions=2 if discrete else None, action_dim=None if discrete else 1)
+  new_state, _ = agent.update(state, batch, objective)
+  for i, (before, after) in enumerate(zip(state.policy, new_state.policy)):
+    assert np.abs(before.numpy() - after.numpy()).max() > 0, policy.trainable_variables[i].path  # torso, head, memory
+  with tf.GradientTape() as tape:
+    tape.watch(state.policy)
+    loss = objective(agent.objective_inputs(state.policy, state.critic, batch))["loss"]
+  grads = tape.gradient(loss, state.policy)
+  memory_grads = [grads[i] for i in memory_index]
+  assert all(float(tf.norm(g)) > 0 for g in memory_grads)
+  no_memory = functional_call(policy, state.policy, batch.observations)
+  np.testing.assert_array_equal(no_memory.numpy(), outputs.numpy())

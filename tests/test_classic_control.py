@@ -159,6 +159,18 @@ def test_randomised_parameters_are_drawn_per_copy_reported_and_used():
   assert np.mean(np.abs(redrawn - state.parameters["mass"].numpy())) > 0.2
 
 
+@pytest.mark.parametrize("keep_tasks", [False, True])
+def test_autoreset_draws_a_new_task_unless_copies_keep_theirs(keep_tasks):
+  env = cc.Pendulum(randomize={"mass": (0.5, 2.0)}, max_episode_steps=2, keep_tasks=keep_tasks)
+  state = env.reset(tf.constant([0, 9]), 64)
+  for step in range(2):  # the second step ends every episode (time limit)
+    state, _, _, _, info = env.step_autoreset(state, tf.zeros([64, 1]), tf.constant([1, step]))
+  assert np.all(info["truncated"].numpy())
+  changed = np.abs(state.parameters["mass"].numpy() - info["parameters/mass"].numpy())
+  assert (changed.max() == 0) if keep_tasks else (changed.mean() > 0.2)
+  assert np.all(state.steps.numpy() == 0)  # a new episode either way
+
+
 GYM_PARAMETER_NAMES = {
     "CartPole-v1": {"gravity": "gravity", "cart_mass": "masscart", "pole_mass": "masspole",
                     "half_length": "length", "force": "force_mag"},

@@ -87,3 +87,25 @@ def test_layer_norm_second_derivatives_match_finite_differences():
   numeric = (float(input_gradient([e + eps * d for e, d in zip(eta, direction)]))
              - float(input_gradient([e - eps * d for e, d in zip(eta, direction)]))) / (2 * eps)
   np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
+
+
+def test_stateless_initial_values_draw_as_the_keras_initializers_do():
+  from tf_metarl.networks.functional import stateless_initial_values
+  policy = GaussianPolicy(3, 2, (64, 64), initial_log_std=-0.5, memory_units=32)
+  draws = [stateless_initial_values(policy, tf.constant([i, 7])) for i in range(20)]
+  again = stateless_initial_values(policy, tf.constant([0, 7]))
+  for k, variable in enumerate(policy.trainable_variables):
+    values = np.stack([d[k].numpy() for d in draws])
+    np.testing.assert_array_equal(again[k].numpy(), values[0])  # a seed gives one draw
+    if "kernel" not in variable.path:  # constants: biases, the log-std
+      np.testing.assert_array_equal(values, np.broadcast_to(variable.numpy(), values.shape))
+      continue
+    fan_in, fan_out = variable.shape
+    if "head" in variable.path:  # VarianceScaling(0.01): truncated normal, std sqrt(0.01 / fan_in)
+      expected = np.sqrt(0.01 / fan_in)
+    else:  # Glorot uniform
+      limit = np.sqrt(6.0 / (fan_in + fan_out))
+      expected = limit / np.sqrt(3.0)
+      assert np.abs(values).max() <= limit
+    assert abs(values.std() / expected - 1.0) < 0.05, variable.path
+    assert np.abs(values[0] - values[1]).max() > 0  # seeds differ

@@ -9,7 +9,8 @@ step by step against gymnasium's own implementation); gymnasium twins are regist
 `tf_metarl/<id>`.
 
 Randomised task families: every physical parameter (`Environment.PARAMETERS`) can be drawn per copy
-at each reset, uniformly from a range, e.g. `Pendulum(randomize={"mass": (0.5, 2.0)})`. The draw is
+at each reset (or, with `keep_tasks`, once per copy), uniformly from a range, e.g.
+`Pendulum(randomize={"mass": (0.5, 2.0)})`. The draw is
 part of the state, so one batch holds many tasks, and each step reports the parameters of its
 episode in `info["parameters/<name>"]`.
 
@@ -71,8 +72,9 @@ class Environment:
   action_high: float = 1.0
 
   def __init__(self, randomize: Optional[Mapping[str, Tuple[float, float]]] = None, dtype=tf.float32,
-               max_episode_steps: Optional[int] = None):
+               max_episode_steps: Optional[int] = None, keep_tasks: bool = False):
     self.dtype = tf.as_dtype(dtype)
+    self.keep_tasks = bool(keep_tasks)
     self.randomize = {}
     for name, bounds in dict(randomize or {}).items():
       if name not in self.PARAMETERS:
@@ -143,7 +145,8 @@ class Environment:
 
   def step_autoreset(self, state: ClassicState, actions, seed: tf.Tensor):
     """`step`, then copies whose episode ended (terminated or truncated) start a new episode of a
-    newly drawn task (SAME_STEP autoreset).
+    newly drawn task (SAME_STEP autoreset), or of the same task with `keep_tasks` (each copy then
+    keeps the task of its first reset: an EPG inner training's environment).
 
     Returns (state to continue from, true next observations float32 [B, O], rewards float32 [B],
     terminated bool [B], info: truncated bool [B] and the stepped episode's randomised
@@ -152,6 +155,8 @@ class Environment:
     next_state, rewards, terminated, truncated = self.step(state, actions)
     ended = terminated | truncated
     fresh = self.reset(seed, tf.shape(ended)[0])
+    if self.keep_tasks:
+      fresh = fresh._replace(parameters=state.parameters)
     continued = tf.nest.map_structure(
         lambda f, n: tf.where(tf.reshape(ended, [-1] + [1] * (n.shape.rank - 1)), f, n), fresh, next_state)
     info = {"truncated": truncated}
@@ -397,7 +402,8 @@ def is_native(env_id: str) -> bool:
 
 
 def make_native(env_id: str, **kwargs) -> Environment:
-  """The batched environment of a `tf_metarl/...` id; kwargs: randomize, dtype, max_episode_steps."""
+  """The batched environment of a `tf_metarl/...` id; kwargs: randomize, dtype, max_episode_steps,
+  keep_tasks."""
   if env_id not in ENVIRONMENTS:
     raise errors.UnknownEnvironmentError(
         f"{env_id!r} is not a TensorFlow-native environment; those are {', '.join(ENVIRONMENTS)}")

@@ -179,6 +179,27 @@ def test_evolution_strategies_fitness_from_seeds_equals_the_in_graph_estimate():
                              -(es.member_eta(eta, noise_seed, 0)[0].numpy() - ETA), rtol=1e-12)
 
 
+class BatchedQuadraticProblem(QuadraticProblem):
+  """The quadratic problem, evaluating all members in one call (as EPG's population does)."""
+
+  def population_losses(self, stacked_eta, state, seed):
+    es = self.es
+    losses = tf.map_fn(lambda eta: es.member_loss(self, [eta], state, seed)[0], stacked_eta[0])
+    return losses, (state[0] + 1.0,), {"env_steps": tf.constant(0, tf.int64)}
+
+
+def test_a_problem_that_evaluates_its_population_gives_the_member_by_member_estimate_and_its_state():
+  es = EvolutionStrategiesEstimator(population=8, sigma=0.05, shaping="centered_rank", unroll_steps=5)
+  problem, batched = QuadraticProblem(), BatchedQuadraticProblem()
+  batched.es = es
+  assert batched.evaluates_populations() and not problem.evaluates_populations()
+  want, state, _ = estimate(es, problem)
+  got, new_state, metrics = estimate(es, batched)
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+  np.testing.assert_array_equal(new_state[0].numpy(), state[0].numpy() + 1.0)  # the problem's own next state
+  assert "member_loss_std" in metrics
+
+
 def test_fitness_shaping():
   losses = tf.constant([3.0, -1.0, 10.0, 0.0])
   np.testing.assert_allclose(shape_losses(losses, "centered_rank").numpy(), [1 / 6, -0.5, 0.5, -1 / 6], rtol=1e-6)

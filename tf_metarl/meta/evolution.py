@@ -7,7 +7,8 @@ The meta-loss is minimised (fitness = −loss), so g is applied by the meta-opti
 gradient.
 
 Members run in one graph: a loop over members, or with `vectorize=True` one `tf.vectorized_map`
-over them (for problems whose ops pfor can batch). The loop traces one copy of the member program
+over them (for problems whose ops pfor can batch), or, for a problem that implements
+`population_losses` (EPG), one call of it with all members' η stacked. The loop traces one copy of the member program
 per member, so compiled graphs grow with V: beyond a few dozen members, vectorise or evaluate
 members remotely with the protocol below.
 
@@ -102,10 +103,16 @@ class EvolutionStrategiesEstimator:
     return [scale * tf.tensordot(tf.cast(shaped, n.dtype), n, axes=1) for n in self.noise(eta, noise_seed)]
 
   def estimate(self, problem, eta, state, seed):
-    """Returns (gradient estimate, the unchanged inner state, metrics): every member starts from
-    `state`; a problem that must move on re-initialises it (EPG samples new tasks)."""
+    """Returns (gradient estimate, inner state, metrics): every member starts from `state`, which
+    comes back unchanged, or as `population_losses` returns it (EPG counts its epochs there)."""
     noise_seed, inner_seed = self.split_seed(seed)
     noise = self.noise(eta, noise_seed)
+    if problem.evaluates_populations():  # the problem batches its members itself
+      stacked = [p[None] + self.sigma * n for p, n in zip(eta, noise)]
+      losses, state, metrics = problem.population_losses(stacked, state, inner_seed)
+      grads = self.gradient(eta, noise_seed, losses)
+      return grads, state, dict(metrics, meta_loss=tf.reduce_mean(losses),
+                                member_loss_std=tf.math.reduce_std(losses))
     if self.vectorize:
       member = lambda eps: self.member_loss(problem, self._perturb(eta, eps), state, inner_seed)
       losses, stacked = tf.vectorized_map(member, noise)

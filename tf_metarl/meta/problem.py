@@ -52,6 +52,17 @@ class InnerProblem:
     """The outer objective to minimise at the current inner state. Returns (scalar, metrics)."""
     raise NotImplementedError
 
+  # For evolution strategies on problems that batch members themselves (EPG's population of inner
+  # trainings): every member's meta-loss at once.
+  def population_losses(self, stacked_eta: List[tf.Tensor], state, seed) -> Tuple[tf.Tensor, object, Dict]:
+    """Meta-losses [V] of V members, member i at η_i (`stacked_eta`: η's tensors with a leading V
+    axis), all from `state` and `seed`. Returns (losses, the state to continue from, metrics)."""
+    raise NotImplementedError
+
+  @classmethod
+  def evaluates_populations(cls) -> bool:
+    return cls.population_losses is not InnerProblem.population_losses
+
   # For implicit differentiation: the inner objective whose θ-gradient vanishes at θ*(η).
   def inner_loss(self, eta, params: List[tf.Tensor], batch) -> tf.Tensor:
     raise NotImplementedError

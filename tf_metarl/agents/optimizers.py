@@ -57,11 +57,13 @@ class RMSProp:
 @dataclasses.dataclass(frozen=True)
 class Adam:
   """Adam as Keras 3 computes it: m' = m + (1 − β1)(g − m), v' = v + (1 − β2)(g² − v),
-  θ' = θ − α √(1 − β2^t)/(1 − β1^t) · m' / (√v' + ε). State: (step int64 scalar, [m], [v])."""
+  θ' = θ − α √(1 − β2^t)/(1 − β1^t) · m' / (√v' + ε). State: (step int64 scalar, [m], [v]).
+  `l2` adds l2·θ to g first (an L2 penalty inside the moments, as EPG's reference does)."""
   learning_rate: float
   beta_1: float = 0.9
   beta_2: float = 0.999
   epsilon: float = 1e-7
+  l2: float = 0.0
 
   def init(self, params):
     return (tf.zeros([], tf.int64), [tf.zeros_like(p) for p in params], [tf.zeros_like(p) for p in params])
@@ -72,6 +74,8 @@ class Adam:
     step = step + 1
     dtype = params[0].dtype if params else tf.float32
     t = tf.cast(step, dtype)
+    if self.l2:
+      grads = [g + self.l2 * p for g, p in zip(grads, params)]
     alpha = lr * tf.sqrt(1.0 - tf.pow(tf.cast(self.beta_2, dtype), t)) / (1.0 - tf.pow(tf.cast(self.beta_1, dtype), t))
     first = [m + (g - m) * (1.0 - self.beta_1) for m, g in zip(first, grads)]
     second = [v + (tf.square(g) - v) * (1.0 - self.beta_2) for v, g in zip(second, grads)]

@@ -140,7 +140,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
 
   def _fresh_state(self, seed: int):
     """The initial state a lone agent of `seed` would start from."""
-    return ActorCritic(*make_networks(self.env_info, self.config, seed), self.agent.optimizer).init()
+    return ActorCritic(*make_networks(self.env_info, self.config, seed, self.memory_units), self.agent.optimizer).init()
 
   def _make_environments(self):
     native = classic_control.make_native(self.env_info.env_id, randomize=self.env_randomize)

@@ -72,11 +72,13 @@ class OnPolicyConfig:
       raise errors.ConfigError(f"on_policy.learning_rate must be > 0, got {self.learning_rate}")
 
 
-def make_networks(env_info: EnvInfo, config: OnPolicyConfig, seed: int):
-  """(stochastic policy, state-value critic) of an agent of `seed`, freshly initialised."""
+def make_networks(env_info: EnvInfo, config: OnPolicyConfig, seed: int, memory_units: int = 0):
+  """(stochastic policy, state-value critic) of an agent of `seed`, freshly initialised; the
+  policy carries a memory unit of `memory_units` when an objective reads one (EPG)."""
   keras.utils.set_random_seed(seed)
   obs_dim = int(np.prod(env_info.observation_shape))
-  policy = make_policy(env_info, "stochastic", config.hidden_sizes, config.activation, config.layer_norm)
+  policy = make_policy(env_info, "stochastic", config.hidden_sizes, config.activation, config.layer_norm,
+                       memory_units=memory_units)
   critic = ValueCritic(obs_dim, config.hidden_sizes, config.activation, config.layer_norm, name="critic")
   return policy, critic
 
@@ -163,7 +165,8 @@ class OnPolicyLearner(Trainable):
     config = resolve_minibatch_unit(config, objective)
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     self.total_steps = total_steps
-    self.policy, self.critic = make_networks(env_info, config, seed)
+    self.memory_units = int(objective.constraints().get("memory_units") or 0)  # EPG's loss reads a memory unit
+    self.policy, self.critic = make_networks(env_info, config, seed, self.memory_units)
     critic_return = None if objective.trains_critic else (config.critic_gamma, config.critic_lambda)
     self.agent = ActorCritic(self.policy, self.critic, Adam(config.learning_rate, epsilon=1e-5),
                              max_grad_norm=config.max_grad_norm, critic_return=critic_return)

@@ -62,16 +62,23 @@ class RunningNormalizer(keras.layers.Layer):
     return tf.clip_by_value(normalised, -self.clip, self.clip)
 
   def update(self, x) -> None:
-    """Merges the statistics of samples x [..., F] (Chan et al.'s parallel update)."""
+    """Merges the statistics of samples x [..., F]."""
     x = tf.reshape(tf.cast(x, self.mean.dtype), [-1, self.size])
-    batch_count = tf.cast(tf.shape(x)[0], self.count.dtype)
     batch_mean, batch_variance = moments(x, [0])
-    count = self.count + batch_count
+    self.merge(tf.cast(tf.shape(x)[0], self.count.dtype), batch_mean, batch_variance)
+
+  def merge(self, batch_count, batch_mean, batch_variance) -> None:
+    """Merges the count, mean [F] and (population) variance [F] of a batch (Chan et al.'s
+    parallel update); an empty batch changes nothing."""
+    batch_count = tf.cast(batch_count, self.count.dtype)
+    count = tf.maximum(self.count + batch_count, 1.0)
     delta = batch_mean - self.mean
     first = tf.equal(self.count, 0.0)
     mean = tf.where(first, batch_mean, self.mean + delta * batch_count / count)
     m2 = self.variance * self.count + batch_variance * batch_count + tf.square(delta) * self.count * batch_count / count
     variance = tf.where(first, batch_variance, m2 / count)
-    self.count.assign(count)
+    empty = tf.equal(batch_count, 0.0)
+    mean, variance = tf.where(empty, self.mean, mean), tf.where(empty, self.variance, variance)
+    self.count.assign(self.count + batch_count)
     self.mean.assign(mean)
     self.variance.assign(variance)

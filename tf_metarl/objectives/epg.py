@@ -26,7 +26,7 @@ import tensorflow as tf
 from tf_metarl import errors
 from tf_metarl.networks.functional import functional_call
 from tf_metarl.networks.normalization import RunningNormalizer
-from tf_metarl.objectives.base import ON_POLICY, Objective
+from tf_metarl.objectives.base import ON_POLICY, Objective, validate_inputs
 
 CONVOLUTIONS = ((8, 8, 7), (8, 4, 2))  # (channels, kernel, stride), the paper's section 4.1
 RECEPTIVE_FIELD = CONVOLUTIONS[0][1] + (CONVOLUTIONS[1][1] - 1) * CONVOLUTIONS[0][2]  # 29 samples
@@ -35,6 +35,30 @@ LEAK = 0.2  # leaky ReLU slope (Keras's default for LeakyReLU is 0.3; 0.2 is cha
 
 def _leaky_relu(x):
   return tf.nn.leaky_relu(x, LEAK)
+
+
+class FramedConv1D(keras.layers.Layer):
+  """A 'valid' 1-D convolution over time, [B, N, C] -> [B, (N − kernel) // stride + 1, channels],
+  as windows (`tf.signal.frame`) times the kernel (`tf.einsum`). By hand because `tf.vectorized_map`
+  cannot batch a convolution whose filter differs per member (measured: "Input 'filter' of op
+  'Conv2D' expected to be loop invariant"), and ES evaluates a population of losses at once."""
+
+  def __init__(self, channels: int, kernel_size: int, stride: int, activation=None, **kwargs):
+    super().__init__(**kwargs)
+    self.channels, self.kernel_size, self.stride = int(channels), int(kernel_size), int(stride)
+    self.activation = activation
+    self.kernel_initializer = keras.initializers.GlorotUniform()
+    self.bias_initializer = keras.initializers.Zeros()
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight(shape=(self.kernel_size, int(input_shape[-1]), self.channels),
+                                  initializer=self.kernel_initializer, name="kernel")
+    self.bias = self.add_weight(shape=(self.channels,), initializer=self.bias_initializer, name="bias")
+
+  def call(self, x):
+    windows = tf.signal.frame(x, self.kernel_size, self.stride, axis=1)  # [B, L, kernel, C]
+    out = tf.einsum("blkc,kco->blo", windows, tf.cast(self.kernel, x.dtype)) + tf.cast(self.bias, x.dtype)
+    return self.activation(out) if self.activation is not None else out
 
 
 class EPGLossNetwork(keras.Model):
@@ -47,7 +71,7 @@ class EPGLossNetwork(keras.Model):
     super().__init__(dtype=dtype, **kwargs)
     self.raw_size, self.policy_size = int(raw_size), int(policy_size)
     self.normalizer = RunningNormalizer(self.raw_size, dtype=dtype, name="normalizer")
-    self.convolutions = [keras.layers.Conv1D(c, k, strides=s, activation=_leaky_relu, dtype=dtype, name=f"conv_{i}")
+    self.convolutions = [FramedConv1D(c, k, s, activation=_leaky_relu, dtype=dtype, name=f"conv_{i}")
                          for i, (c, k, s) in enumerate(CONVOLUTIONS)]
     self.context = keras.layers.Dense(context_units, activation=_leaky_relu, dtype=dtype, name="context")
     self.hidden = keras.layers.Dense(hidden_units, activation=_leaky_relu, dtype=dtype, name="hidden")
@@ -131,6 +155,10 @@ class EPGObjective(Objective):
       return self.network(features)
     return functional_call(self.network, params, features)
 
+  def loss_with(self, inputs, params):
+    """The loss at φ = `params` (explicit tensors: an ES member's perturbed loss) on named inputs."""
+    return self.loss_from_per_sample(self.per_sample(validate_inputs(self.input_specs(), inputs, self.kind), params))
+
   def loss_from_per_sample(self, per_sample):
     """The mean of the last `loss_window` samples of each buffer."""
     return tf.reduce_mean(per_sample[:, -self.loss_window:])
@@ -139,7 +167,17 @@ class EPGObjective(Objective):
     per_step = self.per_sample(inputs)
     return {"per_step": per_step, "loss": self.loss_from_per_sample(per_step)}
 
-  def update_normalization(self, inputs) -> None:
-    """Adds a batch's raw features to the running statistics (between ES epochs, never inside a
-    member's inner training: every member must see the same loss)."""
-    self.network.normalizer.update(self.features(inputs)[0])
+  def raw_features(self, trajectory, policy) -> tf.Tensor:
+    """The normalised part of the inputs, (s, a, d [, r]) [B, T, R], of a `Trajectory` collected
+    by `policy` (its `action_features`): what the running statistics are computed from."""
+    raw = [tf.cast(trajectory.observations, tf.float32), policy.action_features(trajectory.actions),
+           trajectory.episode_ends[..., None]]
+    if self.reward_input:
+      raw.append(trajectory.rewards[..., None])
+    return tf.concat(raw, -1)
+
+  @property
+  def normalizer(self):
+    """The running statistics (update them between ES epochs, never inside a member's inner
+    training: every member must see the same loss)."""
+    return self.network.normalizer

@@ -1,0 +1,353 @@
+"""Evolved Policy Gradients (Houthooft et al., NeurIPS 2018): a learned loss L_φ evolved by
+evolution strategies over inner trainings on randomised environments (the paper's Algorithm 1).
+
+One ES epoch, in one graph (`EPGProblem.population_losses`, which `meta.EvolutionStrategiesEstimator`
+calls with all V perturbed losses φ + σε_v stacked):
+
+  for each member v and each of its W inner runs w (P = V·W agents, stacked):
+    a fresh agent (policy with a memory unit, critic) and a task drawn from the family: run w of
+    every member gets the same agent and task (common random numbers)
+    U times: M steps in its own environment copy, then θ ← θ − δ∇θ L̂ on the buffer of its N most
+    recent transitions, L̂ = (1 − α) L_{φ_v} + α L_PPO (α annealed from 1 to 0 over ES epochs)
+    fitness F = R_K + (1/K) Σ_k ((k+1)/K) R_k over its K episode returns (the paper's footnote)
+  member loss = −(mean fitness of its W runs); the estimator turns the V losses into φ's update.
+
+The inner agents are `agents.ActorCritic` states stacked on a leading axis and updated through
+`tf.vectorized_map` (`agents.population`); all P environment copies are one batched
+`envs.classic_control` environment whose copies keep their task (`keep_tasks`). The loss's input
+normalisation statistics are updated once per epoch from everything the epoch collected.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_metarl import errors
+from tf_metarl.agents import population
+from tf_metarl.agents.actor_critic import ActorCritic
+from tf_metarl.agents.optimizers import Adam
+from tf_metarl.config_utils import dataclass_from_config
+from tf_metarl.envs import batched, classic_control
+from tf_metarl.envs.gym_envs import describe_env
+from tf_metarl.learners.on_policy import OnPolicyConfig, make_networks
+from tf_metarl.meta.evolution import SHAPINGS, EvolutionStrategiesEstimator
+from tf_metarl.meta.problem import Episodes, InnerProblem
+from tf_metarl.meta.trainer import MetaTrainer
+from tf_metarl.networks.functional import stateless_initial_values
+from tf_metarl.objectives.epg import RECEPTIVE_FIELD, EPGObjective
+from tf_metarl.objectives.policy_gradient import PPOObjective
+from tf_metarl.tasks import BatchedTask
+from tf_metarl.trajectories import Trajectory
+
+
+@dataclasses.dataclass
+class EPGConfig:
+  """The `epg` config section (the only defaults; configs/epg_random_pendulum.py overrides some)."""
+  env: str = "tf_metarl/Pendulum-v1"
+  randomize: str = "mass=0.5:1.5,length=0.5:1.5,gravity=8:12"  # the task family (name=low:high)
+  held_out: str = "mass=1.5:2.0,length=1.5:2.0,gravity=12:14"  # meta-test draws outside it
+  # the inner training
+  updates: int = 64                    # U
+  update_every: int = 128              # M: environment steps between updates, the loss's window
+  buffer_size: int = 128               # N >= M: the transitions the loss reads
+  gradient_steps: int = 1              # gradient steps on L̂ per update
+  inner_learning_rate: float = 1e-3    # δ (Adam)
+  inner_max_grad_norm: float = 0.5
+  runs_per_member: int = 2             # W: inner trainings averaged per perturbation
+  hidden_sizes: tuple = (64, 64)       # the policy's 2 × 64 tanh units
+  memory_units: int = 32
+  reward_input: bool = False           # the forward-backward variant feeds r_t to the loss
+  ppo_anneal_epochs: int = 50          # α from 1 to 0 over this many ES epochs (0: α = 0 throughout)
+  # evolution strategies
+  population: int = 16                 # V (antithetic pairs)
+  sigma: float = 0.01
+  antithetic: bool = True
+  shaping: str = "centered_rank"
+  meta_learning_rate: float = 1e-2     # Adam on the estimate, as the reference
+  l2: float = 1e-3                     # the reference's outer L2 penalty on φ
+
+  def validate(self) -> "EPGConfig":
+    for name in ("updates", "update_every", "buffer_size", "gradient_steps", "runs_per_member", "memory_units"):
+      if int(getattr(self, name)) < 1:
+        raise errors.ConfigError(f"epg.{name} must be >= 1, got {getattr(self, name)}")
+    if self.buffer_size < self.update_every:
+      raise errors.ConfigError(f"epg.buffer_size ({self.buffer_size}) must be >= epg.update_every "
+                               f"({self.update_every})")
+    if self.buffer_size < RECEPTIVE_FIELD:
+      raise errors.ConfigError(f"epg.buffer_size ({self.buffer_size}) is shorter than the loss's receptive field "
+                               f"of {RECEPTIVE_FIELD} steps")
+    if not classic_control.is_native(self.env):
+      raise errors.ConfigError(f"epg.env must be a TensorFlow-native environment (tf_metarl/...) for the in-graph "
+                               f"path, got {self.env!r}")
+    classic_control.parse_ranges(self.randomize)
+    classic_control.parse_ranges(self.held_out)
+    if self.shaping not in SHAPINGS:
+      raise errors.ConfigError(f"epg.shaping must be one of {', '.join(SHAPINGS)}, got {self.shaping!r}")
+    for name in ("inner_learning_rate", "sigma", "meta_learning_rate"):
+      if not getattr(self, name) > 0:
+        raise errors.ConfigError(f"epg.{name} must be > 0, got {getattr(self, name)}")
+    if self.l2 < 0 or self.ppo_anneal_epochs < 0:
+      raise errors.ConfigError("epg.l2 and epg.ppo_anneal_epochs must be >= 0")
+    self.estimator()  # ES settings that cannot work (population, antithetic pairs)
+    return self
+
+  def estimator(self) -> EvolutionStrategiesEstimator:
+    return EvolutionStrategiesEstimator(population=self.population, sigma=self.sigma, antithetic=self.antithetic,
+                                        shaping=self.shaping)
+
+
+def config_from_section(values) -> EPGConfig:
+  return dataclass_from_config(EPGConfig, dict(values), "epg").validate()
+
+
+class EPGState(NamedTuple):
+  """What persists between ES epochs besides φ: the epoch count (α's schedule)."""
+  epoch: tf.Tensor
+
+
+def ppo_weight(epoch, anneal_epochs: int):
+  """α of L̂ = (1 − α) L_φ + α L_PPO: 1 at epoch 0, falling linearly to 0 at `anneal_epochs`."""
+  if anneal_epochs <= 0:
+    return tf.constant(0.0)
+  return tf.maximum(0.0, 1.0 - tf.cast(epoch, tf.float32) / float(anneal_epochs))
+
+
+def last_finished(values, finished, previous):
+  """Per run, the value [T, P] at the last step where an episode finished, else `previous` [P]."""
+  steps = tf.range(tf.shape(finished)[0], dtype=tf.float32)[:, None]
+  last_step = tf.reduce_max(tf.where(finished > 0, steps, -1.0), axis=0)  # [P]
+  value = tf.reduce_sum(tf.where(tf.equal(steps, last_step[None]), tf.cast(values, tf.float32), 0.0), axis=0)
+  return tf.where(last_step >= 0, value, previous)
+
+
+def episode_fitness(returns, finished, count, weighted, last):
+  """Accumulates the footnote's fitness over one collection of P runs. returns, finished:
+  [T, P] time-major (an episode's return where it finished); count, weighted, last: [P] so far
+  (episodes K, Σ_k (k+1) R_k with k from 0, the last R). Returns the updated (count, weighted, last)."""
+  index = count[None] + tf.cumsum(finished, axis=0)  # k + 1 of each finished episode
+  weighted = weighted + tf.reduce_sum(finished * index * returns, axis=0)
+  return count + tf.reduce_sum(finished, axis=0), weighted, last_finished(returns, finished, last)
+
+
+def fitness_from(count, weighted, last):
+  """F = R_K + (1/K²) Σ_k (k+1) R_k per run [P]; 0 for a run without a finished episode."""
+  return tf.where(count > 0, last + tf.math.divide_no_nan(weighted, tf.square(count)), 0.0)
+
+
+UPDATE_METRICS = ("epg_loss", "ppo_loss", "grad_norm")
+
+
+class RunResults(NamedTuple):
+  """What a population of inner trainings did, per run [P]: the footnote's fitness, the number of
+  episodes, the last episode's return and length; the raw inputs' moments (count, Σx, Σx²); the
+  mean update metrics; the trained agents (stacked)."""
+  fitness: tf.Tensor
+  episodes: tf.Tensor
+  last_return: tf.Tensor
+  last_length: tf.Tensor
+  raw_moments: tuple
+  update_metrics: dict
+  agents: object
+
+
+class EPGProblem(InnerProblem):
+  """Args:
+    config: an `EPGConfig`.
+    objective: the `EPGObjective` whose trainable variables are φ (η).
+    seed: the agents' networks are built from it (their parameters are redrawn for every run).
+  """
+
+  def __init__(self, config: EPGConfig, objective: EPGObjective, seed: int):
+    self.config = config.validate()
+    self.objective = objective
+    env_info = describe_env(config.env)
+    self.env_info = env_info
+    self.task = self._family(config.randomize)
+    self.held_out_task = self._family(config.held_out)
+    self._meta_test_graph = None
+    self.policy, self.critic = make_networks(env_info, OnPolicyConfig(hidden_sizes=tuple(config.hidden_sizes)), seed,
+                                             config.memory_units)
+    self.agent = ActorCritic(self.policy, self.critic, Adam(config.inner_learning_rate, epsilon=1e-5),
+                             max_grad_norm=config.inner_max_grad_norm, select_skips=True)
+    self.ppo = PPOObjective()
+    self.steps_per_run = config.updates * config.update_every
+
+  def _family(self, ranges: str) -> BatchedTask:
+    """The randomised task family of `ranges`, each environment copy keeping its task."""
+    native = classic_control.make_native(self.config.env, randomize=classic_control.parse_ranges(ranges),
+                                         keep_tasks=True)
+    env = native if native.discrete else batched.ClippedActions(native, native.action_low, native.action_high)
+    return BatchedTask(self.config.env, env, self.env_info.num_actions, evaluation_steps=native.max_episode_steps)
+
+  def init(self, eta, seed) -> EPGState:
+    return EPGState(epoch=tf.constant(0, tf.int64))
+
+  # --- one epoch: the whole population of inner trainings -----------------------------------
+  def fresh_agents(self, seed, count: int):
+    """`count` freshly initialised agent states, stacked [count, ...]."""
+    states = []
+    for s in tf.unstack(tf.random.experimental.stateless_split(seed, num=count)):
+      policy_seed, critic_seed = tf.unstack(tf.random.experimental.stateless_split(s, num=2))
+      policy = stateless_initial_values(self.policy, policy_seed)
+      critic = stateless_initial_values(self.critic, critic_seed)
+      states.append(self.agent.init()._replace(policy=policy, critic=critic,
+                                               optimizer=self.agent.optimizer.init(policy + critic)))
+    return population.stack(states)
+
+  def _act(self, stacked_policy, observations, seed):
+    """Every agent acts in its own environment copy: observations [P, O] -> actions [P, ...]."""
+    outputs = population.vectorize(lambda params, obs: self.agent.policy_outputs(params, obs[None])[0])(
+        stacked_policy, observations)
+    return self.agent.act_from_outputs(outputs, seed)
+
+  def _loss_fn(self, phi, alpha):
+    """L̂ for one agent, given its member's φ (explicit tensors)."""
+    window = self.config.update_every
+
+    def objective_fn(inputs):
+      learned = self.objective.loss_with(inputs, phi)
+      recent = {k: v[:, -window:] for k, v in inputs.items()}
+      ppo = self.ppo(recent)
+      return {"loss": (1.0 - alpha) * learned + alpha * ppo["loss"], "epg_loss": learned, "ppo_loss": ppo["loss"]}
+
+    return objective_fn
+
+  def _update(self, stacked_agents, buffer, stacked_phi, alpha):
+    """One update of every agent on its buffer ([P, N, ...]; each agent's batch is [1, N, ...])."""
+
+    def one(state, batch, phi):
+      batch = tf.nest.map_structure(lambda x: x[None], batch)
+      metrics = {}
+      for _ in range(self.config.gradient_steps):
+        state, metrics = self.agent.update(state, batch, self._loss_fn(phi, alpha))
+      return state, metrics
+
+    return population.vectorize(one)(stacked_agents, buffer, stacked_phi)
+
+  def train_population(self, stacked_phi, runs: int, alpha, seed, task: BatchedTask) -> RunResults:
+    """Trains V × `runs` fresh agents, run w of member v with loss φ_v (`stacked_phi` [V, ...]) on
+    task w of `task`'s family (the same agent and task for run w of every member), and returns
+    what they did; no side effects (the normalisation statistics are read, not updated)."""
+    c = self.config
+    members = int(stacked_phi[0].shape[0])
+    size = members * runs
+    agent_seed, env_seed, loop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
+    tile = lambda tree: tf.nest.map_structure(lambda x: tf.tile(x, [members] + [1] * (x.shape.rank - 1)), tree)
+    agents = tile(self.fresh_agents(agent_seed, runs))
+    env_state = tile(task.reset(env_seed, runs))
+    phi = [tf.repeat(p, runs, axis=0) for p in stacked_phi]  # [P, ...]: agent i = member i // runs
+    zeros = tf.zeros([size], tf.float32)
+    raw_size = self.objective.normalizer.size
+    moments_sum = (tf.zeros([]), tf.zeros([raw_size]), tf.zeros([raw_size]))  # count, Σx, Σx²
+
+    def body(u, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums):
+      rollout_seed = tf.random.experimental.stateless_fold_in(loop_seed, u)
+      env_state, trajectory, episodes = task.rollout(env_state, self._act, agents.policy, rollout_seed,
+                                                     c.update_every)
+      finished = tf.reshape(episodes.finished, [c.update_every, size])
+      returns = tf.reshape(episodes.returns, [c.update_every, size])
+      count, weighted, last = episode_fitness(returns, finished, count, weighted, last)
+      last_length = last_finished(tf.reshape(episodes.lengths, [c.update_every, size]), finished, last_length)
+      buffer = tf.nest.map_structure(lambda old, new: tf.concat([old, new], 1)[:, -c.buffer_size:], buffer, trajectory)
+      raw = tf.reshape(self.objective.raw_features(trajectory, self.policy), [-1, raw_size])
+      sums = (sums[0] + tf.cast(tf.shape(raw)[0], tf.float32), sums[1] + tf.reduce_sum(raw, 0),
+              sums[2] + tf.reduce_sum(tf.square(raw), 0))
+      agents, metrics = self._update(agents, buffer, phi, alpha)
+      metric_sums = tuple(s + tf.reduce_mean(metrics[n]) for s, n in zip(metric_sums, UPDATE_METRICS))
+      return u + 1, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums
+
+    loop = (tf.constant(0), agents, env_state, self._empty_buffer(size), zeros, zeros, zeros, zeros, moments_sum,
+            tuple(tf.zeros([]) for _ in UPDATE_METRICS))
+    _, agents, _, _, count, weighted, last, last_length, sums, metric_sums = tf.while_loop(
+        lambda u, *_: u < c.updates, body, loop)
+    return RunResults(fitness=fitness_from(count, weighted, last), episodes=count, last_return=last,
+                      last_length=last_length, raw_moments=sums,
+                      update_metrics={n: s / float(c.updates) for n, s in zip(UPDATE_METRICS, metric_sums)},
+                      agents=agents)
+
+  def population_losses(self, stacked_eta, state: EPGState, seed):
+    c = self.config
+    members, runs = int(stacked_eta[0].shape[0]), c.runs_per_member
+    alpha = ppo_weight(state.epoch, c.ppo_anneal_epochs)
+    results = self.train_population(stacked_eta, runs, alpha, seed, self.task)
+    count, total, squares = results.raw_moments
+    mean = total / count
+    self.objective.normalizer.merge(count, mean, tf.maximum(squares / count - tf.square(mean), 0.0))
+    # Each run's last episode: the training return the trainer logs (what an inner training ends at).
+    episodes = Episodes(results.last_return, tf.cast(results.last_length, tf.int32),
+                        tf.cast(results.episodes > 0, tf.float32))
+    metrics = {"env_steps": tf.constant(members * runs * self.steps_per_run, tf.int64), "episodes": episodes,
+               "epg/run_fitness": results.fitness, "epg/fitness": tf.reduce_mean(results.fitness),
+               "epg/episodes_per_run": tf.reduce_mean(results.episodes), "epg/ppo_weight": alpha}
+    metrics.update({f"epg/{n}": v for n, v in results.update_metrics.items()})
+    member_fitness = tf.reduce_mean(tf.reshape(results.fitness, [members, runs]), axis=1)
+    return -member_fitness, EPGState(state.epoch + 1), metrics
+
+  # --- meta-test: fresh agents trained by the current loss alone, without rewards ------------
+  def meta_test(self, runs: int, seed, held_out: bool = False) -> RunResults:
+    """`runs` fresh agents trained with the current φ (the loss model's own parameters) and α = 0
+    on the training family or the held-out one."""
+    phi = [tf.convert_to_tensor(v)[None] for v in self.objective.network.trainable_variables]
+    return self.train_population(phi, runs, tf.constant(0.0), seed, self.held_out_task if held_out else self.task)
+
+  def evaluate(self, state, episodes: int, seed: int):
+    """The last episode's return of `episodes` meta-test runs on the training family."""
+    if episodes <= 0:
+      return []
+    if self._meta_test_graph is None:
+      self._meta_test_graph = tf.function(lambda s: self.meta_test(episodes, s).last_return)
+    return self._meta_test_graph(tf.constant([seed % (2**31), 5])).numpy().tolist()
+
+  def _empty_buffer(self, size: int) -> Trajectory:
+    """[P, N, ...] zeros (the paper pads the buffer with zeros before it fills)."""
+    c, obs_dim = self.config, int(np.prod(self.env_info.observation_shape))
+    steps = c.buffer_size
+    if self.env_info.num_actions:
+      actions, outputs = tf.zeros([size, steps], tf.int32), tf.zeros([size, steps, self.env_info.num_actions])
+    else:
+      actions = tf.zeros([size, steps, self.env_info.action_dim])
+      outputs = tf.zeros([size, steps, 2 * self.env_info.action_dim])
+    zeros = tf.zeros([size, steps])
+    return Trajectory(observations=tf.zeros([size, steps, obs_dim]), actions=actions, rewards=zeros,
+                      next_observations=tf.zeros([size, steps, obs_dim]), terminated=zeros, truncated=zeros,
+                      policy_outputs=outputs, log_probs=zeros, episode_steps=zeros)
+
+  # The ES estimator only calls population_losses; these complete the interface.
+  def unroll(self, eta, state, seed) -> Tuple[object, object, dict]:
+    raise errors.ConfigError("EPG's inner trainings run whole, through population_losses")
+
+  def meta_batch(self, state, seed):
+    raise errors.ConfigError("EPG's inner trainings run whole, through population_losses")
+
+  def params(self, state):
+    return []
+
+  def with_params(self, state, params):
+    return state
+
+
+class EPGTrainer(MetaTrainer):
+  """The meta-trainer wired for EPG from a config: φ = the `EPGObjective`'s network, the ES
+  estimator, Adam (β1 = 0, the L2 penalty) on its estimate, as the reference."""
+
+  def __init__(self, config: EPGConfig, seed: int, jit_compile: bool = False):
+    config.validate()
+    self.config = config
+    env_info = describe_env(config.env)
+    obs_dim = int(np.prod(env_info.observation_shape))
+    keras.utils.set_random_seed(seed)  # φ's initial draw
+    self._objective = EPGObjective(obs_dim, num_actions=env_info.num_actions or None,
+                                  action_dim=None if env_info.num_actions else env_info.action_dim,
+                                  memory_units=config.memory_units, reward_input=config.reward_input,
+                                  loss_window=config.update_every)
+    problem = EPGProblem(config, self._objective, seed)
+    super().__init__(problem, config.estimator(), self._objective.network,
+                     Adam(config.meta_learning_rate, beta_1=0.0, l2=config.l2), seed, jit_compile=jit_compile)
+
+  def objective(self) -> EPGObjective:
+    """The learned loss L_φ (what `meta_train --export` exports)."""
+    return self._objective

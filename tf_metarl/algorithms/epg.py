@@ -95,6 +95,22 @@ class EPGConfig:
     self.estimator()  # ES settings that cannot work (population, antithetic pairs)
     return self
 
+  @property
+  def epoch_steps(self) -> int:
+    """Environment steps of one ES epoch: V × W inner trainings of U × M steps."""
+    return self.population * self.runs_per_member * self.updates * self.update_every
+
+  def learner_settings(self) -> dict:
+    """The on-policy learner's settings that train an agent as an inner training does (recorded in
+    the export; `train_agent` adopts them): one environment, an update every M steps, one
+    gradient step per update on the whole (ordered) buffer. The learner's buffer is its rollout,
+    so N = M there. Without XLA: with the exported loss inside, an XLA-compiled update took 12 s
+    per iteration against 0.04 s without (measured, Pendulum, one environment; the same loss
+    unexported compiles once and takes 0.01 s)."""
+    return dict(num_envs=1, rollout_length=self.update_every, epochs=self.gradient_steps, minibatches=1,
+                minibatch_unit="copies", learning_rate=self.inner_learning_rate, anneal_learning_rate=False,
+                max_grad_norm=self.inner_max_grad_norm, hidden_sizes=list(self.hidden_sizes), jit_compile=False)
+
   def estimator(self) -> EvolutionStrategiesEstimator:
     return EvolutionStrategiesEstimator(population=self.population, sigma=self.sigma, antithetic=self.antithetic,
                                         shaping=self.shaping)
@@ -344,6 +360,7 @@ class EPGTrainer(MetaTrainer):
                                   action_dim=None if env_info.num_actions else env_info.action_dim,
                                   memory_units=config.memory_units, reward_input=config.reward_input,
                                   loss_window=config.update_every)
+    self._objective.set_learner_settings(config.learner_settings())
     problem = EPGProblem(config, self._objective, seed)
     super().__init__(problem, config.estimator(), self._objective.network,
                      Adam(config.meta_learning_rate, beta_1=0.0, l2=config.l2), seed, jit_compile=jit_compile)

@@ -1,18 +1,21 @@
 r"""Meta-training with the meta-trainer: online meta-gradients (FRODO, learned γ/λ, A2C baseline),
-MetaGenRL (a population of TD3 agents sharing one learned objective) and the implicit reward
-method (learned helper-reward weighting, with BiPaRS and PPO baselines).
+MetaGenRL (a population of TD3 agents sharing one learned objective), the implicit reward
+method (learned helper-reward weighting, with BiPaRS and PPO baselines) and Evolved Policy
+Gradients (a learned loss evolved by ES over inner trainings on randomised environments).
 
   meta_train --config=configs/frodo_catch.py --seed=1 --logdir=runs/frodo-catch-s1
   meta_train --config=configs/metagenrl_quick.py --export=/tmp/metagenrl_quick
   meta_train --config=configs/frodo_catch.py:extension --config.frodo.inner_steps=3
   meta_train --config=configs/mgrl_catch.py:a2c
   meta_train --config=configs/implicit_reward_cartpole.py:random,cg
+  meta_train --config=configs/epg_random_pendulum.py --export=export/epg_random_pendulum
 
 Writes TensorBoard summaries (meta/gamma and meta/lambda for learned γ/λ; charts/value_error on
 the random walk), checkpoints (by steps, every few minutes, and at SIGINT/SIGTERM; a rerun with
 the same --logdir resumes, --fresh starts over), a learning curve (CSV, PNG), config.json and
 summary.json to --logdir, and prints the summary as one JSON line.
 """
+import dataclasses
 import json
 import os
 
@@ -69,6 +72,26 @@ def _implicit_reward_run(config, seed):
   return lambda: ImplicitRewardTrainer(section, seed), name, identity, exportable
 
 
+def _epg_run(config, seed):
+  """The same for Evolved Policy Gradients (an `epg` section)."""
+  from tf_metarl.algorithms.epg import EPGTrainer, config_from_section
+  section = config_from_section(config.epg.to_dict())
+  name = f"epg-{section.env.split('/')[-1]}"
+  identity = dict(method="epg", env=section.env, randomize=section.randomize, population=section.population,
+                  runs_per_member=section.runs_per_member, seed=seed)
+  return lambda: EPGTrainer(section, seed), name, identity, None
+
+
+def _epoch_settings(config, settings):
+  """EPG counts in ES epochs: (total steps, settings with *_every in steps)."""
+  from tf_metarl.algorithms.epg import config_from_section
+  from tf_metarl.config_utils import positive_int
+  epoch = config_from_section(config.epg.to_dict()).epoch_steps
+  epochs = positive_int(config.epochs, "config.epochs")
+  return epochs * epoch, dataclasses.replace(settings, eval_every=settings.eval_every * epoch,
+                                             checkpoint_every=settings.checkpoint_every * epoch)
+
+
 def main(argv):
   if len(argv) > 1:
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
@@ -78,10 +101,13 @@ def main(argv):
 
   config = _CONFIG.value
   seed = config.seed if _SEED.value is None else _SEED.value
-  steps = positive_int(config.steps, "config.steps")
   settings = loop.RunSettings.from_config(config)
+  if "epg" in config:
+    steps, settings = _epoch_settings(config, settings)
+  else:
+    steps = positive_int(config.steps, "config.steps")
   run = (_metagenrl_run if "metagenrl" in config else _implicit_reward_run if "implicit_reward" in config else
-         _frodo_run)
+         _epg_run if "epg" in config else _frodo_run)
   make_trainer, name, identity, not_exportable = run(config, seed)
   logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
   loop.check_logdir(logdir)

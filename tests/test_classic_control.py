@@ -171,6 +171,15 @@ def test_autoreset_draws_a_new_task_unless_copies_keep_theirs(keep_tasks):
   assert np.all(state.steps.numpy() == 0)  # a new episode either way
 
 
+def test_a_reset_period_repeats_tasks_and_initial_states_every_period_copies():
+  env = cc.Pendulum(randomize={"mass": (0.5, 2.0)}, reset_period=3)
+  state = env.reset(tf.constant([0, 9]), 12)
+  mass, physics = state.parameters["mass"].numpy(), state.physics.numpy()
+  np.testing.assert_array_equal(mass.reshape(4, 3), np.tile(mass[:3], (4, 1)))
+  np.testing.assert_array_equal(physics.reshape(4, 3, -1), np.tile(physics[:3], (4, 1, 1)))
+  assert len(set(mass[:3].tolist())) == 3
+
+
 GYM_PARAMETER_NAMES = {
     "CartPole-v1": {"gravity": "gravity", "cart_mass": "masscart", "pole_mass": "masspole",
                     "half_length": "length", "force": "force_mag"},

@@ -37,7 +37,7 @@ def test_the_loss_scores_each_sample_from_itself_and_a_context_of_the_whole_buff
   inputs = buffer_inputs()
   per_sample = objective(inputs)["per_step"].numpy()
   assert per_sample.shape == (2, 64)
-  np.testing.assert_allclose(float(objective(inputs)["loss"]), per_sample[:, -16:].mean(), rtol=1e-6)
+  np.testing.assert_allclose(float(objective(inputs)["loss"]), per_sample[:, -16:].mean(), rtol=1e-5, atol=1e-6)
   # The first sample reaches the last one's loss only through the context (the convolutions).
   changed = objective(with_changed(inputs, "observations", (0, 0, 0)))["per_step"].numpy()
   assert abs(changed[0, -1] - per_sample[0, -1]) > 1e-6
@@ -131,3 +131,117 @@ def test_the_agent_feeds_the_loss_its_distribution_memory_and_one_hot_actions_an
   assert all(float(tf.norm(g)) > 0 for g in memory_grads)
   no_memory = functional_call(policy, state.policy, batch.observations)
   np.testing.assert_array_equal(no_memory.numpy(), outputs.numpy())
+
+
+def test_framed_convolution_equals_keras_conv1d():
+  import keras
+  from tf_metarl.objectives.epg import FramedConv1D
+  x = tf.random.stateless_normal([3, 64, 5], [0, 1])
+  framed = FramedConv1D(8, 8, 7)
+  reference = keras.layers.Conv1D(8, 8, strides=7)
+  framed(x), reference(x)
+  reference.kernel.assign(framed.kernel), reference.bias.assign(tf.random.stateless_normal([8], [2, 3]))
+  framed.bias.assign(reference.bias)
+  np.testing.assert_allclose(framed(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+# --- the inner trainings and their fitness -----------------------------------------------------
+from tf_metarl.algorithms import epg  # noqa: E402
+
+
+def test_the_fitness_is_the_last_return_plus_the_rank_weighted_mean_of_all_returns():
+  rng = np.random.default_rng(0)
+  runs, steps = 3, 60
+  finished = (rng.uniform(size=(2 * steps, runs)) < 0.15).astype(np.float32)
+  finished[:, 2] = 0.0  # a run whose episodes never end
+  returns = rng.normal(size=(2 * steps, runs)).astype(np.float32) * finished
+  count = weighted = last = tf.zeros([runs])
+  for half in (slice(0, steps), slice(steps, 2 * steps)):  # two collections, accumulated
+    count, weighted, last = epg.episode_fitness(tf.constant(returns[half]), tf.constant(finished[half]),
+                                                count, weighted, last)
+  fitness = epg.fitness_from(count, weighted, last).numpy()
+  for run in range(runs):
+    r = returns[finished[:, run] > 0, run]
+    k = len(r)
+    want = r[-1] + sum((i + 1) / k * r[i] for i in range(k)) / k if k else 0.0
+    assert abs(fitness[run] - want) < 1e-4, run
+  assert fitness[2] == 0.0 and count.numpy()[2] == 0
+
+
+def test_the_ppo_weight_falls_from_one_to_zero_over_the_annealing_epochs():
+  assert [round(float(epg.ppo_weight(e, 4)), 3) for e in (0, 1, 2, 4, 9)] == [1.0, 0.75, 0.5, 0.0, 0.0]
+  assert float(epg.ppo_weight(0, 0)) == 0.0
+
+
+def small_epg_config(**overrides):
+  values = dict(updates=2, update_every=32, buffer_size=32, population=2, runs_per_member=2, hidden_sizes=(16,),
+                ppo_anneal_epochs=0, max_episode_steps=20)
+  values.update(overrides)
+  return epg.EPGConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def small_trainer():
+  return epg.EPGTrainer(small_epg_config(), seed=0)
+
+
+@pytest.mark.slow
+def test_members_share_agents_tasks_and_noise_and_lose_minus_their_mean_fitness(small_trainer):
+  problem, objective = small_trainer.problem, small_trainer.objective()
+  phi = [tf.convert_to_tensor(v) for v in objective.network.trainable_variables]
+  count_before = float(objective.normalizer.count.numpy())
+  evaluate = tf.function(lambda stacked: problem.population_losses(stacked, epg.EPGState(tf.constant(0, tf.int64)),
+                                                                  tf.constant([3, 4])))
+  same = [tf.stack([p, p]) for p in phi]
+  losses, state, metrics = evaluate(same)
+  assert float(metrics["epg/episodes_per_run"]) == 3  # 64 steps of 20-step episodes
+  assert losses.shape == (2,) and float(losses[0]) == float(losses[1])  # common random numbers
+  np.testing.assert_allclose(losses.numpy(), -metrics["epg/run_fitness"].numpy().reshape(2, 2).mean(1), rtol=1e-6)
+  assert int(metrics["env_steps"]) == 2 * 2 * 2 * 32 and int(state.epoch) == 1
+  assert float(objective.normalizer.count.numpy()) - count_before == 2 * 2 * 2 * 32  # the epoch's inputs, once
+  apart = [tf.stack([p, p + 0.5 * tf.random.stateless_normal(tf.shape(p), [i, 9])]) for i, p in enumerate(phi)]
+  losses, _, _ = evaluate(apart)
+  assert float(losses[0]) != float(losses[1])
+
+
+@pytest.mark.slow
+def test_without_the_ppo_term_no_reward_reaches_the_agents_update(small_trainer):
+  problem = small_trainer.problem
+  agents = problem.fresh_agents(tf.constant([1, 1]), 2)
+  state = problem.task.reset(tf.constant([2, 2]), 2)
+  _, trajectory, _ = problem.task.rollout(state, problem._act_fn(2), agents.policy, tf.constant([5, 5]), 32)
+  phi = [tf.stack([tf.convert_to_tensor(v)] * 2) for v in small_trainer.objective().network.trainable_variables]
+  scrambled = trajectory._replace(rewards=tf.random.stateless_normal(tf.shape(trajectory.rewards), [6, 6]))
+  update = tf.function(problem._update)
+  updated, _ = update(agents, trajectory, phi, tf.constant(0.0))
+  again, _ = update(agents, scrambled, phi, tf.constant(0.0))
+  for a, b, before in zip(updated.policy, again.policy, agents.policy):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert any(np.abs(a.numpy() - b.numpy()).max() > 0 for a, b in zip(updated.policy, agents.policy))
+  with_ppo, _ = update(agents, scrambled, phi, tf.constant(0.5))  # the PPO term reads rewards
+  assert any(np.abs(a.numpy() - b.numpy()).max() > 0 for a, b in zip(updated.policy, with_ppo.policy))
+
+
+@pytest.mark.slow
+def test_an_es_epoch_moves_phi_and_the_meta_test_trains_fresh_agents_without_rewards():
+  trainer = epg.EPGTrainer(small_epg_config(), seed=1)
+  before = [v.numpy().copy() for v in trainer.objective().network.trainable_variables]
+  metrics, stats = trainer.iteration()
+  after = trainer.objective().network.trainable_variables
+  assert any(np.abs(a - b.numpy()).max() > 0 for a, b in zip(before, after))
+  assert int(trainer.env_steps.numpy()) == 2 * 2 * 2 * 32 and np.isfinite(metrics["epg/fitness"])
+  assert len(stats.returns) == 4  # each run's last episode
+  returns = trainer.evaluate(3)
+  assert len(returns) == 3 and all(np.isfinite(returns))
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(sigma=0.0), "sigma must be > 0"),
+    (dict(population=1, antithetic=True), "population must be >= 2"),
+    (dict(buffer_size=16, update_every=16), "receptive field"),
+    (dict(buffer_size=32, update_every=64), "must be >= epg.update_every"),
+    (dict(env="Pendulum-v1"), "TensorFlow-native"),
+])
+def test_epg_settings_that_cannot_work_are_one_line_errors(values, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    small_epg_config(**values).validate()

@@ -109,3 +109,17 @@ def test_stateless_initial_values_draw_as_the_keras_initializers_do():
       assert np.abs(values).max() <= limit
     assert abs(values.std() / expected - 1.0) < 0.05, variable.path
     assert np.abs(values[0] - values[1]).max() > 0  # seeds differ
+
+
+def test_sampling_from_shared_uniform_noise_has_the_policys_distribution():
+  rng = np.random.default_rng(0)
+  uniform = tf.constant(rng.uniform(1e-7, 1.0, size=(20_000, 4)), tf.float32)
+  gaussian = GaussianPolicy(3, 2, (8,))
+  outputs = tf.tile(tf.constant([[1.0, -2.0, np.log(0.5), np.log(2.0)]]), [20_000, 1])
+  samples = gaussian.sample_from_uniform(outputs, uniform).numpy()
+  np.testing.assert_allclose(samples.mean(0), [1.0, -2.0], atol=0.04)
+  np.testing.assert_allclose(samples.std(0), [0.5, 2.0], rtol=0.03)
+  categorical = CategoricalPolicy(3, 4, (8,))
+  logits = tf.tile(tf.math.log(tf.constant([[0.1, 0.2, 0.3, 0.4]])), [20_000, 1])
+  counts = np.bincount(categorical.sample_from_uniform(logits, uniform).numpy(), minlength=4) / 20_000
+  np.testing.assert_allclose(counts, [0.1, 0.2, 0.3, 0.4], atol=0.015)

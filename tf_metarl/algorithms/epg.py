@@ -6,7 +6,7 @@ calls with all V perturbed losses φ + σε_v stacked):
 
   for each member v and each of its W inner runs w (P = V·W agents, stacked):
     a fresh agent (policy with a memory unit, critic) and a task drawn from the family: run w of
-    every member gets the same agent and task (common random numbers)
+    every member gets the same agent, task and action noise (common random numbers)
     U times: M steps in its own environment copy, then θ ← θ − δ∇θ L̂ on the buffer of its N most
     recent transitions, L̂ = (1 − α) L_{φ_v} + α L_PPO (α annealed from 1 to 0 over ES epochs)
     fitness F = R_K + (1/K) Σ_k ((k+1)/K) R_k over its K episode returns (the paper's footnote)
@@ -50,6 +50,7 @@ class EPGConfig:
   env: str = "tf_metarl/Pendulum-v1"
   randomize: str = "mass=0.5:1.5,length=0.5:1.5,gravity=8:12"  # the task family (name=low:high)
   held_out: str = "mass=1.5:2.0,length=1.5:2.0,gravity=12:14"  # meta-test draws outside it
+  max_episode_steps: int = 0           # the environment's time limit (0: its own, 200 for Pendulum)
   # the inner training
   updates: int = 64                    # U
   update_every: int = 128              # M: environment steps between updates, the loss's window
@@ -90,8 +91,8 @@ class EPGConfig:
     for name in ("inner_learning_rate", "sigma", "meta_learning_rate"):
       if not getattr(self, name) > 0:
         raise errors.ConfigError(f"epg.{name} must be > 0, got {getattr(self, name)}")
-    if self.l2 < 0 or self.ppo_anneal_epochs < 0:
-      raise errors.ConfigError("epg.l2 and epg.ppo_anneal_epochs must be >= 0")
+    if self.l2 < 0 or self.ppo_anneal_epochs < 0 or self.max_episode_steps < 0:
+      raise errors.ConfigError("epg.l2, epg.ppo_anneal_epochs and epg.max_episode_steps must be >= 0")
     self.estimator()  # ES settings that cannot work (population, antithetic pairs)
     return self
 
@@ -182,7 +183,8 @@ class EPGProblem(InnerProblem):
     self.objective = objective
     env_info = describe_env(config.env)
     self.env_info = env_info
-    self.task = self._family(config.randomize)
+    self.task = self._family(config.randomize, reset_period=config.runs_per_member)
+    self.test_task = self._family(config.randomize)
     self.held_out_task = self._family(config.held_out)
     self._meta_test_graph = None
     self.policy, self.critic = make_networks(env_info, OnPolicyConfig(hidden_sizes=tuple(config.hidden_sizes)), seed,
@@ -192,10 +194,12 @@ class EPGProblem(InnerProblem):
     self.ppo = PPOObjective()
     self.steps_per_run = config.updates * config.update_every
 
-  def _family(self, ranges: str) -> BatchedTask:
-    """The randomised task family of `ranges`, each environment copy keeping its task."""
+  def _family(self, ranges: str, reset_period: int = 0) -> BatchedTask:
+    """The randomised task family of `ranges`, each environment copy keeping its task; with
+    `reset_period` W, run w of every member draws the same task and initial states."""
     native = classic_control.make_native(self.config.env, randomize=classic_control.parse_ranges(ranges),
-                                         keep_tasks=True)
+                                         keep_tasks=True, max_episode_steps=self.config.max_episode_steps or None,
+                                         reset_period=reset_period)
     env = native if native.discrete else batched.ClippedActions(native, native.action_low, native.action_high)
     return BatchedTask(self.config.env, env, self.env_info.num_actions, evaluation_steps=native.max_episode_steps)
 
@@ -214,11 +218,20 @@ class EPGProblem(InnerProblem):
                                                optimizer=self.agent.optimizer.init(policy + critic)))
     return population.stack(states)
 
-  def _act(self, stacked_policy, observations, seed):
-    """Every agent acts in its own environment copy: observations [P, O] -> actions [P, ...]."""
-    outputs = population.vectorize(lambda params, obs: self.agent.policy_outputs(params, obs[None])[0])(
-        stacked_policy, observations)
-    return self.agent.act_from_outputs(outputs, seed)
+  def _act_fn(self, runs: int):
+    """The policy of P = V × `runs` agents, each in its own environment copy: observations [P, O]
+    -> actions [P, ...]. Run w of every member draws the same noise (common random numbers: with
+    equal losses, members' runs would be identical)."""
+
+    def act(stacked_policy, observations, seed):
+      outputs = population.vectorize(lambda params, obs: self.agent.policy_outputs(params, obs[None])[0])(
+          stacked_policy, observations)
+      members = outputs.shape[0] // runs
+      uniform = tf.random.stateless_uniform([runs, outputs.shape[-1]], seed, minval=1e-7, maxval=1.0)
+      actions = self.policy.sample_from_uniform(outputs, tf.tile(uniform, [members, 1]))
+      return {"actions": actions, "log_probs": self.policy.log_prob(outputs, actions), "policy_outputs": outputs}
+
+    return act
 
   def _loss_fn(self, phi, alpha):
     """L̂ for one agent, given its member's φ (explicit tensors)."""
@@ -254,16 +267,16 @@ class EPGProblem(InnerProblem):
     agent_seed, env_seed, loop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
     tile = lambda tree: tf.nest.map_structure(lambda x: tf.tile(x, [members] + [1] * (x.shape.rank - 1)), tree)
     agents = tile(self.fresh_agents(agent_seed, runs))
-    env_state = tile(task.reset(env_seed, runs))
+    env_state = task.reset(env_seed, size)  # the training family repeats its draws every `runs` copies
     phi = [tf.repeat(p, runs, axis=0) for p in stacked_phi]  # [P, ...]: agent i = member i // runs
     zeros = tf.zeros([size], tf.float32)
     raw_size = self.objective.normalizer.size
     moments_sum = (tf.zeros([]), tf.zeros([raw_size]), tf.zeros([raw_size]))  # count, Σx, Σx²
+    act = self._act_fn(runs)
 
     def body(u, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums):
       rollout_seed = tf.random.experimental.stateless_fold_in(loop_seed, u)
-      env_state, trajectory, episodes = task.rollout(env_state, self._act, agents.policy, rollout_seed,
-                                                     c.update_every)
+      env_state, trajectory, episodes = task.rollout(env_state, act, agents.policy, rollout_seed, c.update_every)
       finished = tf.reshape(episodes.finished, [c.update_every, size])
       returns = tf.reshape(episodes.returns, [c.update_every, size])
       count, weighted, last = episode_fitness(returns, finished, count, weighted, last)
@@ -308,7 +321,7 @@ class EPGProblem(InnerProblem):
     """`runs` fresh agents trained with the current φ (the loss model's own parameters) and α = 0
     on the training family or the held-out one."""
     phi = [tf.convert_to_tensor(v)[None] for v in self.objective.network.trainable_variables]
-    return self.train_population(phi, runs, tf.constant(0.0), seed, self.held_out_task if held_out else self.task)
+    return self.train_population(phi, runs, tf.constant(0.0), seed, self.held_out_task if held_out else self.test_task)
 
   def evaluate(self, state, episodes: int, seed: int):
     """The last episode's return of `episodes` meta-test runs on the training family."""

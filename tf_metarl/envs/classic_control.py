@@ -9,7 +9,8 @@ step by step against gymnasium's own implementation); gymnasium twins are regist
 `tf_metarl/<id>`.
 
 Randomised task families: every physical parameter (`Environment.PARAMETERS`) can be drawn per copy
-at each reset (or, with `keep_tasks`, once per copy), uniformly from a range, e.g.
+at each reset (or, with `keep_tasks`, once per copy), uniformly from a range (with `reset_period`
+p, copies c and c + kp draw the same task and initial state: common random numbers), e.g.
 `Pendulum(randomize={"mass": (0.5, 2.0)})`. The draw is
 part of the state, so one batch holds many tasks, and each step reports the parameters of its
 episode in `info["parameters/<name>"]`.
@@ -72,9 +73,12 @@ class Environment:
   action_high: float = 1.0
 
   def __init__(self, randomize: Optional[Mapping[str, Tuple[float, float]]] = None, dtype=tf.float32,
-               max_episode_steps: Optional[int] = None, keep_tasks: bool = False):
+               max_episode_steps: Optional[int] = None, keep_tasks: bool = False, reset_period: int = 0):
     self.dtype = tf.as_dtype(dtype)
     self.keep_tasks = bool(keep_tasks)
+    if int(reset_period) < 0:
+      raise errors.ConfigError(f"{type(self).__name__}: reset_period must be >= 0, got {reset_period}")
+    self.reset_period = int(reset_period)
     self.randomize = {}
     for name, bounds in dict(randomize or {}).items():
       if name not in self.PARAMETERS:
@@ -124,8 +128,12 @@ class Environment:
   def reset(self, seed: tf.Tensor, batch_size) -> ClassicState:
     """New episodes (and new tasks) for `batch_size` copies. seed: [2] int."""
     task_seed, state_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
-    parameters = self.draw_parameters(task_seed, batch_size)
-    physics = self.initial_physics(state_seed, batch_size, parameters)
+    draws = self.reset_period or batch_size
+    parameters = self.draw_parameters(task_seed, draws)
+    physics = self.initial_physics(state_seed, draws, parameters)
+    if self.reset_period:  # copies c and c + k·period draw alike (common random numbers)
+      repeat = lambda x: tf.tile(x, tf.concat([[batch_size // draws], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
+      parameters, physics = tf.nest.map_structure(repeat, (parameters, physics))
     return ClassicState(physics, parameters, tf.zeros([batch_size], tf.int32))
 
   def observe(self, state: ClassicState) -> tf.Tensor:
@@ -403,7 +411,7 @@ def is_native(env_id: str) -> bool:
 
 def make_native(env_id: str, **kwargs) -> Environment:
   """The batched environment of a `tf_metarl/...` id; kwargs: randomize, dtype, max_episode_steps,
-  keep_tasks."""
+  keep_tasks, reset_period."""
   if env_id not in ENVIRONMENTS:
     raise errors.UnknownEnvironmentError(
         f"{env_id!r} is not a TensorFlow-native environment; those are {', '.join(ENVIRONMENTS)}")

@@ -95,6 +95,11 @@ class CategoricalPolicy(_Policy):
   def sample(self, outputs, seed):
     return tf.cast(self.distribution(outputs).sample(seed=seed), tf.int32)
 
+  def sample_from_uniform(self, outputs, uniform):
+    """A sample given uniform noise in (0, 1) shaped like `outputs` (Gumbel-max), so copies can
+    share noise (common random numbers)."""
+    return tf.argmax(outputs - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
+
   def mode(self, outputs):
     return tf.argmax(outputs, axis=-1, output_type=tf.int32)
 
@@ -136,6 +141,12 @@ class GaussianPolicy(_Policy):
 
   def sample(self, outputs, seed):
     return self.distribution(outputs).sample(seed=seed)
+
+  def sample_from_uniform(self, outputs, uniform):
+    """A sample given uniform noise in (0, 1) shaped like `outputs` (its first half is used: the
+    inverse normal CDF), so copies can share noise (common random numbers)."""
+    mean, log_std = tf.split(outputs, 2, axis=-1)
+    return mean + tf.exp(log_std) * tf.math.ndtri(tf.split(uniform, 2, axis=-1)[0])
 
   def mode(self, outputs):
     return tf.split(outputs, 2, axis=-1)[0]

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 BINARIES = {name: [sys.executable, "-m", f"tf_metarl.bin.{name}"]
             for name in ("train_agent", "meta_train", "export_objective", "serving_config")}
 SHIPPED_PPO = os.path.join(REPO, "export", "ppo")
+SHIPPED_EPG = os.path.join(REPO, "export", "epg_random_pendulum")
 
 
 def _latest(model_dir):
@@ -83,6 +84,7 @@ def cases(base):
   wide_helper = helper_rewards.export_helper(
       helper_rewards.CallableHelper(lambda o, a, n: tf.zeros([tf.shape(o)[0], 2]), "wide"), str(base / "wide"), 4, 2)
   implicit = "--config=configs/implicit_reward_cartpole.py"
+  epg = "--config=configs/epg_random_pendulum.py"
   return [
       # train_agent
       ("override_unknown_default_config", "train_agent", ["--config.no_such_field=1"],
@@ -191,6 +193,20 @@ def cases(base):
       ("implicit_unknown_solver", "meta_train",
        [implicit, "--config.implicit_reward.solver=lu", f"--logdir={logdir('is')}"],
        "implicit_reward.solver must be one of neumann, cg, diagonal, got 'lu'", [logdir("is")]),
+      ("epg_sigma_zero", "meta_train", [epg, "--config.epg.sigma=0", f"--logdir={logdir('es')}"],
+       "epg.sigma must be > 0", [logdir("es")]),
+      ("epg_population_of_one_antithetic", "meta_train", [epg, "--config.epg.population=1", f"--logdir={logdir('ep')}"],
+       "ES population must be >= 2 (and even with antithetic pairs), got 1", [logdir("ep")]),
+      ("epg_buffer_shorter_than_receptive_field", "meta_train",
+       [epg, "--config.epg.buffer_size=16", "--config.epg.update_every=16", f"--logdir={logdir('eb')}"],
+       "shorter than the loss's receptive field of 29 steps", [logdir("eb")]),
+      ("epg_export_on_a_discrete_env", "train_agent",
+       [f"--objective={SHIPPED_EPG}", "--env=CartPole-v1", f"--logdir={logdir('ed')}"],
+       "trains continuous actions only; CartPole-v1 has 2 discrete actions", [logdir("ed")]),
+      ("epg_rollout_shorter_than_receptive_field", "train_agent",
+       [f"--objective={SHIPPED_EPG}", "--env=tf_metarl/Pendulum-v1", "--config.on_policy.rollout_length=16",
+        f"--logdir={logdir('er')}"],
+       "reads buffers of at least 29 steps (its receptive field); on_policy.rollout_length is 16", [logdir("er")]),
       # serving_config
       ("serving_no_export_dir", "serving_config", [f"--export_dir={base / 'nothing_here'}"],
        "not a directory of exported models", []),
@@ -241,7 +257,8 @@ CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds 
     "meta_log_every_zero", "meta_inner_steps_zero", "meta_unknown_variant", "metagenrl_unknown_variant",
     "meta_logdir_is_a_file", "metagenrl_zero_agents", "metagenrl_fewer_agents_than_envs", "metagenrl_discrete_env",
     "implicit_unknown_helper", "implicit_helper_wrong_shape", "implicit_gamma_regularization_negative",
-    "implicit_unknown_variant", "implicit_unknown_solver",
+    "implicit_unknown_variant", "implicit_unknown_solver", "epg_sigma_zero", "epg_population_of_one_antithetic",
+    "epg_buffer_shorter_than_receptive_field", "epg_export_on_a_discrete_env", "epg_rollout_shorter_than_receptive_field",
     "serving_no_export_dir", "serving_model_without_export", "serving_dir_without_models",
     "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",
     "export_action_kinds"]

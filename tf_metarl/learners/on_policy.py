@@ -83,6 +83,14 @@ def make_networks(env_info: EnvInfo, config: OnPolicyConfig, seed: int, memory_u
   return policy, critic
 
 
+def check_rollout_fits(objective: Objective, config: OnPolicyConfig) -> None:
+  """A one-line ConfigError if the objective reads longer buffers than a rollout (EPG's receptive field)."""
+  min_steps = int(objective.constraints().get("min_time_steps") or 0)
+  if config.rollout_length < min_steps:
+    raise errors.ConfigError(f"objective {objective.kind!r} reads buffers of at least {min_steps} steps (its "
+                             f"receptive field); on_policy.rollout_length is {config.rollout_length}")
+
+
 def resolve_minibatch_unit(config: OnPolicyConfig, objective: Objective) -> OnPolicyConfig:
   """`config` with `minibatch_unit` "auto" resolved for this objective; "transitions" with an
   objective that cannot compute its targets per rollout is a one-line ConfigError."""
@@ -166,10 +174,7 @@ class OnPolicyLearner(Trainable):
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     self.total_steps = total_steps
     self.memory_units = int(objective.constraints().get("memory_units") or 0)  # EPG's loss reads a memory unit
-    min_steps = int(objective.constraints().get("min_time_steps") or 0)
-    if config.rollout_length < min_steps:
-      raise errors.ConfigError(f"objective {objective.kind!r} reads buffers of at least {min_steps} steps (its "
-                               f"receptive field); on_policy.rollout_length is {config.rollout_length}")
+    check_rollout_fits(objective, config)
     self.policy, self.critic = make_networks(env_info, config, seed, self.memory_units)
     critic_return = None if objective.trains_critic else (config.critic_gamma, config.critic_lambda)
     self.agent = ActorCritic(self.policy, self.critic, Adam(config.learning_rate, epsilon=1e-5),

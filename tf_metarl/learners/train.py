@@ -104,7 +104,7 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner  # Imported here: one learner per run.
   from tf_metarl.learners.in_graph_off_policy import InGraphOffPolicyLearner
   from tf_metarl.learners.in_graph_on_policy import InGraphOnPolicyLearner
-  from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
+  from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner, check_rollout_fits
 
   steps = positive_int(config["steps"], "config.steps")
   members = positive_int(config.get("seeds", 1), "config.seeds")
@@ -117,6 +117,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   section, cls = ("on_policy", OnPolicyConfig) if objective.learner == ON_POLICY else ("off_policy", OffPolicyConfig)
   learner_config, adopted = resolve_learner_config(cls, section, dict(config.get(section, {})),
                                                    objective.learner_settings())
+  if objective.learner == ON_POLICY:
+    check_rollout_fits(objective, learner_config)
   if adopted:
     logging.info("%s settings from %s (where the config keeps the default): %s", section, objective_spec,
                  ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))

@@ -154,3 +154,24 @@ def test_a_learned_reward_meta_trained_exported_and_trained_on_from_fresh_proces
   refused = run(BIN + ["--env=tf_metarl/Pendulum-v1", "--objective=ppo", f"--reward={tmp_path / 'reward'}",
                        f"--logdir={tmp_path / 'wrong'}"])
   assert refused.returncode == 2 and "does not match" in refused.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_an_epg_loss_meta_trained_exported_and_trained_with_from_fresh_processes(tmp_path):
+  small = ["--config.epochs=1", "--config.epg.population=2", "--config.epg.runs_per_member=1",
+           "--config.epg.updates=2", "--config.epg.update_every=32", "--config.epg.buffer_size=32",
+           "--config.epg.hidden_sizes=(16,)", "--config.eval_every=0"]
+  meta = run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/epg_random_pendulum.py",
+              f"--logdir={tmp_path / 'meta'}", f"--export={tmp_path / 'loss'}"] + small)
+  assert meta.returncode == 0, meta.stderr[-3000:]
+  summary = json.loads(meta.stdout.strip().splitlines()[-1])
+  assert summary["exported"].endswith(os.path.join("loss", "1")) and summary["env_steps"] == 2 * 2 * 32
+  config = json.loads((tmp_path / "meta" / "config.json").read_text())
+  assert config["epg"]["population"] == 2 and config["epg"]["hidden_sizes"] == [16]
+  trained = run(BIN + ["--env=tf_metarl/Pendulum-v1", f"--objective={tmp_path / 'loss'}", "--config.steps=256",
+                       "--config.eval_every=0", f"--logdir={tmp_path / 'agent'}"])
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  summary = json.loads(trained.stdout.strip().splitlines()[-1])
+  assert summary["objective_kind"] == "saved_model:epg" and summary["env_steps"] == 256
+  # The export's learner settings: one environment, an update every M = 32 steps, a 16-unit policy with memory.
+  assert "rollout_length=32" in trained.stderr and "num_envs=1" in trained.stderr

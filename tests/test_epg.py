@@ -245,3 +245,43 @@ def test_an_es_epoch_moves_phi_and_the_meta_test_trains_fresh_agents_without_rew
 def test_epg_settings_that_cannot_work_are_one_line_errors(values, message):
   with pytest.raises(errors.ConfigError, match=message):
     small_epg_config(**values).validate()
+
+
+@pytest.mark.slow
+def test_an_exported_loss_keeps_its_statistics_and_a_tensorflow_only_process_calls_and_differentiates_it(tmp_path):
+  import json
+  import os
+  import subprocess
+  import sys
+  from tf_metarl.export import export_objective
+  objective = EPGObjective(3, action_dim=1, loss_window=32)
+  objective.normalizer.update(tf.random.stateless_normal([500, objective.normalizer.size], [1, 1]) * 3.0 + 2.0)
+  inputs = buffer_inputs(steps=40, seed=4)
+  with tf.GradientTape() as tape:
+    tape.watch(inputs["policy_outputs"])
+    want = objective(inputs)["loss"]
+  want_grad = tape.gradient(want, inputs["policy_outputs"]).numpy()
+  path = export_objective(objective, str(tmp_path / "epg"))
+  np.save(tmp_path / "inputs.npy", {k: v.numpy() for k, v in inputs.items()})
+  script = (
+      "import json, sys, numpy as np, tensorflow as tf\n"
+      "inputs = {k: tf.constant(v) for k, v in np.load(sys.argv[2], allow_pickle=True).item().items()}\n"
+      "model = tf.saved_model.load(sys.argv[1])\n"
+      "loss = model.signatures['serving_default']\n"
+      "with tf.GradientTape() as tape:\n"
+      "  tape.watch(inputs['policy_outputs'])\n"
+      "  value = loss(**inputs)['loss']\n"
+      "grad = tape.gradient(value, inputs['policy_outputs'])\n"
+      "assert 'tf_metarl' not in sys.modules\n"
+      "print(json.dumps({'loss': float(value), 'grad': grad.numpy().tolist()}))\n")
+  result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "inputs.npy")], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  answer = json.loads(result.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(answer["loss"], float(want), rtol=1e-5)
+  np.testing.assert_allclose(np.array(answer["grad"]), want_grad, rtol=1e-4, atol=1e-7)
+  assert np.abs(want_grad).max() > 0
+  fresh = EPGObjective(3, action_dim=1, loss_window=32)  # the same φ with identity statistics answers otherwise
+  for a, b in zip(fresh.network.trainable_variables, objective.network.trainable_variables):
+    a.assign(b)
+  assert abs(float(fresh(inputs)["loss"]) - float(want)) > 1e-4

@@ -161,7 +161,8 @@ UPDATE_METRICS = ("epg_loss", "ppo_loss", "grad_norm")
 class RunResults(NamedTuple):
   """What a population of inner trainings did, per run [P]: the footnote's fitness, the number of
   episodes, the last episode's return and length; the raw inputs' moments (count, Σx, Σx²); the
-  mean update metrics; the trained agents (stacked)."""
+  mean update metrics; the trained agents (stacked); the learning curve [U, P]: the mean return of
+  the episodes each run finished in each collection (NaN where none did)."""
   fitness: tf.Tensor
   episodes: tf.Tensor
   last_return: tf.Tensor
@@ -169,6 +170,7 @@ class RunResults(NamedTuple):
   raw_moments: tuple
   update_metrics: dict
   agents: object
+  curve: tf.Tensor
 
 
 class EPGProblem(InnerProblem):
@@ -274,12 +276,15 @@ class EPGProblem(InnerProblem):
     moments_sum = (tf.zeros([]), tf.zeros([raw_size]), tf.zeros([raw_size]))  # count, Σx, Σx²
     act = self._act_fn(runs)
 
-    def body(u, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums):
+    def body(u, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums, curve):
       rollout_seed = tf.random.experimental.stateless_fold_in(loop_seed, u)
       env_state, trajectory, episodes = task.rollout(env_state, act, agents.policy, rollout_seed, c.update_every)
       finished = tf.reshape(episodes.finished, [c.update_every, size])
       returns = tf.reshape(episodes.returns, [c.update_every, size])
       count, weighted, last = episode_fitness(returns, finished, count, weighted, last)
+      ended = tf.reduce_sum(finished, axis=0)
+      curve = curve.write(u, tf.where(ended > 0, tf.reduce_sum(finished * returns, 0) / tf.maximum(ended, 1.0),
+                                      float("nan")))
       last_length = last_finished(tf.reshape(episodes.lengths, [c.update_every, size]), finished, last_length)
       buffer = tf.nest.map_structure(lambda old, new: tf.concat([old, new], 1)[:, -c.buffer_size:], buffer, trajectory)
       raw = tf.reshape(self.objective.raw_features(trajectory, self.policy), [-1, raw_size])
@@ -287,16 +292,17 @@ class EPGProblem(InnerProblem):
               sums[2] + tf.reduce_sum(tf.square(raw), 0))
       agents, metrics = self._update(agents, buffer, phi, alpha)
       metric_sums = tuple(s + tf.reduce_mean(metrics[n]) for s, n in zip(metric_sums, UPDATE_METRICS))
-      return u + 1, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums
+      return u + 1, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums, curve
 
     loop = (tf.constant(0), agents, env_state, self._empty_buffer(size), zeros, zeros, zeros, zeros, moments_sum,
-            tuple(tf.zeros([]) for _ in UPDATE_METRICS))
-    _, agents, _, _, count, weighted, last, last_length, sums, metric_sums = tf.while_loop(
+            tuple(tf.zeros([]) for _ in UPDATE_METRICS), tf.TensorArray(tf.float32, size=c.updates,
+                                                                       element_shape=[size]))
+    _, agents, _, _, count, weighted, last, last_length, sums, metric_sums, curve = tf.while_loop(
         lambda u, *_: u < c.updates, body, loop)
     return RunResults(fitness=fitness_from(count, weighted, last), episodes=count, last_return=last,
                       last_length=last_length, raw_moments=sums,
                       update_metrics={n: s / float(c.updates) for n, s in zip(UPDATE_METRICS, metric_sums)},
-                      agents=agents)
+                      agents=agents, curve=curve.stack())
 
   def population_losses(self, stacked_eta, state: EPGState, seed):
     c = self.config
@@ -317,11 +323,13 @@ class EPGProblem(InnerProblem):
     return -member_fitness, EPGState(state.epoch + 1), metrics
 
   # --- meta-test: fresh agents trained by the current loss alone, without rewards ------------
-  def meta_test(self, runs: int, seed, held_out: bool = False) -> RunResults:
-    """`runs` fresh agents trained with the current φ (the loss model's own parameters) and α = 0
-    on the training family or the held-out one."""
+  def meta_test(self, runs: int, seed, held_out: bool = False, ppo_weight=0.0) -> RunResults:
+    """`runs` fresh agents trained with the current φ (the loss model's own parameters) and α =
+    `ppo_weight` (0: the learned loss alone, without rewards; 1: PPO alone, the baseline) on the
+    training family or the held-out one."""
     phi = [tf.convert_to_tensor(v)[None] for v in self.objective.network.trainable_variables]
-    return self.train_population(phi, runs, tf.constant(0.0), seed, self.held_out_task if held_out else self.test_task)
+    return self.train_population(phi, runs, tf.cast(ppo_weight, tf.float32), seed,
+                                 self.held_out_task if held_out else self.test_task)
 
   def evaluate(self, state, episodes: int, seed: int):
     """The last episode's return of `episodes` meta-test runs on the training family."""

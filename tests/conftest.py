@@ -41,3 +41,15 @@ if "ScriptedEnv-v0" not in gym.registry:
 @pytest.fixture
 def repo_root():
   return REPO
+
+
+def run_tensorflow_only(script: str, *args) -> dict:
+  """Runs `script` (Python that imports TensorFlow, never tf_metarl, and prints one JSON line last)
+  in a fresh process with `args` as sys.argv[1:]; returns that JSON."""
+  import json
+  import subprocess
+  import sys
+  result = subprocess.run([sys.executable, "-c", script + "assert 'tf_metarl' not in sys.modules\n", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])

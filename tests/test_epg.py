@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import run_tensorflow_only
 from tf_metarl import errors
 from tf_metarl.agents.actor_critic import ActorCritic
 from tf_metarl.agents.optimizers import Adam
@@ -249,10 +250,6 @@ def test_epg_settings_that_cannot_work_are_one_line_errors(values, message):
 
 @pytest.mark.slow
 def test_an_exported_loss_keeps_its_statistics_and_a_tensorflow_only_process_calls_and_differentiates_it(tmp_path):
-  import json
-  import os
-  import subprocess
-  import sys
   from tf_metarl.export import export_objective
   objective = EPGObjective(3, action_dim=1, loss_window=32)
   objective.normalizer.update(tf.random.stateless_normal([500, objective.normalizer.size], [1, 1]) * 3.0 + 2.0)
@@ -272,12 +269,8 @@ def test_an_exported_loss_keeps_its_statistics_and_a_tensorflow_only_process_cal
       "  tape.watch(inputs['policy_outputs'])\n"
       "  value = loss(**inputs)['loss']\n"
       "grad = tape.gradient(value, inputs['policy_outputs'])\n"
-      "assert 'tf_metarl' not in sys.modules\n"
       "print(json.dumps({'loss': float(value), 'grad': grad.numpy().tolist()}))\n")
-  result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "inputs.npy")], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  assert result.returncode == 0, result.stderr[-2000:]
-  answer = json.loads(result.stdout.strip().splitlines()[-1])
+  answer = run_tensorflow_only(script, path, tmp_path / "inputs.npy")
   np.testing.assert_allclose(answer["loss"], float(want), rtol=1e-5)
   np.testing.assert_allclose(np.array(answer["grad"]), want_grad, rtol=1e-4, atol=1e-7)
   assert np.abs(want_grad).max() > 0

@@ -1,11 +1,11 @@
 """The implicit reward method (Place 2023): its second-order estimates against exact values, its
 meta-gradient's sign against the analytic one, and the method end to end on CartPole."""
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import run_tensorflow_only
 from tf_metarl import errors, losses
 from tf_metarl.algorithms.implicit_reward import ImplicitRewardConfig, ImplicitRewardTrainer
 from tf_metarl.envs import helper_rewards
@@ -386,9 +386,6 @@ def test_gradient_difference_hessian_products_match_exact_ones_on_the_policy_inn
 # --- export and training on a learned reward -------------------------------------------------------
 @pytest.mark.slow
 def test_exported_reward_answers_like_the_model_in_a_tensorflow_only_process(tmp_path):
-  import json
-  import subprocess
-  import sys
   from tf_metarl.export.learned_reward import export_reward, load_reward
   from tf_metarl.networks.learned_reward import LearnedReward
   model = LearnedReward(4, 2, hidden_sizes=(8,), initial_helper_weight=-0.5, initial_discount=0.95)
@@ -413,13 +410,9 @@ def test_exported_reward_answers_like_the_model_in_a_tensorflow_only_process(tmp
       "model = tf.saved_model.load(sys.argv[1])\n"
       "out = model.signatures['serving_default'](**{k: tf.constant(v) for k, v in inputs.items()})\n"
       "meta = json.loads(model.signatures['get_metadata']()['metadata'].numpy())\n"
-      "assert 'tf_metarl' not in sys.modules\n"
       "print(json.dumps({'shaped': out['shaped_rewards'].numpy().tolist(), 'discount': float(out['discount']),\n"
       "                  'helper': meta['helper']}))\n")
-  result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "inputs.npy")], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  assert result.returncode == 0, result.stderr[-2000:]
-  answer = json.loads(result.stdout.strip().splitlines()[-1])
+  answer = run_tensorflow_only(script, path, tmp_path / "inputs.npy")
   np.testing.assert_allclose(answer["shaped"], want.numpy(), rtol=1e-6)
   assert abs(answer["discount"] - 0.95) < 1e-6 and answer["helper"] == {"name": "random", "seed": 3, "scale": 2.0}
 

@@ -132,6 +132,20 @@ def test_diagonal_solver_is_exact_for_a_diagonal_hessian():
   assert relative_error(approx, non_diagonal.analytic(ETA)) > 1e-3
 
 
+def test_neumann_step_relative_to_the_hessians_scale_converges_where_a_fixed_step_diverges():
+  rng = np.random.default_rng(5)
+  q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+  a = q @ np.diag(np.linspace(5.0, 40.0, 6)) @ q.T  # λ_max = 40: a fixed α = 1 diverges
+  b = tf.constant(rng.normal(size=6))
+  matvec = lambda v: tf.linalg.matvec(tf.constant(a), v)
+  want = np.linalg.solve(a, b.numpy())
+  fixed, _ = NeumannSolver(steps=30, alpha=1.0).solve(matvec, b)
+  assert not np.all(np.isfinite(fixed.numpy())) or relative_error(fixed.numpy(), want) > 1e3
+  scaled, metrics = NeumannSolver(steps=30, alpha=1.0, power_iterations=20).solve(matvec, b, tf.constant([1, 2]))
+  assert abs(float(metrics["neumann_step"]) * 40.0 - 1.0) < 0.05  # α / λ̂ with λ̂ ≈ λ_max
+  assert relative_error(scaled.numpy(), want) < 0.02  # (1 − 5/40)^30 ≈ 0.018
+
+
 def test_hessian_vector_products_against_the_matrix():
   problem = QuadraticProblem()
   v = tf.constant(np.random.default_rng(3).normal(size=N_THETA))

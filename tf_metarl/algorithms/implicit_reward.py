@@ -80,6 +80,7 @@ class ImplicitRewardConfig:
   solver: str = "neumann"
   neumann_steps: int = 10              # T
   neumann_alpha: float = 1.0           # α of x ← x + α(b − Hx)
+  neumann_power_iterations: int = 0    # > 0: the step is α / λ̂_max, λ̂ by this many power iterations
   cg_steps: int = 10
   cg_tolerance: float = 1e-4
   diagonal_probes: int = 4
@@ -114,6 +115,9 @@ class ImplicitRewardConfig:
     for name in ("inner_iterations", "neumann_steps", "cg_steps", "diagonal_probes"):
       if int(getattr(self, name)) < 1:
         raise errors.ConfigError(f"implicit_reward.{name} must be >= 1, got {getattr(self, name)}")
+    if self.neumann_power_iterations < 0:
+      raise errors.ConfigError(f"implicit_reward.neumann_power_iterations must be >= 0, got "
+                               f"{self.neumann_power_iterations}")
     if not 0 <= self.inner_phase_min_iterations <= self.inner_phase_max_iterations:
       raise errors.ConfigError("implicit_reward.inner_phase_min_iterations must be in "
                                f"[0, inner_phase_max_iterations = {self.inner_phase_max_iterations}], "
@@ -353,7 +357,8 @@ def make_estimator(config: ImplicitRewardConfig):
   if config.method == "bipars":
     solver = NeumannSolver(steps=1, alpha=config.bipars_step)
   elif config.solver == "neumann":
-    solver = NeumannSolver(steps=config.neumann_steps, alpha=config.neumann_alpha)
+    solver = NeumannSolver(steps=config.neumann_steps, alpha=config.neumann_alpha,
+                           power_iterations=config.neumann_power_iterations)
   elif config.solver == "cg":
     solver = ConjugateGradientSolver(steps=config.cg_steps, tolerance=config.cg_tolerance)
   else:

@@ -24,19 +24,38 @@ class NeumannSolver:
   """Truncated Neumann / Richardson series x_J = α Σ_{j<J} (I − αA)^j b.
 
   Converges for symmetric positive-definite A when 0 < α < 2/λ_max; with eigenvalues in
-  [μ, L] and α ≤ 1/L the error is at most (1 − αμ)^J ‖A⁻¹b‖.
+  [μ, L] and α ≤ 1/L the error is at most (1 − αμ)^J ‖A⁻¹b‖. With `power_iterations` > 0, α is
+  relative to A's scale: the step is α / λ̂, λ̂ the largest |eigenvalue| estimated by that many
+  power iterations from a random start (each one more product), so α = 1 keeps αA's spectrum in
+  (0, 1] whatever the Hessian's scale (a Rayleigh estimate never exceeds λ_max; the series still
+  converges while it exceeds λ_max / 2).
   """
   steps: int = 20
   alpha: float = 0.1
+  power_iterations: int = 0
+
+  def step_size(self, matvec: MatVec, b, seed=None):
+    """α, or α / λ̂ with power iterations."""
+    if not self.power_iterations:
+      return tf.constant(self.alpha, b.dtype)
+    seed = tf.constant([0, 0]) if seed is None else seed
+    v = tf.random.stateless_normal(tf.shape(b), seed, dtype=b.dtype)
+    estimate = tf.constant(0.0, b.dtype)
+    for _ in range(self.power_iterations):
+      v = v / (tf.norm(v) + 1e-30)
+      av = matvec(v)
+      estimate = tf.abs(_dot(v, av))
+      v = av
+    return self.alpha / (estimate + 1e-12)
 
   def solve(self, matvec: MatVec, b, seed=None):
-    del seed
+    alpha = self.step_size(matvec, b, seed)
     term = b
-    x = self.alpha * b
+    x = alpha * b
     for _ in range(self.steps - 1):
-      term = term - self.alpha * matvec(term)
-      x = x + self.alpha * term
-    return x, {}
+      term = term - alpha * matvec(term)
+      x = x + alpha * term
+    return x, ({"neumann_step": alpha} if self.power_iterations else {})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -234,6 +234,7 @@ def test_an_es_epoch_moves_phi_and_the_meta_test_trains_fresh_agents_without_rew
   assert len(stats.returns) == 4  # each run's last episode
   returns = trainer.evaluate(3)
   assert len(returns) == 3 and all(np.isfinite(returns))
+  assert len(trainer.evaluate(2)) == 2  # another number of runs, another compiled meta-test
 
 
 @pytest.mark.parametrize("values, message", [

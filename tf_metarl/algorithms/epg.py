@@ -188,7 +188,7 @@ class EPGProblem(InnerProblem):
     self.task = self._family(config.randomize, reset_period=config.runs_per_member)
     self.test_task = self._family(config.randomize)
     self.held_out_task = self._family(config.held_out)
-    self._meta_test_graph = None
+    self._meta_test_graphs = {}
     self.policy, self.critic = make_networks(env_info, OnPolicyConfig(hidden_sizes=tuple(config.hidden_sizes)), seed,
                                              config.memory_units)
     self.agent = ActorCritic(self.policy, self.critic, Adam(config.inner_learning_rate, epsilon=1e-5),
@@ -335,9 +335,9 @@ class EPGProblem(InnerProblem):
     """The last episode's return of `episodes` meta-test runs on the training family."""
     if episodes <= 0:
       return []
-    if self._meta_test_graph is None:
-      self._meta_test_graph = tf.function(lambda s: self.meta_test(episodes, s).last_return)
-    return self._meta_test_graph(tf.constant([seed % (2**31), 5])).numpy().tolist()
+    if episodes not in self._meta_test_graphs:  # one compiled meta-test per number of runs
+      self._meta_test_graphs[episodes] = tf.function(lambda s: self.meta_test(episodes, s).last_return)
+    return self._meta_test_graphs[episodes](tf.constant([seed % (2**31), 5])).numpy().tolist()
 
   def _empty_buffer(self, size: int) -> Trajectory:
     """[P, N, ...] zeros (the paper pads the buffer with zeros before it fills)."""

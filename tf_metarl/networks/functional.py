@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_metarl import errors
+
 
 def functional_call(model: keras.Model, trainable_values: Sequence[tf.Tensor], *args, **kwargs):
   """Evaluates `model(*args)` with `trainable_values` in place of `model.trainable_variables`.
@@ -57,7 +59,6 @@ def stateless_initial_values(model: keras.Model, seed) -> List[tf.Tensor]:
   Raises:
     ConfigError: a parameter has a random initializer other than VarianceScaling.
   """
-  from tf_metarl import errors
   initializers = {}
   for layer in model._flatten_layers(include_self=True):
     for attribute in ("kernel", "bias", "embeddings"):

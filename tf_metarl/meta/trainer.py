@@ -158,11 +158,8 @@ class MetaTrainer(Trainable):
   def iteration(self):
     phase = self.run_inner_phase()
     metrics = self._step(self._next_seed())
-    if phase:
-      metrics = dict(metrics, **{k: v for k, v in phase.items() if k.startswith("inner/")})
-      metrics["env_steps"] = metrics["env_steps"] + tf.cast(phase["env_steps"], metrics["env_steps"].dtype)
-      if "episodes" in phase:
-        metrics["episodes"] = merge_metrics([phase, metrics])["episodes"] if "episodes" in metrics else phase["episodes"]
+    if phase:  # steps summed, episodes concatenated, metrics both report averaged over every step
+      metrics = merge_metrics([phase, metrics])
     self.env_steps.assign_add(metrics.pop("env_steps"))
     stats = EpisodeStats()
     episodes = metrics.pop("episodes", None)

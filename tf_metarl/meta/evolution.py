@@ -108,12 +108,8 @@ class EvolutionStrategiesEstimator:
     noise_seed, inner_seed = self.split_seed(seed)
     noise = self.noise(eta, noise_seed)
     if problem.evaluates_populations():  # the problem batches its members itself
-      stacked = [p[None] + self.sigma * n for p, n in zip(eta, noise)]
-      losses, state, metrics = problem.population_losses(stacked, state, inner_seed)
-      grads = self.gradient(eta, noise_seed, losses)
-      return grads, state, dict(metrics, meta_loss=tf.reduce_mean(losses),
-                                member_loss_std=tf.math.reduce_std(losses))
-    if self.vectorize:
+      losses, state, metrics = problem.population_losses(self._perturb(eta, noise), state, inner_seed)  # η broadcast: [V, ...]
+    elif self.vectorize:
       member = lambda eps: self.member_loss(problem, self._perturb(eta, eps), state, inner_seed)
       losses, stacked = tf.vectorized_map(member, noise)
       metrics = _merge_stacked(stacked)

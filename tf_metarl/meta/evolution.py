@@ -108,7 +108,8 @@ class EvolutionStrategiesEstimator:
     noise_seed, inner_seed = self.split_seed(seed)
     noise = self.noise(eta, noise_seed)
     if problem.evaluates_populations():  # the problem batches its members itself
-      losses, state, metrics = problem.population_losses(self._perturb(eta, noise), state, inner_seed)  # η broadcast: [V, ...]
+      # η + σ ε broadcasts to [V, ...]: every member's η at once.
+      losses, state, metrics = problem.population_losses(self._perturb(eta, noise), state, inner_seed)
     elif self.vectorize:
       member = lambda eps: self.member_loss(problem, self._perturb(eta, eps), state, inner_seed)
       losses, stacked = tf.vectorized_map(member, noise)

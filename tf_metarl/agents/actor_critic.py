@@ -73,7 +73,14 @@ class ActorCritic:
   def act_from_outputs(self, outputs, seed) -> Dict[str, tf.Tensor]:
     """`act` given the policy's outputs [N, P] (a population computes all members' outputs, then
     samples them in one op: stateless sampling has no `tf.vectorized_map` converter)."""
-    actions = self.policy.sample(outputs, seed)
+    return self._action_record(outputs, self.policy.sample(outputs, seed))
+
+  def act_from_uniform(self, outputs, uniform) -> Dict[str, tf.Tensor]:
+    """`act_from_outputs` with the sampling noise given (uniform in (0, 1), shaped like outputs),
+    so copies can share it (common random numbers)."""
+    return self._action_record(outputs, self.policy.sample_from_uniform(outputs, uniform))
+
+  def _action_record(self, outputs, actions) -> Dict[str, tf.Tensor]:
     return {"actions": actions, "log_probs": self.policy.log_prob(outputs, actions), "policy_outputs": outputs}
 
   def greedy(self, policy_params, observations):

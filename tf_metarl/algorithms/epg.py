@@ -230,8 +230,7 @@ class EPGProblem(InnerProblem):
           stacked_policy, observations)
       members = outputs.shape[0] // runs
       uniform = tf.random.stateless_uniform([runs, outputs.shape[-1]], seed, minval=1e-7, maxval=1.0)
-      actions = self.policy.sample_from_uniform(outputs, tf.tile(uniform, [members, 1]))
-      return {"actions": actions, "log_probs": self.policy.log_prob(outputs, actions), "policy_outputs": outputs}
+      return self.agent.act_from_uniform(outputs, tf.tile(uniform, [members, 1]))
 
     return act
 

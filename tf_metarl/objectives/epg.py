@@ -135,10 +135,14 @@ class EPGObjective(Objective):
 
   def features(self, inputs):
     """(raw [B, N, R], policy [B, N, P]) from named inputs; raw in the normaliser's order."""
+    return self._raw(inputs), tf.concat([inputs["policy_outputs"], inputs["memory"]], -1)
+
+  def _raw(self, inputs):
+    """(s, a, d [, r]) [B, N, R] from named inputs: the part the running statistics normalise."""
     raw = [inputs["observations"], inputs["behaviour_actions"], inputs["episode_ends"][..., None]]
     if self.reward_input:
       raw.append(inputs["rewards"][..., None])
-    return tf.concat(raw, -1), tf.concat([inputs["policy_outputs"], inputs["memory"]], -1)
+    return tf.concat(raw, -1)
 
   def per_sample(self, inputs, params=None):
     """l_t [B, N]; `params`: φ as explicit tensors (ES members), default the model's own."""
@@ -170,11 +174,9 @@ class EPGObjective(Objective):
   def raw_features(self, trajectory, policy) -> tf.Tensor:
     """The normalised part of the inputs, (s, a, d [, r]) [B, T, R], of a `Trajectory` collected
     by `policy` (its `action_features`): what the running statistics are computed from."""
-    raw = [tf.cast(trajectory.observations, tf.float32), policy.action_features(trajectory.actions),
-           trajectory.episode_ends[..., None]]
-    if self.reward_input:
-      raw.append(trajectory.rewards[..., None])
-    return tf.concat(raw, -1)
+    return self._raw({"observations": tf.cast(trajectory.observations, tf.float32),
+                      "behaviour_actions": policy.action_features(trajectory.actions),
+                      "episode_ends": trajectory.episode_ends, "rewards": trajectory.rewards})
 
   @property
   def normalizer(self):

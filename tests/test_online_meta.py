@@ -141,7 +141,7 @@ def test_gymnasium_rollout_reports_episodes_where_they_end():
   task = make_task("CartPole-v1", 3, seed=0)
   policy = frodo.problem.params(frodo.state.read())[:len(frodo.policy.trainable_variables)]
   _, trajectory, episodes = task.rollout(task.reset(None, 3), frodo.problem._policy, policy, tf.constant([0, 1]), 60)
-  ends = np.maximum(trajectory.terminated.numpy(), trajectory.truncated.numpy()).reshape(-1)
+  ends = np.maximum(trajectory.terminated.numpy(), trajectory.truncated.numpy()).T.reshape(-1)  # time-major
   np.testing.assert_array_equal(episodes.finished.numpy(), ends)
   assert ends.sum() >= 3
   np.testing.assert_array_equal(episodes.returns.numpy()[ends > 0], episodes.lengths.numpy()[ends > 0])
@@ -149,7 +149,7 @@ def test_gymnasium_rollout_reports_episodes_where_they_end():
   # Each copy's first episode length is the index of its first end + 1.
   rows = np.maximum(trajectory.terminated.numpy(), trajectory.truncated.numpy())
   first_ends = {i: int(np.argmax(row > 0)) for i, row in enumerate(rows) if row.any()}
-  lengths = episodes.lengths.numpy().reshape(3, 60)
+  lengths = episodes.lengths.numpy().reshape(60, 3).T
   assert first_ends and all(int(lengths[i, t]) == t + 1 for i, t in first_ends.items())
 
 

@@ -58,11 +58,15 @@ class RolloutCollector:
     space = env.single_action_space
     self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
     self._discrete = isinstance(space, gym.spaces.Discrete)
-    obs, _ = env.reset(seed=seed)
+    self.total_steps = 0
+    self.reset(seed)
+
+  def reset(self, seed: int) -> None:
+    """Starts new episodes in every copy (seeded: copy i with seed + i)."""
+    obs, _ = self.env.reset(seed=int(seed))
     self.observations = np.asarray(obs, np.float32)
     self._running_return = np.zeros(self.num_envs, np.float64)
     self._running_length = np.zeros(self.num_envs, np.int64)
-    self.total_steps = 0
 
   def env_actions(self, actions: np.ndarray) -> np.ndarray:
     """Maps policy actions to what the environment accepts (clipped to a Box's bounds)."""

@@ -117,27 +117,43 @@ class RandomWalkTask(BatchedTask):
 
 
 class GymTask(Task):
-  """A discrete-action gymnasium environment: Python copies stepped inside a `tf.py_function`.
+  """A gymnasium environment: Python copies stepped inside a `tf.py_function`.
 
   The copies live in this object, so `env_state` is a placeholder and episodes in progress are
-  not checkpointed (a resumed run starts fresh episodes).
+  not checkpointed (a resumed run starts fresh episodes). `reset(seed)` starts new episodes in
+  every copy, copy i seeded from (seed, i) (a randomised family draws its tasks there).
+  `continuous`: also accept continuous actions (clipped to the bounds for the environment and
+  recorded as sampled; `num_actions` is then 0 and `action_dim` their size). `env_kwargs` go to
+  every copy's constructor (e.g. a family's `randomize` ranges).
   """
 
-  def __init__(self, env_id: str, num_envs: int, seed: int):
+  def __init__(self, env_id: str, num_envs: int, seed: int, continuous: bool = False, env_kwargs=None):
     info = describe_env(env_id)
-    if info.action_kind != DISCRETE:
+    if info.action_kind != DISCRETE and not continuous:
       raise errors.IncompatibleSpaceError(
           f"online meta-gradient methods need discrete actions; {env_id} has continuous actions")
     self.name, self.num_envs = env_id, int(num_envs)
-    self.observation_size, self.num_actions = int(np.prod(info.observation_shape)), int(info.num_actions)
-    self.collector = RolloutCollector(make_vector_env(env_id, num_envs, seed), seed)
-    self.eval_env = make_env(env_id)
+    self.observation_size = int(np.prod(info.observation_shape))
+    self.num_actions = int(info.num_actions or 0)
+    self.action_dim = info.action_dim
+    self._outputs = self.num_actions or 2 * self.action_dim  # logits, or Gaussian (mean, log std)
+    self.collector = RolloutCollector(make_vector_env(env_id, num_envs, seed, **(env_kwargs or {})), seed)
+    self.eval_env = make_env(env_id, **(env_kwargs or {}))
     self._compiled = {}
 
   def reset(self, seed, num_envs: int):
     if num_envs != self.num_envs:
       raise errors.ConfigError(f"{self.name}: built for {self.num_envs} copies, asked for {num_envs}")
-    return tf.zeros([], tf.int32)
+
+    def reset_copies(seed_value):
+      self.collector.reset((int(seed_value[0]) * 1_000_003 + int(seed_value[1])) % (2**31))
+      return np.int32(0)
+
+    if seed is None:  # the copies as they are (reset when this task was built)
+      return tf.zeros([], tf.int32)
+    state = tf.py_function(reset_copies, [tf.cast(seed, tf.int32)], tf.int32)
+    state.set_shape([])
+    return state
 
   def _compiled_fn(self, fn):
     if fn not in self._compiled:
@@ -158,20 +174,23 @@ class GymTask(Task):
       trajectory, stats = self.collector.collect(act_numpy, length)
       return tuple(trajectory) + stats.per_step(self.num_envs, length)
 
-    dtypes = [tf.float32, tf.int32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32,
+    action_dtype = tf.int32 if self.num_actions else tf.float32
+    dtypes = [tf.float32, action_dtype, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32,
               tf.float32, tf.float32, tf.int32]
     params = [tf.stop_gradient(p) for p in policy_params]  # collection is never differentiated
-    outputs = tf.py_function(collect, [tf.cast(seed, tf.int32)] + params, dtypes)
+    with tf.control_dependencies([env_state]):  # after the reset that precedes it
+      outputs = tf.py_function(collect, [tf.cast(seed, tf.int32)] + params, dtypes)
     b, t, o = self.num_envs, length, self.observation_size
-    shapes = [[b, t, o], [b, t], [b, t], [b, t, o], [b, t], [b, t], [b, t, self.num_actions], [b, t], [b, t], [b, t],
+    actions = [b, t] if self.num_actions else [b, t, self.action_dim]
+    shapes = [[b, t, o], actions, [b, t], [b, t, o], [b, t], [b, t], [b, t, self._outputs], [b, t], [b, t], [b, t],
               [b, t]]
     for x, shape in zip(outputs, shapes):
       x.set_shape(shape)
     num_fields = len(Trajectory._fields)
     trajectory = Trajectory(*outputs[:num_fields])
     ends = tf.maximum(trajectory.terminated, trajectory.truncated)
-    episodes = Episodes(tf.reshape(outputs[num_fields], [-1]), tf.reshape(outputs[num_fields + 1], [-1]),
-                        tf.reshape(ends, [-1]))
+    time_major = lambda x: tf.reshape(tf.transpose(x), [-1])  # [b, t] -> [t·b], as BatchedTask orders episodes
+    episodes = Episodes(time_major(outputs[num_fields]), time_major(outputs[num_fields + 1]), time_major(ends))
     return env_state, trajectory, episodes
 
   def evaluate(self, greedy_fn, policy_params, episodes: int, seed: int) -> List[float]:
@@ -183,8 +202,8 @@ def make_task(name: str, num_envs: int, seed: int, rows: int = 11, columns: int 
               continuous: bool = False) -> Task:
   """`catch` (rows × columns), `random_walk`, a discrete-action TensorFlow-native id (e.g.
   `tf_metarl/CartPole-v1`: collected in graph), or any discrete-action gymnasium id.
-  `continuous`: also accept continuous-action TensorFlow-native ids (actions clipped to the
-  bounds for the environment and recorded as sampled; `num_actions` is then 0)."""
+  `continuous`: also accept continuous-action ids (actions clipped to the bounds for the
+  environment and recorded as sampled; `num_actions` is then 0)."""
   if name == "catch":
     return BatchedTask("catch", Catch(rows, columns), NUM_ACTIONS, evaluation_steps=rows - 1)
   if name == "random_walk":
@@ -198,4 +217,4 @@ def make_task(name: str, num_envs: int, seed: int, rows: int = 11, columns: int 
       raise errors.IncompatibleSpaceError(
           f"online meta-gradient methods need discrete actions; {name} has continuous actions")
     return BatchedTask(name, env, env.num_actions, evaluation_steps=env.max_episode_steps)
-  return GymTask(name, num_envs, seed)
+  return GymTask(name, num_envs, seed, continuous=continuous)

@@ -84,12 +84,12 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     raise errors.UnknownEnvironmentError(f"environment {env_id!r} needs an extra that is not installed: {e}") from None
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int = 0) -> gym.vector.VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, seed: int = 0, **kwargs) -> gym.vector.VectorEnv:
   """Creates `num_envs` synchronous copies that reset in the same step (final observation in infos).
 
   With `SAME_STEP` autoreset, `step` returns the first observation of the next episode for copies
   whose episode ended, and the true last observation under `infos["final_obs"]`; collection uses
-  it to bootstrap truncated episodes.
+  it to bootstrap truncated episodes. `kwargs` go to every copy's constructor.
   """
   _check_id(env_id)
   if num_envs < 1:
@@ -97,7 +97,7 @@ def make_vector_env(env_id: str, num_envs: int, seed: int = 0) -> gym.vector.Vec
   _route_mujoco_warnings()
   try:
     env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                       vector_kwargs=dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
+                       vector_kwargs=dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP), **kwargs)
   except gym.error.DependencyNotInstalled as e:
     raise errors.UnknownEnvironmentError(f"environment {env_id!r} needs an extra that is not installed: {e}") from None
   env.action_space.seed(seed)  # The first reset (and its seed) is the collector's.

@@ -1,7 +1,7 @@
 """Registers tf_metarl's environments with gymnasium (idempotent; done on `import tf_metarl.envs`)."""
 import gymnasium as gym
 
-from tf_metarl.envs import classic_control
+from tf_metarl.envs import classic_control, mujoco_families
 
 ENVIRONMENTS = {
     "tf_metarl/Catch-v0": "tf_metarl.envs.catch:CatchEnv",
@@ -19,3 +19,6 @@ def register_all():
     if env_id not in gym.registry:
       gym.register(env_id, entry_point="tf_metarl.envs.classic_control:NativeGymEnv", max_episode_steps=limit,
                    kwargs={"env_id": env_id})
+  for env_id, (entry_point, limit, _) in mujoco_families.FAMILIES.items():
+    if env_id not in gym.registry:
+      gym.register(env_id, entry_point=entry_point, max_episode_steps=limit)

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 class Episodes(NamedTuple):
   """Per-step episode bookkeeping of a collection, flattened to [N]: `finished` is 1 where an
-  episode ended at that step, with its undiscounted `returns` and `lengths` there (else 0)."""
+  episode ended at that step, with its undiscounted `returns` and `lengths` there (else 0).
+  Tasks flatten time-major ([T, copies] -> [T·copies]), so a reshape recovers each copy's."""
   returns: tf.Tensor
   lengths: tf.Tensor
   finished: tf.Tensor

@@ -220,3 +220,28 @@ def test_fitness_shaping():
   z = shape_losses(losses, "z_score").numpy()
   assert abs(z.mean()) < 1e-6 and abs(z.std() - 1) < 1e-4
   np.testing.assert_array_equal(shape_losses(losses, "none").numpy(), losses.numpy())
+
+
+def test_fitness_shaping_gives_ties_one_rank_and_leaves_lost_members_out():
+  tied = shape_losses(tf.constant([2.0, 2.0, 2.0, 2.0]), "centered_rank").numpy()
+  np.testing.assert_array_equal(tied, np.zeros(4))  # no differences, no step
+  np.testing.assert_allclose(shape_losses(tf.constant([1.0, 5.0, 1.0]), "centered_rank").numpy(),
+                             [-0.25, 0.5, -0.25])
+  nan = float("nan")
+  lost = tf.constant([3.0, nan, -1.0, 10.0, 0.0])
+  np.testing.assert_allclose(shape_losses(lost, "centered_rank").numpy(), [1 / 6, 0, -0.5, 0.5, -1 / 6], rtol=1e-6)
+  z = shape_losses(lost, "z_score").numpy()
+  assert z[1] == 0 and abs(np.delete(z, 1).mean()) < 1e-6 and abs(np.delete(z, 1).std() - 1) < 1e-4
+  np.testing.assert_array_equal(shape_losses(lost, "none").numpy(), [3, 0, -1, 10, 0])
+
+
+def test_the_estimate_from_the_members_that_came_back():
+  """A lost member (NaN loss) is left out: the estimate equals the one of a population without
+  it, its ε weighted 0, the average over the members that remain."""
+  es = EvolutionStrategiesEstimator(population=4, sigma=0.5, antithetic=False, shaping="none")
+  eta, seed = [tf.constant([1.0, -2.0, 0.5])], tf.constant([3, 4])
+  noise = es.noise(eta, seed)[0].numpy()
+  losses = np.array([1.0, float("nan"), -2.0, 4.0], np.float32)
+  got = es.gradient(eta, seed, tf.constant(losses))[0].numpy()
+  keep = [0, 2, 3]
+  np.testing.assert_allclose(got, losses[keep] @ noise[keep] / (3 * 0.5), rtol=1e-5)

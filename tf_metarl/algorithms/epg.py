@@ -20,7 +20,9 @@ normalisation statistics are updated once per epoch from everything the epoch co
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Tuple
+import functools
+import json
+from typing import NamedTuple, Optional, Tuple
 
 import keras
 import numpy as np
@@ -36,12 +38,16 @@ from tf_metarl.envs.gym_envs import describe_env
 from tf_metarl.learners.on_policy import OnPolicyConfig, make_networks
 from tf_metarl.meta.evolution import SHAPINGS, EvolutionStrategiesEstimator
 from tf_metarl.meta.problem import Episodes, InnerProblem
+from tf_metarl.meta.remote import RayMembers
 from tf_metarl.meta.trainer import MetaTrainer
 from tf_metarl.networks.functional import stateless_initial_values
 from tf_metarl.objectives.epg import RECEPTIVE_FIELD, EPGObjective
 from tf_metarl.objectives.policy_gradient import PPOObjective
-from tf_metarl.tasks import BatchedTask
+from tf_metarl.tasks import BatchedTask, GymTask, Task
 from tf_metarl.trajectories import Trajectory
+
+
+BACKENDS = ("graph", "ray")
 
 
 @dataclasses.dataclass
@@ -70,6 +76,12 @@ class EPGConfig:
   shaping: str = "centered_rank"
   meta_learning_rate: float = 1e-2     # Adam on the estimate, as the reference
   l2: float = 1e-3                     # the reference's outer L2 penalty on φ
+  # where the inner trainings run
+  backend: str = "graph"               # graph: all in one compiled computation (tf_metarl/... envs);
+  #                                      ray: one Ray task per member (any environment, e.g. MuJoCo)
+  ray_address: str = ""                # "": start Ray on this machine; auto, host:port or ray://host:port
+  ray_workers: int = 0                 # worker processes when Ray starts here (0: one per core)
+  member_timeout_s: float = 0.0        # a member not back this long after its epoch began is lost (0: no limit)
 
   def validate(self) -> "EPGConfig":
     for name in ("updates", "update_every", "buffer_size", "gradient_steps", "runs_per_member", "memory_units"):
@@ -81,9 +93,16 @@ class EPGConfig:
     if self.buffer_size < RECEPTIVE_FIELD:
       raise errors.ConfigError(f"epg.buffer_size ({self.buffer_size}) is shorter than the loss's receptive field "
                                f"of {RECEPTIVE_FIELD} steps")
-    if not classic_control.is_native(self.env):
+    if self.backend not in BACKENDS:
+      raise errors.ConfigError(f"epg.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+    if self.backend == "graph" and not classic_control.is_native(self.env):
       raise errors.ConfigError(f"epg.env must be a TensorFlow-native environment (tf_metarl/...) for the in-graph "
-                               f"path, got {self.env!r}")
+                               f"path, got {self.env!r}; use epg.backend=ray for gymnasium environments")
+    if self.max_episode_steps and not classic_control.is_native(self.env):
+      raise errors.ConfigError(f"epg.max_episode_steps applies to tf_metarl/ classic-control environments; "
+                               f"{self.env} keeps its registered time limit")
+    if self.ray_workers < 0 or self.member_timeout_s < 0:
+      raise errors.ConfigError("epg.ray_workers and epg.member_timeout_s must be >= 0")
     classic_control.parse_ranges(self.randomize)
     classic_control.parse_ranges(self.held_out)
     if self.shaping not in SHAPINGS:
@@ -180,15 +199,17 @@ class EPGProblem(InnerProblem):
     seed: the agents' networks are built from it (their parameters are redrawn for every run).
   """
 
-  def __init__(self, config: EPGConfig, objective: EPGObjective, seed: int):
+  def __init__(self, config: EPGConfig, objective: EPGObjective, seed: int, members: Optional[RayMembers] = None):
     self.config = config.validate()
     self.objective = objective
+    self.seed = int(seed)
     env_info = describe_env(config.env)
     self.env_info = env_info
-    self.task = self._family(config.randomize, reset_period=config.runs_per_member)
-    self.test_task = self._family(config.randomize)
-    self.held_out_task = self._family(config.held_out)
+    self.task = self._family(config.randomize, config.runs_per_member, reset_period=config.runs_per_member)
+    self._test_tasks = {}
     self._meta_test_graphs = {}
+    self.members = members  # evaluate members on Ray (`remote_population_losses`) rather than in one graph
+    self.member_fn = evaluate_member  # what a Ray task runs for one member
     self.policy, self.critic = make_networks(env_info, OnPolicyConfig(hidden_sizes=tuple(config.hidden_sizes)), seed,
                                              config.memory_units)
     self.agent = ActorCritic(self.policy, self.critic, Adam(config.inner_learning_rate, epsilon=1e-5),
@@ -196,14 +217,27 @@ class EPGProblem(InnerProblem):
     self.ppo = PPOObjective()
     self.steps_per_run = config.updates * config.update_every
 
-  def _family(self, ranges: str, reset_period: int = 0) -> BatchedTask:
-    """The randomised task family of `ranges`, each environment copy keeping its task; with
-    `reset_period` W, run w of every member draws the same task and initial states."""
+  def _family(self, ranges: str, copies: int, reset_period: int = 0) -> Task:
+    """The randomised task family of `ranges`, each environment copy keeping its task. In graph
+    (tf_metarl/ ids; any number of copies), with `reset_period` W run w of every member draws the
+    same task and initial states; a gymnasium family (`copies` Python environments, its ranges as
+    the `randomize` argument) draws its tasks from the seed of each reset, the same for every
+    member."""
+    if not classic_control.is_native(self.config.env):
+      return GymTask(self.config.env, copies, self.seed, continuous=True,
+                     env_kwargs={"randomize": ranges} if ranges else None)
     native = classic_control.make_native(self.config.env, randomize=classic_control.parse_ranges(ranges),
                                          keep_tasks=True, max_episode_steps=self.config.max_episode_steps or None,
                                          reset_period=reset_period)
     env = native if native.discrete else batched.ClippedActions(native, native.action_low, native.action_high)
     return BatchedTask(self.config.env, env, self.env_info.num_actions, evaluation_steps=native.max_episode_steps)
+
+  def test_task(self, held_out: bool, runs: int) -> Task:
+    """The meta-test family (the training ranges or the held-out ones) for `runs` runs."""
+    key = (held_out, 0 if classic_control.is_native(self.config.env) else runs)
+    if key not in self._test_tasks:
+      self._test_tasks[key] = self._family(self.config.held_out if held_out else self.config.randomize, runs)
+    return self._test_tasks[key]
 
   def init(self, eta, seed) -> EPGState:
     return EPGState(epoch=tf.constant(0, tf.int64))
@@ -258,7 +292,7 @@ class EPGProblem(InnerProblem):
 
     return population.vectorize(one)(stacked_agents, buffer, stacked_phi)
 
-  def train_population(self, stacked_phi, runs: int, alpha, seed, task: BatchedTask) -> RunResults:
+  def train_population(self, stacked_phi, runs: int, alpha, seed, task: Task) -> RunResults:
     """Trains V × `runs` fresh agents, run w of member v with loss φ_v (`stacked_phi` [V, ...]) on
     task w of `task`'s family (the same agent and task for run w of every member), and returns
     what they did; no side effects (the normalisation statistics are read, not updated)."""
@@ -308,18 +342,75 @@ class EPGProblem(InnerProblem):
     members, runs = int(stacked_eta[0].shape[0]), c.runs_per_member
     alpha = ppo_weight(state.epoch, c.ppo_anneal_epochs)
     results = self.train_population(stacked_eta, runs, alpha, seed, self.task)
+    return self._epoch_outcome(results, members, alpha, state, {})
+
+  def _epoch_outcome(self, results: RunResults, members: int, alpha, state: EPGState, extra: dict):
+    """What both paths do with an epoch's runs: the members' losses (−mean fitness of their W
+    runs; NaN for a lost member), the statistics merged, the metrics (over the runs that came
+    back)."""
+    runs = self.config.runs_per_member
     count, total, squares = results.raw_moments
-    mean = total / count
-    self.objective.normalizer.merge(count, mean, tf.maximum(squares / count - tf.square(mean), 0.0))
+    mean = total / tf.maximum(count, 1.0)
+    self.objective.normalizer.merge(count, mean, tf.maximum(squares / tf.maximum(count, 1.0) - tf.square(mean), 0.0))
+    back = tf.math.is_finite(results.fitness)  # [P]
     # Each run's last episode: the training return the trainer logs (what an inner training ends at).
-    episodes = Episodes(results.last_return, tf.cast(results.last_length, tf.int32),
-                        tf.cast(results.episodes > 0, tf.float32))
-    metrics = {"env_steps": tf.constant(members * runs * self.steps_per_run, tf.int64), "episodes": episodes,
-               "epg/run_fitness": results.fitness, "epg/fitness": tf.reduce_mean(results.fitness),
-               "epg/episodes_per_run": tf.reduce_mean(results.episodes), "epg/ppo_weight": alpha}
+    episodes = Episodes(tf.where(back, results.last_return, 0.0), tf.cast(results.last_length, tf.int32),
+                        tf.cast(tf.logical_and(back, results.episodes > 0), tf.float32))
+    present = lambda x: tf.reduce_mean(tf.boolean_mask(x, back))
+    steps = tf.reduce_sum(tf.cast(back, tf.int64)) * self.steps_per_run
+    metrics = {"env_steps": steps, "episodes": episodes, "epg/run_fitness": results.fitness,
+               "epg/fitness": present(results.fitness), "epg/episodes_per_run": present(results.episodes),
+               "epg/ppo_weight": alpha, **extra}
     metrics.update({f"epg/{n}": v for n, v in results.update_metrics.items()})
     member_fitness = tf.reduce_mean(tf.reshape(results.fitness, [members, runs]), axis=1)
     return -member_fitness, EPGState(state.epoch + 1), metrics
+
+  # --- the same epoch on Ray: one task per member -------------------------------------------
+  def evaluates_remotely(self) -> bool:
+    return self.members is not None
+
+  def remote_population_losses(self, estimator, eta, noise_seed, state: EPGState, seed):
+    c = self.config
+    alpha = ppo_weight(state.epoch, c.ppo_anneal_epochs)
+    normalizer = [tf.convert_to_tensor(v) for v in self.objective.normalizer.variables]
+    raw_size, size = self.objective.normalizer.size, c.population * c.runs_per_member
+    outputs = tf.py_function(
+        functools.partial(self._run_members, len(eta)), [noise_seed, seed, alpha] + list(eta) + normalizer,
+        [tf.float32] * 4 + [tf.float32] * 3 + [tf.float32] * (len(UPDATE_METRICS) + 3))
+    shapes = [[size]] * 4 + [[], [raw_size], [raw_size]] + [[]] * (len(UPDATE_METRICS) + 3)
+    for x, shape in zip(outputs, shapes):
+      x.set_shape(shape)
+    fitness, episodes, last_return, last_length = outputs[:4]
+    update_metrics = dict(zip(UPDATE_METRICS, outputs[7:7 + len(UPDATE_METRICS)]))
+    lost, sent, received = outputs[7 + len(UPDATE_METRICS):]
+    results = RunResults(fitness=fitness, episodes=episodes, last_return=last_return, last_length=last_length,
+                         raw_moments=tuple(outputs[4:7]), update_metrics=update_metrics, agents=None, curve=None)
+    extra = {"epg/lost_members": lost, "epg/bytes_sent": sent, "epg/bytes_received": received}
+    return self._epoch_outcome(results, c.population, alpha, state, extra)
+
+  def _run_members(self, num_eta, noise_seed, seed, alpha, *tensors):
+    """(Eager, inside the py_function.) Every member as a Ray task; the arrays of `RunResults`."""
+    c = self.config
+    shared = {"config": dataclasses.asdict(c), "seed": self.seed, "noise_seed": noise_seed.numpy(),
+              "inner_seed": seed.numpy(), "alpha": float(alpha), "eta": [t.numpy() for t in tensors[:num_eta]],
+              "normalizer": [t.numpy() for t in tensors[num_eta:]]}
+    results, report = self.members.map(self.member_fn, shared, list(range(c.population)))
+    runs, raw_size = c.runs_per_member, self.objective.normalizer.size
+    per_run = {k: np.full([c.population, runs], np.nan if k == "fitness" else 0.0, np.float32)
+               for k in ("fitness", "episodes", "last_return", "last_length")}
+    moments = [np.zeros([], np.float32), np.zeros([raw_size], np.float32), np.zeros([raw_size], np.float32)]
+    metric_sums = np.zeros([len(UPDATE_METRICS)], np.float32)
+    for member, result in enumerate(results):
+      if result is None:
+        continue
+      for k in per_run:
+        per_run[k][member] = result[k]
+      moments = [m + r for m, r in zip(moments, result["raw_moments"])]
+      metric_sums += [result["update_metrics"][n] for n in UPDATE_METRICS]
+    back = max(1, c.population - len(report.lost))
+    return ([per_run[k].reshape(-1) for k in ("fitness", "episodes", "last_return", "last_length")] + moments
+            + list(metric_sums / back) + [np.float32(len(report.lost)), np.float32(report.bytes_sent),
+                                          np.float32(report.bytes_received)])
 
   # --- meta-test: fresh agents trained by the current loss alone, without rewards ------------
   def meta_test(self, runs: int, seed, held_out: bool = False, ppo_weight=0.0) -> RunResults:
@@ -327,8 +418,7 @@ class EPGProblem(InnerProblem):
     `ppo_weight` (0: the learned loss alone, without rewards; 1: PPO alone, the baseline) on the
     training family or the held-out one."""
     phi = [tf.convert_to_tensor(v)[None] for v in self.objective.network.trainable_variables]
-    return self.train_population(phi, runs, tf.cast(ppo_weight, tf.float32), seed,
-                                 self.held_out_task if held_out else self.test_task)
+    return self.train_population(phi, runs, tf.cast(ppo_weight, tf.float32), seed, self.test_task(held_out, runs))
 
   def evaluate(self, state, episodes: int, seed: int):
     """The last episode's return of `episodes` meta-test runs on the training family."""
@@ -373,18 +463,55 @@ class EPGTrainer(MetaTrainer):
   def __init__(self, config: EPGConfig, seed: int, jit_compile: bool = False):
     config.validate()
     self.config = config
-    env_info = describe_env(config.env)
-    obs_dim = int(np.prod(env_info.observation_shape))
-    keras.utils.set_random_seed(seed)  # φ's initial draw
-    self._objective = EPGObjective(obs_dim, num_actions=env_info.num_actions or None,
-                                  action_dim=None if env_info.num_actions else env_info.action_dim,
-                                  memory_units=config.memory_units, reward_input=config.reward_input,
-                                  loss_window=config.update_every)
-    self._objective.set_learner_settings(config.learner_settings())
-    problem = EPGProblem(config, self._objective, seed)
+    members = None
+    if config.backend == "ray":  # an unreachable address fails here, before anything runs
+      members = RayMembers(config.ray_address, config.ray_workers, config.member_timeout_s)
+    self._objective = build_objective(config, seed)
+    problem = EPGProblem(config, self._objective, seed, members)
     super().__init__(problem, config.estimator(), self._objective.network,
                      Adam(config.meta_learning_rate, beta_1=0.0, l2=config.l2), seed, jit_compile=jit_compile)
 
   def objective(self) -> EPGObjective:
     """The learned loss L_φ (what `meta_train --export` exports)."""
     return self._objective
+
+
+def build_objective(config: EPGConfig, seed: int) -> EPGObjective:
+  """A freshly initialised L_φ for `config`'s environment (φ drawn from `seed`)."""
+  env_info = describe_env(config.env)
+  keras.utils.set_random_seed(seed)  # φ's initial draw
+  objective = EPGObjective(int(np.prod(env_info.observation_shape)), num_actions=env_info.num_actions or None,
+                           action_dim=None if env_info.num_actions else env_info.action_dim,
+                           memory_units=config.memory_units, reward_input=config.reward_input,
+                           loss_window=config.update_every)
+  objective.set_learner_settings(config.learner_settings())
+  return objective
+
+
+@functools.lru_cache(maxsize=2)
+def _member_trainer(config_json: str, seed: int):
+  """(Per worker process, built once per config.) The problem and its compiled inner training
+  of one member: (φ_member stacked [1, ...], α, seed) -> `RunResults`."""
+  config = config_from_section(json.loads(config_json))
+  problem = EPGProblem(config, build_objective(config, seed), seed)
+  runs = config.runs_per_member
+  train = tf.function(lambda phi, alpha, s: problem.train_population(phi, runs, alpha, s, problem.task))
+  return problem, train
+
+
+def evaluate_member(shared: dict, index: int) -> dict:
+  """One ES member's W inner trainings, in this process (what a Ray task runs). `shared`: the
+  config, seeds, α, φ and the loss's normalisation statistics of the epoch; the member's φ is
+  rebuilt from φ and the noise seed (`EvolutionStrategiesEstimator.member_eta`), so only seeds
+  and an index travel per member. Returns numpy arrays: per run fitness, episodes, last return
+  and length [W]; the raw inputs' moments; the mean update metrics."""
+  problem, train = _member_trainer(json.dumps(shared["config"], sort_keys=True), int(shared["seed"]))
+  for variable, value in zip(problem.objective.normalizer.variables, shared["normalizer"]):
+    variable.assign(value)
+  eta = [tf.constant(v) for v in shared["eta"]]
+  phi = problem.config.estimator().member_eta(eta, tf.constant(shared["noise_seed"]), index)
+  results = train([p[None] for p in phi], tf.constant(shared["alpha"], tf.float32), tf.constant(shared["inner_seed"]))
+  return {"fitness": results.fitness.numpy(), "episodes": results.episodes.numpy(),
+          "last_return": results.last_return.numpy(), "last_length": results.last_length.numpy(),
+          "raw_moments": [m.numpy() for m in results.raw_moments],
+          "update_metrics": {k: float(v) for k, v in results.update_metrics.items()}}

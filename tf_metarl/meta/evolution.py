@@ -33,17 +33,25 @@ SHAPINGS = ("none", "centered_rank", "z_score")
 
 def shape_losses(losses, shaping: str):
   """Fitness shaping of [V] losses: `none` (raw), `centered_rank` (ranks mapped to [−0.5, 0.5],
-  lowest loss −0.5), `z_score` ((L − mean) / std)."""
+  lowest loss −0.5), `z_score` ((L − mean) / std). Non-finite losses (members lost on a remote
+  worker) are left out: shaped among the others, and 0 themselves."""
+  if shaping not in SHAPINGS:
+    raise errors.ConfigError(f"fitness shaping must be one of {', '.join(SHAPINGS)}, got {shaping!r}")
+  alive = tf.math.is_finite(losses)
   if shaping == "none":
-    return losses
+    return tf.where(alive, losses, 0.0)
   if shaping == "centered_rank":
-    size = tf.shape(losses)[0]
-    ranks = tf.cast(tf.argsort(tf.argsort(losses)), losses.dtype)
-    return ranks / tf.cast(tf.maximum(size - 1, 1), losses.dtype) - 0.5
-  if shaping == "z_score":
-    mean, variance = moments(losses, axes=[0])
-    return (losses - mean) / (tf.sqrt(variance) + 1e-8)
-  raise errors.ConfigError(f"fitness shaping must be one of {', '.join(SHAPINGS)}, got {shaping!r}")
+    # Tied losses share their average rank: members that did equally well get equal weight (an
+    # order-dependent tie-break would turn a population without differences into a random step).
+    size = tf.reduce_sum(tf.cast(alive, losses.dtype))
+    both = tf.logical_and(alive[:, None], alive[None, :])
+    below = tf.reduce_sum(tf.cast(tf.logical_and(both, losses[None, :] < losses[:, None]), losses.dtype), axis=1)
+    ties = tf.reduce_sum(tf.cast(tf.logical_and(both, tf.equal(losses[None, :], losses[:, None])), losses.dtype), 1)
+    ranks = below + (ties - 1.0) / 2.0
+    return tf.where(alive, ranks / tf.maximum(size - 1.0, 1.0) - 0.5, 0.0)
+  present = tf.boolean_mask(losses, alive)
+  mean, variance = moments(present, axes=[0])
+  return tf.where(alive, (losses - mean) / (tf.sqrt(variance) + 1e-8), 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +105,12 @@ class EvolutionStrategiesEstimator:
     return tf.stop_gradient(loss), metrics
 
   def gradient(self, eta, noise_seed, losses):
-    """The estimate from the members' losses [V] (in member order)."""
-    shaped = shape_losses(tf.convert_to_tensor(losses), self.shaping)
-    scale = 1.0 / (self.population * self.sigma)
+    """The estimate from the members' losses [V] (in member order); members whose loss is not
+    finite (lost) are left out, and the average is over the others."""
+    losses = tf.convert_to_tensor(losses)
+    shaped = shape_losses(losses, self.shaping)
+    alive = tf.reduce_sum(tf.cast(tf.math.is_finite(losses), losses.dtype))
+    scale = 1.0 / (tf.maximum(alive, 1.0) * self.sigma)
     return [scale * tf.tensordot(tf.cast(shaped, n.dtype), n, axes=1) for n in self.noise(eta, noise_seed)]
 
   def estimate(self, problem, eta, state, seed):
@@ -107,7 +118,9 @@ class EvolutionStrategiesEstimator:
     comes back unchanged, or as `population_losses` returns it (EPG counts its epochs there)."""
     noise_seed, inner_seed = self.split_seed(seed)
     noise = self.noise(eta, noise_seed)
-    if problem.evaluates_populations():  # the problem batches its members itself
+    if problem.evaluates_remotely():  # members elsewhere, each rebuilt from (η, noise seed, index)
+      losses, state, metrics = problem.remote_population_losses(self, eta, noise_seed, state, inner_seed)
+    elif problem.evaluates_populations():  # the problem batches its members itself
       # η + σ ε broadcasts to [V, ...]: every member's η at once.
       losses, state, metrics = problem.population_losses(self._perturb(eta, noise), state, inner_seed)
     elif self.vectorize:
@@ -122,7 +135,9 @@ class EvolutionStrategiesEstimator:
         parts.append(m)
       losses, metrics = tf.stack(losses), merge_metrics(parts)
     grads = self.gradient(eta, noise_seed, losses)
-    return grads, state, dict(metrics, meta_loss=tf.reduce_mean(losses), member_loss_std=tf.math.reduce_std(losses))
+    # Over the members that returned (all lost: NaN, which the trainer counts as a skipped step).
+    present = tf.boolean_mask(losses, tf.math.is_finite(losses))
+    return grads, state, dict(metrics, meta_loss=tf.reduce_mean(present), member_loss_std=tf.math.reduce_std(present))
 
 
 def _merge_stacked(stacked):

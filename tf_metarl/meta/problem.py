@@ -64,6 +64,16 @@ class InnerProblem:
   def evaluates_populations(cls) -> bool:
     return cls.population_losses is not InnerProblem.population_losses
 
+  # For evolution strategies with members evaluated in other processes (`meta.remote`).
+  def remote_population_losses(self, estimator, eta, noise_seed, state, seed) -> Tuple[tf.Tensor, object, Dict]:
+    """Meta-losses [V] of the estimator's members, member i at `estimator.member_eta(eta,
+    noise_seed, i)`, evaluated elsewhere (NaN for a member that was lost). Returns (losses, the
+    state to continue from, metrics)."""
+    raise NotImplementedError
+
+  def evaluates_remotely(self) -> bool:
+    return False
+
   # For implicit differentiation: the inner objective whose θ-gradient vanishes at θ*(η).
   def inner_loss(self, eta, params: List[tf.Tensor], batch) -> tf.Tensor:
     raise NotImplementedError

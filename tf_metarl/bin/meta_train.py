@@ -9,6 +9,7 @@ Gradients (a learned loss evolved by ES over inner trainings on randomised envir
   meta_train --config=configs/mgrl_catch.py:a2c
   meta_train --config=configs/implicit_reward_cartpole.py:random,cg
   meta_train --config=configs/epg_random_pendulum.py --export=export/epg_random_pendulum
+  meta_train --config=configs/epg_mujoco.py:hopper --backend=ray --ray_address=10.0.0.1:6379
 
 Writes TensorBoard summaries (meta/gamma and meta/lambda for learned γ/λ; charts/value_error on
 the random walk), checkpoints (by steps, every few minutes, and at SIGINT/SIGTERM; a rerun with
@@ -32,6 +33,12 @@ _EXPORT = flags.DEFINE_string("export", None,
                               "/ reward to this model directory (a new integer version inside, e.g. "
                               "export/frodo_catch).")
 _FRESH = common.define_fresh_flag()
+_BACKEND = flags.DEFINE_enum("backend", None, ["graph", "ray"],
+                             "EPG: where the inner trainings run (overrides config.epg.backend): graph, all in one "
+                             "compiled computation (tf_metarl/ environments); ray, one Ray task per ES member.")
+_RAY_ADDRESS = flags.DEFINE_string("ray_address", None,
+                                   "EPG with --backend=ray: a cluster to join (auto, host:port or ray://host:port; "
+                                   "overrides config.epg.ray_address; default: start Ray on this machine).")
 
 
 def _frodo_run(config, seed):
@@ -100,6 +107,11 @@ def main(argv):
   from tf_metarl.learners import loop
 
   config = _CONFIG.value
+  for flag, key in ((_BACKEND, "backend"), (_RAY_ADDRESS, "ray_address")):
+    if flag.value is not None:
+      if "epg" not in config:
+        common.fail(f"--{flag.name} applies to EPG configs (an epg section); this config has none")
+      config.epg[key] = flag.value
   seed = config.seed if _SEED.value is None else _SEED.value
   settings = loop.RunSettings.from_config(config)
   if "epg" in config:

@@ -95,7 +95,9 @@ class RayMembers:
     ray = _import_ray()
     if not ray.is_initialized():
       # Each task runs TensorFlow; one thread pool per process keeps workers from fighting over cores.
-      env = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+      # (Not the inter-op pool: a task stepped in Python runs a compiled policy from inside a
+      # py_function, which needs a second inter-op thread.)
+      env = {"TF_NUM_INTRAOP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
       kwargs = dict(include_dashboard=False, logging_level=std_logging.WARNING, log_to_driver=False,
                     runtime_env={"env_vars": env})
       if self.address:

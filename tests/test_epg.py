@@ -279,3 +279,27 @@ def test_an_exported_loss_keeps_its_statistics_and_a_tensorflow_only_process_cal
   for a, b in zip(fresh.network.trainable_variables, objective.network.trainable_variables):
     a.assign(b)
   assert abs(float(fresh(inputs)["loss"]) - float(want)) > 1e-4
+
+
+@pytest.mark.slow
+def test_each_update_reports_the_kl_from_the_policy_before_it_to_the_one_after():
+  """One update on a buffer of exactly one collection: its KL is KL(π_fresh ‖ π_updated) averaged
+  over the collected states, recomputed here from the agents and the collection."""
+  trainer = epg.EPGTrainer(small_epg_config(updates=1), seed=2)
+  problem = trainer.problem
+  phi = [tf.convert_to_tensor(v)[None] for v in trainer.objective().network.trainable_variables]
+  seed = tf.constant([4, 5])
+  results = tf.function(lambda s: problem.train_population(phi, 2, tf.constant(0.0), s, problem.task))(seed)
+  agent_seed, env_seed, loop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
+  fresh = problem.fresh_agents(agent_seed, 2)
+  _, trajectory, _ = problem.task.rollout(problem.task.reset(env_seed, 2), problem._act_fn(2), fresh.policy,
+                                          tf.random.experimental.stateless_fold_in(loop_seed, 0), 32)
+  want = []
+  for run in range(2):
+    pick = lambda params: [p[run] for p in params]
+    before = problem.policy.distribution(problem.agent.policy_outputs(pick(fresh.policy), trajectory.observations[run]))
+    after = problem.policy.distribution(problem.agent.policy_outputs(pick(results.agents.policy),
+                                                                     trajectory.observations[run]))
+    want.append(float(tf.reduce_mean(before.kl_divergence(after))))
+  np.testing.assert_allclose(results.policy_kl.numpy()[0], want, rtol=1e-4)
+  assert min(want) > 0

@@ -181,7 +181,9 @@ class RunResults(NamedTuple):
   """What a population of inner trainings did, per run [P]: the footnote's fitness, the number of
   episodes, the last episode's return and length; the raw inputs' moments (count, Σx, Σx²); the
   mean update metrics; the trained agents (stacked); the learning curve [U, P]: the mean return of
-  the episodes each run finished in each collection (NaN where none did)."""
+  the episodes each run finished in each collection (NaN where none did); `policy_kl` [U, P]: the
+  KL divergence KL(π_before ‖ π_after) of each update, averaged over the buffer's states (the
+  paper's Figure 6). Runs evaluated on Ray bring back neither agents nor curves (None)."""
   fitness: tf.Tensor
   episodes: tf.Tensor
   last_return: tf.Tensor
@@ -190,6 +192,7 @@ class RunResults(NamedTuple):
   update_metrics: dict
   agents: object
   curve: tf.Tensor
+  policy_kl: tf.Tensor = None
 
 
 class EPGProblem(InnerProblem):
@@ -309,7 +312,7 @@ class EPGProblem(InnerProblem):
     moments_sum = (tf.zeros([]), tf.zeros([raw_size]), tf.zeros([raw_size]))  # count, Σx, Σx²
     act = self._act_fn(runs)
 
-    def body(u, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums, curve):
+    def body(u, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums, curve, kl):
       rollout_seed = tf.random.experimental.stateless_fold_in(loop_seed, u)
       env_state, trajectory, episodes = task.rollout(env_state, act, agents.policy, rollout_seed, c.update_every)
       finished = tf.reshape(episodes.finished, [c.update_every, size])
@@ -323,19 +326,27 @@ class EPGProblem(InnerProblem):
       raw = tf.reshape(self.objective.raw_features(trajectory, self.policy), [-1, raw_size])
       sums = (sums[0] + tf.cast(tf.shape(raw)[0], tf.float32), sums[1] + tf.reduce_sum(raw, 0),
               sums[2] + tf.reduce_sum(tf.square(raw), 0))
+      before = self._buffer_policies(agents, buffer)
       agents, metrics = self._update(agents, buffer, phi, alpha)
+      kl = kl.write(u, tf.reduce_mean(before.kl_divergence(self._buffer_policies(agents, buffer)), axis=1))
       metric_sums = tuple(s + tf.reduce_mean(metrics[n]) for s, n in zip(metric_sums, UPDATE_METRICS))
-      return u + 1, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums, curve
+      return u + 1, agents, env_state, buffer, count, weighted, last, last_length, sums, metric_sums, curve, kl
 
+    per_update = lambda: tf.TensorArray(tf.float32, size=c.updates, element_shape=[size])
     loop = (tf.constant(0), agents, env_state, self._empty_buffer(size), zeros, zeros, zeros, zeros, moments_sum,
-            tuple(tf.zeros([]) for _ in UPDATE_METRICS), tf.TensorArray(tf.float32, size=c.updates,
-                                                                       element_shape=[size]))
-    _, agents, _, _, count, weighted, last, last_length, sums, metric_sums, curve = tf.while_loop(
+            tuple(tf.zeros([]) for _ in UPDATE_METRICS), per_update(), per_update())
+    _, agents, _, _, count, weighted, last, last_length, sums, metric_sums, curve, kl = tf.while_loop(
         lambda u, *_: u < c.updates, body, loop)
     return RunResults(fitness=fitness_from(count, weighted, last), episodes=count, last_return=last,
                       last_length=last_length, raw_moments=sums,
                       update_metrics={n: s / float(c.updates) for n, s in zip(UPDATE_METRICS, metric_sums)},
-                      agents=agents, curve=curve.stack())
+                      agents=agents, curve=curve.stack(), policy_kl=kl.stack())
+
+  def _buffer_policies(self, agents, buffer):
+    """π(·|s) of every agent at every state of its buffer: a distribution with batch [P, N]."""
+    outputs = population.vectorize(lambda params, obs: self.agent.policy_outputs(params, obs))(
+        agents.policy, buffer.observations)
+    return self.policy.distribution(outputs)
 
   def population_losses(self, stacked_eta, state: EPGState, seed):
     c = self.config

@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.epg_random_pendulum import restore_trainer  # noqa: E402
 from benchmarks.results_io import write_result  # noqa: E402
 
 _LOGDIR = flags.DEFINE_string("logdir", None, "The meta_train run (config.json and checkpoints).", required=True)
@@ -108,7 +107,7 @@ def main(argv):
   import numpy as np
   import tensorflow as tf
   from tf_metarl.algorithms.epg import EPGTrainer, config_from_section
-  trainer, config, restored = restore_trainer(_LOGDIR.value)
+  trainer, config, restored = EPGTrainer.from_logdir(_LOGDIR.value)
   random_loss = EPGTrainer(config_from_section(config["epg"]), int(config["seed"]) + 12345)
   losses = {"evolved loss, no rewards": (trainer.problem, 0.0), "random loss, no rewards": (random_loss.problem, 0.0),
             "PPO, with rewards": (trainer.problem, 1.0)}
@@ -118,7 +117,7 @@ def main(argv):
   for name, (problem, alpha) in losses.items():
     results = tf.function(lambda s, p=problem, a=alpha: p.meta_test(runs, s, False, a))(seed)
     kl = results.policy_kl.numpy()  # [U, runs]
-    record["kl"][name] = {"mean": kl.mean(1).tolist(), "std": kl.std(1).tolist()}
+    record["kl"][name] = {"mean": kl.mean(1).tolist(), "per_run": kl.T.tolist()}
     print(f"{name}: KL per update, first {kl[0].mean():.2e}, last {kl[-1].mean():.2e}", flush=True)
     if alpha == 1.0:
       continue
@@ -142,14 +141,15 @@ def plot(record, path):
   import numpy as np
   fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
   for name, kl in record["kl"].items():
-    mean, std = np.array(kl["mean"]), np.array(kl["std"])
-    updates = np.arange(1, len(mean) + 1)
-    axes[0].plot(updates, mean, label=name)
-    axes[0].fill_between(updates, np.maximum(mean - std, 1e-12), mean + std, alpha=0.2)
+    runs = np.array(kl["per_run"])  # [runs, U]
+    low, median, high = np.percentile(runs, [25, 50, 75], axis=0)
+    updates = np.arange(1, runs.shape[1] + 1)
+    axes[0].plot(updates, median, label=name)
+    axes[0].fill_between(updates, low, high, alpha=0.2)
   axes[0].set_yscale("log")
   axes[0].set_xlabel("update of the fresh agent")
   axes[0].set_ylabel("KL(π before ‖ π after)")
-  axes[0].set_title(f"successive policies ({record['runs']} runs)")
+  axes[0].set_title(f"successive policies (median, quartiles of {record['runs']} runs)")
   axes[0].legend(fontsize=8)
   for ax, name in zip(axes[1:], record["sensitivity"]):
     kinds = list(record["sensitivity"][name])

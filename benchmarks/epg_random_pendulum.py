@@ -14,7 +14,6 @@ finished in each collection, mean ± std over runs) and, from the run's learning
 fitness over epochs.
 """
 import csv
-import json
 import os
 import sys
 import time
@@ -34,28 +33,12 @@ _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 METHODS = {"evolved loss, no rewards": 0.0, "PPO, with rewards": 1.0}
 
 
-def restore_trainer(logdir):
-  """The EPGTrainer of a meta_train run, with its latest checkpoint restored."""
-  import tensorflow as tf
-  from tf_metarl.algorithms.epg import EPGTrainer, config_from_section
-  from tf_metarl.learners.checkpoints import CheckpointStore
-  with open(os.path.join(logdir, "config.json")) as f:
-    config = json.load(f)
-  trainer = EPGTrainer(config_from_section(config["epg"]), int(config["seed"]))
-  store = CheckpointStore(os.path.join(logdir, "checkpoints"), tf.train.Checkpoint(**trainer.checkpoint_items()),
-                          lambda path: None, lambda path: None)
-  restored, damaged = store.restore()
-  if not restored:
-    raise SystemExit(f"error: no checkpoint to restore in {logdir} ({'; '.join(damaged) or 'none written'})")
-  return trainer, config, restored
-
-
 def main(argv):
   del argv
   import numpy as np
   import tensorflow as tf
   from tf_metarl.algorithms.epg import EPGTrainer, config_from_section
-  trainer, config, restored = restore_trainer(_LOGDIR.value)
+  trainer, config, restored = EPGTrainer.from_logdir(_LOGDIR.value)
   random_loss = EPGTrainer(config_from_section(config["epg"]), int(config["seed"]) + 12345)
   problems = {**{name: (trainer.problem, alpha) for name, alpha in METHODS.items()},
               "random loss, no rewards": (random_loss.problem, 0.0)}

@@ -482,6 +482,26 @@ class EPGTrainer(MetaTrainer):
     super().__init__(problem, config.estimator(), self._objective.network,
                      Adam(config.meta_learning_rate, beta_1=0.0, l2=config.l2), seed, jit_compile=jit_compile)
 
+  @classmethod
+  def from_logdir(cls, logdir: str):
+    """The trainer of a `meta_train` run with its latest checkpoint restored. Returns (trainer,
+    the run's config as a dict, the restored checkpoint's path)."""
+    import os
+    from tf_metarl.learners.checkpoints import CheckpointStore
+    try:
+      with open(os.path.join(logdir, "config.json")) as f:
+        config = json.load(f)
+      section = config_from_section(config["epg"])
+    except (OSError, ValueError, KeyError) as e:
+      raise errors.ConfigError(f"{logdir}: not an EPG meta_train run ({type(e).__name__}: {e})") from None
+    trainer = cls(section, int(config["seed"]))
+    store = CheckpointStore(os.path.join(logdir, "checkpoints"), tf.train.Checkpoint(**trainer.checkpoint_items()),
+                            lambda path: None, lambda path: None)
+    restored, damaged = store.restore()
+    if not restored:
+      raise errors.ConfigError(f"{logdir}: no checkpoint to restore ({'; '.join(damaged) or 'none written'})")
+    return trainer, config, restored
+
   def objective(self) -> EPGObjective:
     """The learned loss L_φ (what `meta_train --export` exports)."""
     return self._objective

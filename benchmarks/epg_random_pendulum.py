@@ -3,6 +3,7 @@ loss alone (α = 0, no reward reaches their updates) against PPO with rewards (�
 randomly initialised loss, on draws from the training family and from the held-out one.
 
   .venv/bin/python benchmarks/epg_random_pendulum.py --logdir=runs/epg-Pendulum-v1-s0 --runs=5
+  .venv/bin/python benchmarks/epg_random_pendulum.py --logdir=runs/s0,runs/s1,runs/s2 --runs=5   # seeds
 
 Every method trains the same agents in the same way: `EPGProblem.meta_test`, the inner training of
 meta-training (U updates, one after every M steps), with the same fresh agents, tasks and action
@@ -10,8 +11,10 @@ noise (common random numbers), so the methods differ only in the loss. The evolv
 statistics come from the meta_train run's latest checkpoint; the random loss is a freshly
 initialised one (identity statistics). Writes docs/results/epg_random_pendulum<tag>.json and
 docs/figures/epg_random_pendulum<tag>.png: learning curves (the mean return of the episodes
-finished in each collection, mean ± std over runs) and, from the run's learning_curve.csv, the ES
-fitness over epochs.
+finished in each collection, mean ± std over all runs of all seeds) and, from each run's
+learning_curve.csv, meta-training over epochs. With several runs (comma-separated logdirs, one
+per meta-training seed) each gets its own meta-test draws, and the summary is the mean ± std over
+seeds of each seed's mean last-episode return.
 """
 import csv
 import os
@@ -38,33 +41,38 @@ def main(argv):
   import numpy as np
   import tensorflow as tf
   from tf_metarl.algorithms.epg import EPGTrainer, config_from_section
-  trainer, config, restored = EPGTrainer.from_logdir(_LOGDIR.value)
-  random_loss = EPGTrainer(config_from_section(config["epg"]), int(config["seed"]) + 12345)
-  problems = {**{name: (trainer.problem, alpha) for name, alpha in METHODS.items()},
-              "random loss, no rewards": (random_loss.problem, 0.0)}
-  curves, summary = {}, {}
-  for family in ("train", "held_out"):
-    for name, (problem, alpha) in problems.items():
-      start = time.time()
-      fn = tf.function(lambda seed, p=problem, a=alpha: p.meta_test(_RUNS.value, seed, family == "held_out", a))
-      results = fn(tf.constant([_SEED.value, 3]))
-      curve = results.curve.numpy()  # [U, runs]
-      key = f"{name} | {family}"
-      curves[key] = [[None if np.isnan(x) else round(float(x), 2) for x in row] for row in curve.T]
-      last = results.last_return.numpy()
-      summary[key] = {"last_return": [float(last.mean()), float(last.std())],
-                      "fitness": [float(results.fitness.numpy().mean()), float(results.fitness.numpy().std())],
-                      "wall_time_s": round(time.time() - start, 1)}
-      print(f"{key}: last episode {last.mean():.1f} ± {last.std():.1f}", flush=True)
-  fitness_rows = []
-  with open(os.path.join(_LOGDIR.value, "learning_curve.csv")) as f:
-    for row in csv.DictReader(f):
-      fitness_rows.append({k: float(v) if v not in ("", "nan") else None for k, v in row.items()})
+  logdirs = [d for d in _LOGDIR.value.split(",") if d]
+  curves, per_seed, wall, checkpoints, meta_training = {}, {}, {}, [], []
+  for index, logdir in enumerate(logdirs):
+    trainer, config, restored = EPGTrainer.from_logdir(logdir)
+    checkpoints.append(restored)
+    random_loss = EPGTrainer(config_from_section(config["epg"]), int(config["seed"]) + 12345)
+    problems = {**{name: (trainer.problem, alpha) for name, alpha in METHODS.items()},
+                "random loss, no rewards": (random_loss.problem, 0.0)}
+    seed = tf.constant([_SEED.value + 100 * index, 3])  # other agents and tasks for each meta-training seed
+    for family in ("train", "held_out"):
+      for name, (problem, alpha) in problems.items():
+        start = time.time()
+        fn = tf.function(lambda s, p=problem, a=alpha: p.meta_test(_RUNS.value, s, family == "held_out", a))
+        results = fn(seed)
+        key = f"{name} | {family}"
+        curves.setdefault(key, []).extend(
+            [[None if np.isnan(x) else round(float(x), 2) for x in row] for row in results.curve.numpy().T])
+        last = results.last_return.numpy()
+        per_seed.setdefault(key, []).append(float(last.mean()))
+        wall[key] = wall.get(key, 0.0) + round(time.time() - start, 1)
+        print(f"{logdir}, {key}: last episode {last.mean():.1f} ± {last.std():.1f}", flush=True)
+    with open(os.path.join(logdir, "learning_curve.csv")) as f:
+      meta_training.append([{k: float(v) if v not in ("", "nan") else None for k, v in row.items()}
+                            for row in csv.DictReader(f)])
+  # Mean ± std over meta-training seeds of each seed's mean over its runs.
+  summary = {key: {"last_return": [float(np.mean(v)), float(np.std(v))], "per_seed": v, "wall_time_s": wall[key]}
+             for key, v in per_seed.items()}
   c = trainer.config
-  record = {"command": "benchmarks/epg_random_pendulum.py " + " ".join(sys.argv[1:]), "checkpoint": restored,
-            "runs": _RUNS.value, "seed": _SEED.value, "epg": config["epg"], "epochs_trained":
-            int(trainer.env_steps.numpy()) // c.epoch_steps, "summary": summary, "curves": curves,
-            "meta_training": fitness_rows}
+  record = {"command": "benchmarks/epg_random_pendulum.py " + " ".join(sys.argv[1:]), "checkpoints": checkpoints,
+            "seeds": len(logdirs), "runs": _RUNS.value, "seed": _SEED.value, "epg": config["epg"],
+            "epochs_trained": int(trainer.env_steps.numpy()) // c.epoch_steps, "summary": summary, "curves": curves,
+            "meta_training": meta_training}
   figure = plot(record, os.path.join(_OUT.value, "figures", f"epg_random_pendulum{_TAG.value}.png"))
   record["figure"] = figure
   write_result(os.path.join(_OUT.value, "results", f"epg_random_pendulum{_TAG.value}.json"), record)
@@ -89,17 +97,18 @@ def plot(record, path):
       ax.plot(steps[ok], mean[ok], label=name)
       ax.fill_between(steps[ok], (mean - std)[ok], (mean + std)[ok], alpha=0.2)
     ax.set_title(f"meta-test, {'training family' if family == 'train' else 'held-out draws'} "
-                 f"({record['runs']} runs)")
+                 f"({record['seeds']} seeds × {record['runs']} runs)")
     ax.set_xlabel("environment steps of the fresh agent")
     ax.set_ylabel("episode return")
     ax.legend(fontsize=8)
-  rows = record["meta_training"]
-  steps = [r["env_steps"] for r in rows]
   epoch = record["epg"]["population"] * record["epg"]["runs_per_member"] * record["epg"]["updates"] * update_every
-  axes[2].plot([s / epoch for s in steps], [r["train_return"] for r in rows], label="last episode of inner runs")
-  evals = [(s / epoch, r["eval_return"]) for s, r in zip(steps, rows) if r["eval_return"] is not None]
-  if evals:
-    axes[2].plot(*zip(*evals), "o-", label="meta-test (α = 0)")
+  for seed, rows in enumerate(record["meta_training"]):
+    steps = [r["env_steps"] / epoch for r in rows]
+    line, = axes[2].plot(steps, [r["train_return"] for r in rows], lw=0.8,
+                         label="last episode of inner runs" if seed == 0 else None)
+    evals = [(s, r["eval_return"]) for s, r in zip(steps, rows) if r["eval_return"] is not None]
+    if evals:
+      axes[2].plot(*zip(*evals), "o", color=line.get_color(), ms=3, label="meta-test (α = 0)" if seed == 0 else None)
   axes[2].set_xlabel("ES epoch")
   axes[2].set_ylabel("return")
   axes[2].set_title("meta-training")

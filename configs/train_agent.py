@@ -46,6 +46,9 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   # An exported learned reward (`meta_train --export` of configs/implicit_reward_cartpole.py): the
   # agent trains on its r_η and γ_η, with the helper it was learned for; "" = the environment's.
   c.reward = ""
+  # Record the episodes the agent collects as an RLDS dataset (TFDS format) in this directory
+  # (tf_metarl/recording.py; gymnasium environments); `train_agent --record` sets it. "" = none.
+  c.record = ""
   c.steps = 100_000 if preset != "td3" else 30_000
   # Evaluation, checkpoints (by steps and by time), progress lines, the non-finite stop: RunSettings.
   c.update(config_from_dataclass(RunSettings(eval_every=10_000 if preset != "td3" else 5_000,

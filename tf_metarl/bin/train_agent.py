@@ -25,6 +25,8 @@ _SEEDS = flags.DEFINE_integer("seeds", None, "Agents of seeds seed .. seed+seeds
                               "(TensorFlow-native environments, on-policy objectives; default: config.seeds).")
 _REWARD = flags.DEFINE_string("reward", None, "An exported learned reward (meta_train --export of the implicit reward "
                               "method): train on r_η and γ_η instead of the environment's reward (default: config.reward).")
+_RECORD = flags.DEFINE_string("record", None, "Write the episodes the agent collects as an RLDS dataset (TFDS format) "
+                              "to this directory (gymnasium environments; read with tfds.builder_from_directory).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<env>-<objective>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
 _FRESH = common.define_fresh_flag()
@@ -45,6 +47,8 @@ def main(argv):
     config.seeds = _SEEDS.value
   if _REWARD.value is not None:
     config.reward = _REWARD.value
+  if _RECORD.value is not None:
+    config.record = _RECORD.value
   seeds = int(config.get("seeds", 1))
   name = os.path.basename(os.path.normpath(objective))
   tag = f"s{seed}" if seeds == 1 else f"s{seed}-{seed + seeds - 1}"

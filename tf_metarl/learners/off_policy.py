@@ -100,6 +100,7 @@ class OffPolicyLearner(Trainable):
     self.replay = SequenceReplay(config.replay_capacity, config.num_envs, obs_dim, act_dim, name="replay")
     self._evaluations = 0
     self._update_credit = 0.0
+    self.recorder = None  # a recording.EpisodeRecorder, set by learners.train
     self._make_environments()
 
   def _make_environments(self):
@@ -161,6 +162,8 @@ class OffPolicyLearner(Trainable):
     """One vector step of every copy, then the due gradient updates (metrics averaged over them)."""
     cfg = self.config
     trajectory, stats = self.collector.collect(self.act, 1)
+    if self.recorder is not None:  # train_agent --record: the episodes as an RLDS dataset
+      self.recorder.add(trajectory)
     self.replay.add_trajectory(trajectory)
     self.env_steps.assign_add(cfg.num_envs)
     updates = []

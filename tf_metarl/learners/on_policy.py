@@ -187,6 +187,7 @@ class OnPolicyLearner(Trainable):
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
     self.guard = UpdateGuard()
     self._evaluations = 0
+    self.recorder = None  # a recording.EpisodeRecorder, set by learners.train
     self._make_environments()
 
   def _make_environments(self):
@@ -237,6 +238,8 @@ class OnPolicyLearner(Trainable):
     cfg = self.config
     self._anneal_learning_rate()
     trajectory, stats = self.collector.collect(self.act, cfg.rollout_length)
+    if self.recorder is not None:  # train_agent --record: the episodes as an RLDS dataset
+      self.recorder.add(trajectory)
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     trajectory = tf.nest.map_structure(tf.constant, trajectory)
     if self.reward_transform is not None:

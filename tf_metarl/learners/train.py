@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, Mapping, Tuple
 
 import numpy as np
@@ -160,4 +161,15 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     identity["env_randomize"] = {k: list(v) for k, v in sorted(randomize.items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
   resolved[section] = dataclasses.asdict(learner.config)  # what the agent trained with, adopted and resolved settings included
-  return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)
+  record = config.get("record", "") or ""
+  if record:
+    from tf_metarl.recording import EpisodeRecorder
+    if in_graph:
+      raise errors.ConfigError(f"config.record needs a gymnasium environment stepped in Python; {env_id} trains in "
+                               f"graph, where experience never leaves it (use {env_id.split('/')[-1]})")
+    learner.recorder = EpisodeRecorder(record, env_info, dict(identity, logdir=os.path.abspath(logdir)))
+  try:
+    return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)
+  finally:
+    if getattr(learner, "recorder", None) is not None:
+      learner.recorder.close()

@@ -1,0 +1,124 @@
+"""RLDS recording (issue 13, part 2): exact round trips of what a collector returns, the RLDS
+step conventions, train_agent --record read back by TFDS in another process, resume appends,
+and one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tf_metarl import errors
+from tf_metarl.envs.gym_envs import describe_env
+from tf_metarl.recording import EpisodeRecorder, episode_trajectory, read_episodes
+from tf_metarl.trajectories import Trajectory
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = {"env": "Pendulum-v1", "objective": "ppo", "seed": 0}
+
+
+def segment(rng, copies, steps, ends):
+  """A numpy Trajectory [copies, steps] whose episodes end where `ends` says ((copy, t, terminated))."""
+  terminated, truncated = np.zeros((copies, steps), np.float32), np.zeros((copies, steps), np.float32)
+  for copy, t, is_terminal in ends:
+    (terminated if is_terminal else truncated)[copy, t] = 1.0
+  obs = rng.normal(size=(copies, steps, 3)).astype(np.float32)
+  return Trajectory(observations=obs, actions=rng.normal(size=(copies, steps, 1)).astype(np.float32),
+                    rewards=rng.normal(size=(copies, steps)).astype(np.float32),
+                    next_observations=rng.normal(size=(copies, steps, 3)).astype(np.float32),
+                    terminated=terminated, truncated=truncated, policy_outputs=np.zeros((copies, steps, 2), np.float32),
+                    log_probs=rng.normal(size=(copies, steps)).astype(np.float32),
+                    episode_steps=np.zeros((copies, steps), np.float32))
+
+
+def test_recorded_episodes_are_exactly_the_collected_steps_in_rlds_form(tmp_path):
+  rng = np.random.default_rng(0)
+  recorder = EpisodeRecorder(str(tmp_path / "ds"), describe_env("Pendulum-v1"), RUN, episodes_per_shard=2)
+  first = segment(rng, 2, 5, [(0, 2, True)])  # copy 0 terminates at step 2; copy 1 runs on
+  second = segment(rng, 2, 4, [(1, 1, False), (0, 3, True)])  # copy 1 truncated; copy 0's second episode ends
+  recorder.add(first)
+  recorder.add(second)
+  recorder.close()  # copy 1's second episode is still running: written as truncated
+  episodes = list(read_episodes(str(tmp_path / "ds")))
+  # Written as they end, copy by copy within a segment: copy 0 (3 steps); copy 0 again (2 + 4);
+  # copy 1 (5 + 2); copy 1's second episode, still running at close (2).
+  lengths = [len(list(e["steps"])) - 1 for e in episodes]
+  assert lengths == [3, 6, 7, 2]
+  total = sum(lengths)
+  assert total == 2 * 5 + 2 * 4  # every collected transition, once
+  # The first episode, field by field.
+  steps = list(episodes[0]["steps"])
+  np.testing.assert_array_equal([s["observation"].numpy() for s in steps[:3]], first.observations[0, :3])
+  np.testing.assert_array_equal(steps[3]["observation"].numpy(), first.next_observations[0, 2])
+  np.testing.assert_array_equal([s["action"].numpy() for s in steps[:3]], first.actions[0, :3])
+  np.testing.assert_array_equal([s["reward"].numpy() for s in steps[:3]], first.rewards[0, :3])
+  np.testing.assert_array_equal([s["log_prob"].numpy() for s in steps[:3]], first.log_probs[0, :3])
+  assert [bool(s["is_first"]) for s in steps] == [True, False, False, False]
+  assert [bool(s["is_last"]) for s in steps] == [False, False, False, True]
+  assert [bool(s["is_terminal"]) for s in steps] == [False, False, False, True]
+  assert [float(s["discount"]) for s in steps] == [1.0, 1.0, 0.0, 0.0]
+  # The episode spanning both segments joins them; a truncated end keeps discount 1 and is not terminal.
+  joined = list(episodes[2]["steps"])
+  np.testing.assert_array_equal(joined[5]["observation"].numpy(), second.observations[1, 0])
+  assert not bool(joined[-1]["is_terminal"]) and float(joined[-1]["discount"]) == 1.0
+  # Back to the library's trajectory.
+  trajectory = episode_trajectory(episodes[0])
+  # RLDS keeps one observation per step: a transition's next observation is the next step's (in
+  # real collection they are equal but at an episode's end, whose true last one the final step holds).
+  np.testing.assert_array_equal(trajectory.next_observations.numpy()[0],
+                                np.concatenate([first.observations[0, 1:3], first.next_observations[0, 2:3]]))
+  np.testing.assert_array_equal(trajectory.terminated.numpy()[0], [0, 0, 1])
+  np.testing.assert_array_equal(trajectory.rewards.numpy()[0], first.rewards[0, :3])
+
+
+def test_a_directory_with_another_run_or_something_else_is_a_one_line_error(tmp_path):
+  info = describe_env("Pendulum-v1")
+  EpisodeRecorder(str(tmp_path / "ds"), info, RUN).close()
+  EpisodeRecorder(str(tmp_path / "ds"), info, RUN).close()  # the same run appends
+  with pytest.raises(errors.ConfigError, match="already holds a different run"):
+    EpisodeRecorder(str(tmp_path / "ds"), info, dict(RUN, seed=1))
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "notes.txt").write_text("x")
+  with pytest.raises(errors.ConfigError, match="is not an RLDS dataset written by tf_metarl"):
+    EpisodeRecorder(str(tmp_path / "other"), info, RUN)
+  with pytest.raises(errors.ConfigError, match="is not an RLDS dataset written by tf_metarl"):
+    read_episodes(str(tmp_path / "other"))
+
+
+READ_BACK = """
+import json, sys
+import tensorflow_datasets as tfds
+builder = tfds.builder_from_directory(sys.argv[1])
+episodes = []
+for episode in builder.as_dataset(split="train"):
+  steps = list(episode["steps"])
+  episodes.append({"n": len(steps) - 1, "return": float(sum(float(s["reward"]) for s in steps)),
+                   "first": [bool(s["is_first"]) for s in steps].count(True),
+                   "last_is_last": bool(steps[-1]["is_last"]), "terminal": bool(steps[-1]["is_terminal"])})
+print(json.dumps({"episodes": episodes, "run": builder.info.metadata["run"]}))
+"""
+
+
+def read_back(directory):
+  out = subprocess.run([sys.executable, "-c", READ_BACK, str(directory)], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_train_agent_records_every_step_and_a_resumed_run_appends(tmp_path):
+  record, logdir = tmp_path / "ds", tmp_path / "run"
+  base = [sys.executable, "-m", "tf_metarl.bin.train_agent", "--env=CartPole-v1", f"--record={record}",
+          f"--logdir={logdir}", "--noplot", "--config.eval_every=0", "--config.on_policy.num_envs=4"]
+  first = subprocess.run(base + ["--config.steps=1024"], capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  data = read_back(record)
+  assert data["run"]["env"] == "CartPole-v1" and data["run"]["objective"] == "ppo"
+  assert sum(e["n"] for e in data["episodes"]) == 1024  # every step the agent took
+  assert all(e["first"] == 1 and e["last_is_last"] for e in data["episodes"])
+  assert all(e["return"] == e["n"] for e in data["episodes"])  # CartPole pays 1 per step
+  assert sum(e["terminal"] for e in data["episodes"]) >= len(data["episodes"]) - 4  # only the 4 copies' last ones are cut
+  second = subprocess.run(base + ["--config.steps=2048"], capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert sum(e["n"] for e in read_back(record)["episodes"]) == 2048

@@ -1,0 +1,171 @@
+"""Collected experience as RLDS datasets in TFDS format (issue 13): write what a learner steps
+through, read it back anywhere TensorFlow Datasets is installed.
+
+  recorder = EpisodeRecorder(directory, env_info, run={"env": ..., "objective": ..., "seed": ...})
+  recorder.add(trajectory)      # numpy `Trajectory` [copies, T, ...] as a collector returns it
+  recorder.close()              # episodes still running are written as truncated
+  dataset = read_episodes(directory)            # tf.data.Dataset of RLDS episodes
+  trajectory = episode_trajectory(episode)      # one episode as the library's Trajectory [1, T, ...]
+
+Each episode is one example with a `steps` dataset holding RLDS's step fields: `observation`,
+`action`, `reward` and `discount` (the reward and discount that followed the action), `is_first`,
+`is_last`, `is_terminal`, plus the policy's `log_prob`. An episode of n transitions has n + 1
+steps; the last holds the final observation, with zero action, reward and log-prob (RLDS's
+convention), discount 0 if the episode terminated and 1 if it was truncated. The dataset's
+metadata names the environment, objective, seed and library version (`run`).
+
+Written with TFDS's own `SequentialWriter` rather than `rlds`/`envlogger`: it ships with
+`tensorflow-datasets` (already a dependency), whereas envlogger needs native riegeli builds that
+do not install beside this stack. Shards close every `episodes_per_shard` episodes, and their
+metadata is written then, so a crash loses at most the episodes of one open shard. A resumed run
+appends new shards. A directory that holds another run, or something other than a dataset, is a
+one-line error.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from tf_metarl import errors
+
+DATASET_NAME = "tf_metarl_episodes"
+SPLIT = "train"
+
+
+def _library_version() -> str:
+  try:
+    from importlib.metadata import version
+    return version("tf_metarl")
+  except Exception:  # not installed as a distribution (a plain checkout)
+    return "unknown"
+
+
+def _read_metadata(directory: str) -> Optional[dict]:
+  """The recorded `run` of a dataset directory; None if the directory is absent or empty; a
+  one-line error if it holds something else."""
+  if not os.path.isdir(directory) or not os.listdir(directory):
+    return None
+  path = os.path.join(directory, "metadata.json")
+  if not os.path.isfile(os.path.join(directory, "dataset_info.json")) or not os.path.isfile(path):
+    raise errors.ConfigError(f"{directory} is not an RLDS dataset written by tf_metarl (no dataset_info.json and "
+                             f"metadata.json); record to an empty or new directory")
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.ConfigError(f"{path}: unreadable dataset metadata ({e})") from None
+
+
+class EpisodeRecorder:
+  """Args:
+    directory: where the dataset goes (created; a resumed run with the same `run` appends).
+    env_info: the environment's `EnvInfo` (spaces of the step fields).
+    run: what identifies the run (env, objective, seed, ...): recorded, and compared on reopen.
+    episodes_per_shard: episodes per TFRecord shard (a shard is durable once closed).
+  """
+
+  def __init__(self, directory: str, env_info, run: Dict, episodes_per_shard: int = 32):
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.rlds import rlds_base
+    if os.path.exists(directory) and not os.path.isdir(directory):
+      raise errors.ConfigError(f"recording directory {directory} is a file")
+    run = json.loads(json.dumps(run))  # plain JSON values, comparable with what was written
+    existing = _read_metadata(directory)
+    if existing is not None and existing.get("run") != run:
+      raise errors.ConfigError(f"recording directory {directory} already holds a different run "
+                               f"({json.dumps(existing.get('run'), sort_keys=True)}); record to a new directory")
+    self.directory, self.env_info = directory, env_info
+    discrete = env_info.action_kind == "discrete"
+    action = (tfds.features.Scalar(dtype=np.int64) if discrete
+              else tfds.features.Tensor(shape=(env_info.action_dim,), dtype=np.float32))
+    config = rlds_base.DatasetConfig(
+        name=DATASET_NAME, observation_info=tfds.features.Tensor(shape=tuple(env_info.observation_shape),
+                                                                 dtype=np.float32),
+        action_info=action, reward_info=tfds.features.Scalar(dtype=np.float32),
+        discount_info=tfds.features.Scalar(dtype=np.float32),
+        step_metadata_info={"log_prob": tfds.features.Scalar(dtype=np.float32)})
+    identity = tfds.core.DatasetIdentity(name=DATASET_NAME, version=tfds.core.Version("1.0.0"), data_dir=directory,
+                                         module_name=__name__)
+    metadata = {"run": run, "env": env_info.env_id, "library": "tf_metarl", "library_version": _library_version(),
+                "format": "rlds", "action_kind": env_info.action_kind}
+    info = rlds_base.build_info(config, identity, ds_metadata=metadata)
+    os.makedirs(directory, exist_ok=True)
+    self._writer = tfds.core.SequentialWriter(ds_info=info, max_examples_per_shard=int(episodes_per_shard),
+                                              overwrite=False)
+    self._writer.initialize_splits([SPLIT], fail_if_exists=False)
+    self._discrete = discrete
+    self._open: Dict[int, List[dict]] = {}  # copy -> its episode's steps so far
+    self._last_obs: Dict[int, np.ndarray] = {}
+    self.episodes_written = 0
+
+  def add(self, trajectory) -> None:
+    """Appends a collected segment (numpy `Trajectory` [copies, T, ...], consecutive with the
+    previous one for each copy); writes every episode that ends in it."""
+    copies, steps = trajectory.rewards.shape[:2]
+    finished = []
+    for b in range(copies):
+      for t in range(steps):
+        action = trajectory.actions[b, t]
+        self._open.setdefault(b, []).append({
+            "observation": np.asarray(trajectory.observations[b, t], np.float32),
+            "action": np.int64(action) if self._discrete else np.asarray(action, np.float32),
+            "reward": np.float32(trajectory.rewards[b, t]),
+            "discount": np.float32(1.0 - trajectory.terminated[b, t]),
+            "is_first": len(self._open[b]) == 0, "is_last": False, "is_terminal": False,
+            "log_prob": np.float32(trajectory.log_probs[b, t])})
+        self._last_obs[b] = np.asarray(trajectory.next_observations[b, t], np.float32)
+        if trajectory.terminated[b, t] or trajectory.truncated[b, t]:
+          finished.append(self._finish(b, terminated=bool(trajectory.terminated[b, t])))
+    if finished:
+      self._writer.add_examples({SPLIT: finished})
+      self.episodes_written += len(finished)
+
+  def _finish(self, copy: int, terminated: bool) -> dict:
+    steps = self._open.pop(copy)
+    zero_action = np.int64(0) if self._discrete else np.zeros_like(steps[-1]["action"])
+    steps.append({"observation": self._last_obs.pop(copy), "action": zero_action, "reward": np.float32(0.0),
+                  "discount": np.float32(0.0 if terminated else 1.0), "is_first": False, "is_last": True,
+                  "is_terminal": terminated, "log_prob": np.float32(0.0)})
+    return {"steps": steps}
+
+  def close(self) -> None:
+    """Writes the episodes still running as truncated, and closes the dataset (idempotent)."""
+    if self._writer is None:
+      return
+    partial = [self._finish(b, terminated=False) for b in sorted(self._open) if self._open[b]]
+    if partial:
+      self._writer.add_examples({SPLIT: partial})
+      self.episodes_written += len(partial)
+    self._writer.close_all()
+    self._writer = None
+
+
+def read_episodes(directory: str):
+  """The recorded episodes as a `tf.data.Dataset` of RLDS episodes ({"steps": Dataset})."""
+  import tensorflow_datasets as tfds
+  if _read_metadata(directory) is None:
+    raise errors.ConfigError(f"{directory} holds no recorded dataset")
+  return tfds.builder_from_directory(directory).as_dataset(split=SPLIT)
+
+
+def episode_trajectory(episode):
+  """One RLDS episode as the library's `Trajectory` [1, n, ...] of its n transitions (the final
+  step supplies the last next-observation)."""
+  import tensorflow as tf
+  from tf_metarl.trajectories import Trajectory
+  steps = next(iter(episode["steps"].batch(1_000_000)))  # the whole episode as one batch of steps
+  obs = tf.cast(steps["observation"], tf.float32)
+  n = tf.shape(obs)[0] - 1
+  last = tf.cast(steps["is_last"][1:], tf.float32)
+  terminal = tf.cast(steps["is_terminal"][1:], tf.float32)
+  actions = steps["action"][:-1]
+  actions = tf.cast(actions, tf.int32) if actions.dtype.is_integer else tf.cast(actions, tf.float32)
+  batch = lambda x: x[None]
+  return Trajectory(observations=batch(obs[:-1]), actions=batch(actions), rewards=batch(steps["reward"][:-1]),
+                    next_observations=batch(obs[1:]), terminated=batch(terminal),
+                    truncated=batch(last * (1.0 - terminal)), policy_outputs=batch(tf.zeros([n, 0])),
+                    log_probs=batch(steps["log_prob"][:-1]),
+                    episode_steps=batch(tf.cast(tf.range(n), tf.float32)))

@@ -85,6 +85,11 @@ def cases(base):
       helper_rewards.CallableHelper(lambda o, a, n: tf.zeros([tf.shape(o)[0], 2]), "wide"), str(base / "wide"), 4, 2)
   implicit = "--config=configs/implicit_reward_cartpole.py"
   epg = "--config=configs/epg_random_pendulum.py"
+  from tf_metarl.envs.gym_envs import describe_env
+  from tf_metarl.recording import EpisodeRecorder
+  EpisodeRecorder(str(base / "recorded"), describe_env("CartPole-v1"), {"env": "CartPole-v1", "seed": 99}).close()
+  os.makedirs(base / "not_a_dataset")
+  (base / "not_a_dataset" / "notes.txt").write_text("mine")
   return [
       # train_agent
       ("override_unknown_default_config", "train_agent", ["--config.no_such_field=1"],
@@ -208,6 +213,15 @@ def cases(base):
       ("epg_graph_backend_on_a_gymnasium_env", "meta_train",
        ["--config=configs/epg_mujoco.py:hopper", "--backend=graph", f"--logdir={logdir('eg')}"],
        "use epg.backend=ray for gymnasium environments", [logdir("eg")]),
+      ("record_into_another_runs_dataset", "train_agent",
+       ["--env=CartPole-v1", f"--record={base / 'recorded'}", f"--logdir={logdir('ra')}"],
+       "already holds a different run", [logdir("ra")]),
+      ("record_into_a_directory_that_is_no_dataset", "train_agent",
+       ["--env=CartPole-v1", f"--record={base / 'not_a_dataset'}", f"--logdir={logdir('rn')}"],
+       "is not an RLDS dataset written by tf_metarl", [logdir("rn")]),
+      ("record_on_an_in_graph_env", "train_agent",
+       ["--env=tf_metarl/CartPole-v1", f"--record={base / 'rec_ig'}", f"--logdir={logdir('ri')}"],
+       "config.record needs a gymnasium environment stepped in Python", [logdir("ri"), str(base / "rec_ig")]),
       ("epg_export_on_a_discrete_env", "train_agent",
        [f"--objective={SHIPPED_EPG}", "--env=CartPole-v1", f"--logdir={logdir('ed')}"],
        "trains continuous actions only; CartPole-v1 has 2 discrete actions", [logdir("ed")]),
@@ -267,7 +281,8 @@ CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds 
     "implicit_unknown_helper", "implicit_helper_wrong_shape", "implicit_gamma_regularization_negative",
     "implicit_unknown_variant", "implicit_unknown_solver", "epg_sigma_zero", "epg_population_of_one_antithetic",
     "epg_buffer_shorter_than_receptive_field", "epg_ray_address_unreachable", "epg_backend_on_a_config_without_epg",
-    "epg_graph_backend_on_a_gymnasium_env", "epg_export_on_a_discrete_env", "epg_rollout_shorter_than_receptive_field",
+    "epg_graph_backend_on_a_gymnasium_env", "record_into_another_runs_dataset",
+    "record_into_a_directory_that_is_no_dataset", "record_on_an_in_graph_env", "epg_export_on_a_discrete_env", "epg_rollout_shorter_than_receptive_field",
     "serving_no_export_dir", "serving_model_without_export", "serving_dir_without_models",
     "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",
     "export_action_kinds"]

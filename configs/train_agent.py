@@ -49,6 +49,9 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   # Record the episodes the agent collects as an RLDS dataset (TFDS format) in this directory
   # (tf_metarl/recording.py; gymnasium environments); `train_agent --record` sets it. "" = none.
   c.record = ""
+  # Warm-start the off-policy learner's replay buffer from such a recorded dataset (a gymnasium
+  # environment with the same spaces); `train_agent --replay_from` sets it. "" = none.
+  c.replay_from = ""
   c.steps = 100_000 if preset != "td3" else 30_000
   # Evaluation, checkpoints (by steps and by time), progress lines, the non-finite stop: RunSettings.
   c.update(config_from_dataclass(RunSettings(eval_every=10_000 if preset != "td3" else 5_000,

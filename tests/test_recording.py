@@ -122,3 +122,49 @@ def test_train_agent_records_every_step_and_a_resumed_run_appends(tmp_path):
   second = subprocess.run(base + ["--config.steps=2048"], capture_output=True, text=True, cwd=REPO, timeout=600)
   assert second.returncode == 0, second.stderr[-3000:]
   assert sum(e["n"] for e in read_back(record)["episodes"]) == 2048
+
+
+def test_replay_streams_deal_whole_episodes_to_copies_in_order(tmp_path):
+  rng = np.random.default_rng(1)
+  recorder = EpisodeRecorder(str(tmp_path / "ds"), describe_env("Pendulum-v1"), RUN)
+  data = segment(rng, 1, 12, [(0, 2, True), (0, 6, False), (0, 8, True), (0, 11, True)])  # 3, 4, 2, 3 steps
+  recorder.add(data)
+  recorder.close()
+  from tf_metarl.recording import replay_streams
+  streams = replay_streams(str(tmp_path / "ds"), describe_env("Pendulum-v1"), 2)
+  # Copy 0 gets episodes 0 and 2 (3 + 2 steps), copy 1 episodes 1 and 3 (4 + 3): both cut to 5.
+  assert streams.rewards.shape == (2, 5)
+  np.testing.assert_array_equal(streams.rewards[0], data.rewards[0, [0, 1, 2, 7, 8]])
+  np.testing.assert_array_equal(streams.rewards[1], data.rewards[0, [3, 4, 5, 6, 9]])
+  np.testing.assert_array_equal(streams.actions[1], data.actions[0, [3, 4, 5, 6, 9]])
+  np.testing.assert_array_equal(streams.terminated[0], [0, 0, 1, 0, 1])
+  np.testing.assert_array_equal(streams.truncated[1], [0, 0, 0, 1, 0])
+  with pytest.raises(errors.IncompatibleSpaceError, match="do not fit CartPole-v1"):
+    replay_streams(str(tmp_path / "ds"), describe_env("CartPole-v1"), 1)
+  with pytest.raises(errors.ConfigError, match="4 recorded episodes cannot fill 5 copies"):
+    replay_streams(str(tmp_path / "ds"), describe_env("Pendulum-v1"), 5)
+
+
+@pytest.mark.slow
+def test_a_warm_started_off_policy_learner_updates_from_its_first_step(tmp_path):
+  """Recorded transitions fill the replay buffer before the first collection: with them the
+  learner is past its warm-up at once and updates; without them it only collects."""
+  from tf_metarl.learners.off_policy import OffPolicyConfig, OffPolicyLearner
+  from tf_metarl.objectives import make_objective
+  from tf_metarl.recording import replay_streams
+  info = describe_env("Pendulum-v1")
+  rng = np.random.default_rng(2)
+  recorder = EpisodeRecorder(str(tmp_path / "ds"), info, RUN)
+  recorder.add(segment(rng, 1, 600, [(0, 199, False), (0, 399, False), (0, 599, False)]))
+  recorder.close()
+  config = OffPolicyConfig(warmup_steps=500, batch_size=8, sequence_length=1, hidden_sizes=(16,))
+  learners = {}
+  for warm in (False, True):
+    learner = OffPolicyLearner(info, make_objective("td3"), config, seed=0)
+    if warm:
+      learner.replay_source = replay_streams(str(tmp_path / "ds"), info, 1)
+    metrics, _ = learner.iteration()
+    learners[warm] = (learner, metrics)
+  assert learners[False][1] == {} and learners[False][0].replay.size == 1
+  assert learners[True][0].replay.size == 601 and learners[True][1]  # it updated (metrics of its updates)
+  assert int(learners[True][0].env_steps.numpy()) == 1  # recorded steps are not the agent's own

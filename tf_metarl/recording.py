@@ -6,6 +6,7 @@ through, read it back anywhere TensorFlow Datasets is installed.
   recorder.close()              # episodes still running are written as truncated
   dataset = read_episodes(directory)            # tf.data.Dataset of RLDS episodes
   trajectory = episode_trajectory(episode)      # one episode as the library's Trajectory [1, T, ...]
+  streams = replay_streams(directory, env_info, copies)  # numpy Trajectory [copies, L, ...] (warm starts)
 
 Each episode is one example with a `steps` dataset holding RLDS's step fields: `observation`,
 `action`, `reward` and `discount` (the reward and discount that followed the action), `is_first`,
@@ -169,3 +170,40 @@ def episode_trajectory(episode):
                     truncated=batch(last * (1.0 - terminal)), policy_outputs=batch(tf.zeros([n, 0])),
                     log_probs=batch(steps["log_prob"][:-1]),
                     episode_steps=batch(tf.cast(tf.range(n), tf.float32)))
+
+
+def check_spaces(directory: str, env_info) -> None:
+  """A one-line error unless the dataset's observations and actions fit `env_info`'s spaces."""
+  import tensorflow_datasets as tfds
+  steps = tfds.builder_from_directory(directory).info.features["steps"]
+  obs_shape = tuple(steps["observation"].shape)
+  action = steps["action"]
+  discrete = action.dtype.is_integer if hasattr(action.dtype, "is_integer") else np.issubdtype(action.np_dtype,
+                                                                                                 np.integer)
+  fits = obs_shape == tuple(env_info.observation_shape) and discrete == (env_info.action_kind == "discrete") and (
+      discrete or tuple(action.shape) == (env_info.action_dim,))
+  if not fits:
+    raise errors.IncompatibleSpaceError(
+        f"{directory}: recorded observations {obs_shape} and {'discrete' if discrete else 'continuous'} actions "
+        f"{tuple(action.shape)} do not fit {env_info.env_id}")
+
+
+def replay_streams(directory: str, env_info, copies: int):
+  """The recorded transitions as `copies` equal-length streams for a per-copy replay buffer: numpy
+  `Trajectory` [copies, L, ...]. Episodes go to copies in turn (episode k to copy k mod copies)
+  and stay whole and in order, so each stream is a sequence of complete episodes; every stream
+  is cut to the shortest one's length L (a stream may end inside an episode, as a buffer does)."""
+  check_spaces(directory, env_info)
+  per_copy = [[] for _ in range(copies)]
+  for k, episode in enumerate(read_episodes(directory)):
+    per_copy[k % copies].append(episode_trajectory(episode))
+  if any(not stream for stream in per_copy):
+    raise errors.ConfigError(f"{directory}: {sum(map(len, per_copy))} recorded episodes cannot fill {copies} copies")
+  fields = {}
+  for name in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "log_probs",
+               "episode_steps"):
+    fields[name] = [np.concatenate([getattr(t, name).numpy()[0] for t in stream]) for stream in per_copy]
+  length = min(len(x) for x in fields["rewards"])
+  stacked = {k: np.stack([x[:length] for x in v]) for k, v in fields.items()}
+  from tf_metarl.trajectories import Trajectory
+  return Trajectory(policy_outputs=np.zeros(stacked["rewards"].shape + (0,), np.float32), **stacked)

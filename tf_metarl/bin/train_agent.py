@@ -27,6 +27,8 @@ _REWARD = flags.DEFINE_string("reward", None, "An exported learned reward (meta_
                               "method): train on r_η and γ_η instead of the environment's reward (default: config.reward).")
 _RECORD = flags.DEFINE_string("record", None, "Write the episodes the agent collects as an RLDS dataset (TFDS format) "
                               "to this directory (gymnasium environments; read with tfds.builder_from_directory).")
+_REPLAY_FROM = flags.DEFINE_string("replay_from", None, "Warm-start the off-policy learner's replay buffer from a "
+                                   "dataset recorded with --record (same spaces).")
 _LOGDIR = flags.DEFINE_string("logdir", None, "Output directory (default: runs/<env>-<objective>-s<seed>).")
 _PLOT = flags.DEFINE_boolean("plot", True, "Write learning_curve.png to the logdir.")
 _FRESH = common.define_fresh_flag()
@@ -49,6 +51,8 @@ def main(argv):
     config.reward = _REWARD.value
   if _RECORD.value is not None:
     config.record = _RECORD.value
+  if _REPLAY_FROM.value is not None:
+    config.replay_from = _REPLAY_FROM.value
   seeds = int(config.get("seeds", 1))
   name = os.path.basename(os.path.normpath(objective))
   tag = f"s{seed}" if seeds == 1 else f"s{seed}-{seed + seeds - 1}"

@@ -101,6 +101,8 @@ class OffPolicyLearner(Trainable):
     self._evaluations = 0
     self._update_credit = 0.0
     self.recorder = None  # a recording.EpisodeRecorder, set by learners.train
+    self._replayed = 0  # transitions a warm start put in the replay buffer
+    self.replay_source = None  # recorded streams to warm-start from (learners.train: config.replay_from)
     self._make_environments()
 
   def _make_environments(self):
@@ -158,16 +160,30 @@ class OffPolicyLearner(Trainable):
   def _greedy(self, observations):
     return self.agent.actions(self.state.read().policy, observations)
 
+  def warm_start(self, streams) -> int:
+    """Fills the empty replay buffer with recorded transitions (`recording.replay_streams`, numpy
+    `Trajectory` [num_envs, L, ...]), before the first collection; they count toward the
+    warm-up but not as this agent's environment steps. Returns the transitions added (0 if the
+    buffer already holds data, e.g. restored from a checkpoint)."""
+    if int(self.replay.size) > 0:
+      return 0
+    self.replay.add_trajectory(streams)
+    self._replayed = int(np.prod(streams.rewards.shape))
+    return self._replayed
+
   def iteration(self):
     """One vector step of every copy, then the due gradient updates (metrics averaged over them)."""
     cfg = self.config
+    if self.replay_source is not None:  # after any checkpoint restore, which keeps a restored buffer
+      self.warm_start(self.replay_source)
+      self.replay_source = None
     trajectory, stats = self.collector.collect(self.act, 1)
     if self.recorder is not None:  # train_agent --record: the episodes as an RLDS dataset
       self.recorder.add(trajectory)
     self.replay.add_trajectory(trajectory)
     self.env_steps.assign_add(cfg.num_envs)
     updates = []
-    if int(self.env_steps.numpy()) >= cfg.warmup_steps:
+    if int(self.env_steps.numpy()) + self._replayed >= cfg.warmup_steps:
       self._update_credit += cfg.updates_per_step * cfg.num_envs
       while self._update_credit >= 1.0:
         self._update_credit -= 1.0

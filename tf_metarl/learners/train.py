@@ -161,6 +161,14 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     identity["env_randomize"] = {k: list(v) for k, v in sorted(randomize.items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
   resolved[section] = dataclasses.asdict(learner.config)  # what the agent trained with, adopted and resolved settings included
+  replay_from = config.get("replay_from", "") or ""
+  if replay_from:
+    from tf_metarl.recording import replay_streams
+    if objective.learner != OFF_POLICY or in_graph:
+      raise errors.ConfigError(f"config.replay_from warm-starts the replay buffer of the off-policy learner on a "
+                               f"gymnasium environment; got {objective_spec} on {env_id}")
+    learner.replay_source = replay_streams(replay_from, env_info, learner.config.num_envs)
+    identity["replay_from"] = os.path.abspath(replay_from)
   record = config.get("record", "") or ""
   if record:
     from tf_metarl.recording import EpisodeRecorder

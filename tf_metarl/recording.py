@@ -24,6 +24,7 @@ one-line error.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Dict, List, Optional
@@ -42,6 +43,18 @@ def _library_version() -> str:
     return version("tf_metarl")
   except Exception:  # not installed as a distribution (a plain checkout)
     return "unknown"
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """TFDS logs every dataset it opens at INFO: keep that out of the binaries' output."""
+  from absl import logging
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
 
 
 def _read_metadata(directory: str) -> Optional[dict]:
@@ -149,7 +162,8 @@ def read_episodes(directory: str):
   import tensorflow_datasets as tfds
   if _read_metadata(directory) is None:
     raise errors.ConfigError(f"{directory} holds no recorded dataset")
-  return tfds.builder_from_directory(directory).as_dataset(split=SPLIT)
+  with _quiet_tfds():
+    return tfds.builder_from_directory(directory).as_dataset(split=SPLIT)
 
 
 def episode_trajectory(episode):
@@ -175,11 +189,11 @@ def episode_trajectory(episode):
 def check_spaces(directory: str, env_info) -> None:
   """A one-line error unless the dataset's observations and actions fit `env_info`'s spaces."""
   import tensorflow_datasets as tfds
-  steps = tfds.builder_from_directory(directory).info.features["steps"]
+  with _quiet_tfds():
+    steps = tfds.builder_from_directory(directory).info.features["steps"]
   obs_shape = tuple(steps["observation"].shape)
   action = steps["action"]
-  discrete = action.dtype.is_integer if hasattr(action.dtype, "is_integer") else np.issubdtype(action.np_dtype,
-                                                                                                 np.integer)
+  discrete = bool(np.issubdtype(action.np_dtype, np.integer))
   fits = obs_shape == tuple(env_info.observation_shape) and discrete == (env_info.action_kind == "discrete") and (
       discrete or tuple(action.shape) == (env_info.action_dim,))
   if not fits:

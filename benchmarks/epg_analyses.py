@@ -22,15 +22,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import app  # noqa: E402
 
-from benchmarks.results_io import write_result  # noqa: E402
+from benchmarks.results_io import define_meta_test_flags, save_figure, write_result  # noqa: E402
 
-_LOGDIR = flags.DEFINE_string("logdir", None, "The meta_train run (config.json and checkpoints).", required=True)
-_RUNS = flags.DEFINE_integer("runs", 5, "Fresh agents (and task draws) per loss.")
-_SEED = flags.DEFINE_integer("seed", 2000, "Seed of the agents, tasks and noise.")
-_TAG = flags.DEFINE_string("tag", "", "Suffix of the result and figure names.")
-_OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
+_LOGDIR, _RUNS, _SEED, _TAG, _OUT = define_meta_test_flags(seed=2000)
 
 INPUT_KINDS = ("observations", "behaviour_actions", "episode_ends", "rewards", "policy_outputs", "memory")
 
@@ -159,10 +155,7 @@ def plot(record, path):
     ax.set_xlabel("buffer position t'")
     ax.set_title(f"{name}: log10 ‖∂ l_(N−1) / ∂ x_t'‖")
     fig.colorbar(image, ax=ax)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=110)
-  return path
+  return save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import app  # noqa: E402
 
-from benchmarks.results_io import write_result  # noqa: E402
+from benchmarks.results_io import define_meta_test_flags, save_figure, write_result  # noqa: E402
 
-_LOGDIR = flags.DEFINE_string("logdir", None, "The meta_train run (config.json and checkpoints).", required=True)
-_RUNS = flags.DEFINE_integer("runs", 5, "Fresh agents (and task draws) per method and family.")
-_SEED = flags.DEFINE_integer("seed", 1000, "Meta-test seed (agents, tasks, noise).")
-_TAG = flags.DEFINE_string("tag", "", "Suffix of the result and figure names.")
-_OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
+_LOGDIR, _RUNS, _SEED, _TAG, _OUT = define_meta_test_flags(seed=1000)
 
 METHODS = {"evolved loss, no rewards": 0.0, "PPO, with rewards": 1.0}
 
@@ -113,10 +109,7 @@ def plot(record, path):
   axes[2].set_ylabel("return")
   axes[2].set_title("meta-training")
   axes[2].legend(fontsize=8)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=110)
-  return path
+  return save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -77,11 +77,11 @@ def main(_):
             "environments": {}}
   for name in _ENVS.value:
     if name == "catch":
-      env, gym_id, num_actions, action_dim = Catch(), "tf_metarl/Catch-v0", NUM_ACTIONS, None
+      env, gym_id, num_actions = Catch(), "tf_metarl/Catch-v0", NUM_ACTIONS
     else:
       env = classic_control.make_native(name)
       # gymnasium has no continuous CartPole: its discrete one stands in for the timing.
-      gym_id, num_actions, action_dim = type(env).gym_id or "CartPole-v1", env.num_actions, env.action_dim
+      gym_id, num_actions = type(env).gym_id or "CartPole-v1", env.num_actions
     if num_actions:
       random_actions = lambda obs, seed, n=num_actions: tf.random.stateless_uniform([batch], seed, 0, n, dtype=tf.int32)
     else:

@@ -38,7 +38,6 @@ def main(_):
   import numpy as np
   import tensorflow as tf
 
-  from tf_metarl.agents import population
   from tf_metarl.algorithms.metagenrl import (AgentGroup, MetaGenRLConfig, annealed_objective,
                                               future_policy_values)
   from tf_metarl.objectives import MetaGenRLObjective

@@ -228,6 +228,9 @@ def cases(base):
       ("replay_from_with_an_on_policy_objective", "train_agent",
        ["--env=CartPole-v1", f"--replay_from={base / 'recorded'}", f"--logdir={logdir('rp')}"],
        "config.replay_from warm-starts the replay buffer of the off-policy learner", [logdir("rp")]),
+      ("meta_record_on_an_in_graph_run", "meta_train", [f"--record={base / 'rec_meta'}", f"--logdir={logdir('mr')}"],
+       "--record needs inner agents in gymnasium environments; this run (frodo) collects in graph",
+       [logdir("mr"), str(base / "rec_meta")]),
       ("epg_export_on_a_discrete_env", "train_agent",
        [f"--objective={SHIPPED_EPG}", "--env=CartPole-v1", f"--logdir={logdir('ed')}"],
        "trains continuous actions only; CartPole-v1 has 2 discrete actions", [logdir("ed")]),
@@ -289,7 +292,7 @@ CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds 
     "epg_buffer_shorter_than_receptive_field", "epg_ray_address_unreachable", "epg_backend_on_a_config_without_epg",
     "epg_graph_backend_on_a_gymnasium_env", "record_into_another_runs_dataset",
     "record_into_a_directory_that_is_no_dataset", "record_on_an_in_graph_env", "replay_from_a_dataset_of_other_spaces",
-    "replay_from_with_an_on_policy_objective", "epg_export_on_a_discrete_env", "epg_rollout_shorter_than_receptive_field",
+    "replay_from_with_an_on_policy_objective", "meta_record_on_an_in_graph_run", "epg_export_on_a_discrete_env", "epg_rollout_shorter_than_receptive_field",
     "serving_no_export_dir", "serving_model_without_export", "serving_dir_without_models",
     "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",
     "export_action_kinds"]

@@ -132,7 +132,8 @@ class GymTask(Task):
     if info.action_kind != DISCRETE and not continuous:
       raise errors.IncompatibleSpaceError(
           f"online meta-gradient methods need discrete actions; {env_id} has continuous actions")
-    self.name, self.num_envs = env_id, int(num_envs)
+    self.name, self.num_envs, self.env_info = env_id, int(num_envs), info
+    self.recorder = None  # a recording.EpisodeRecorder (meta_train --record)
     self.observation_size = int(np.prod(info.observation_shape))
     self.num_actions = int(info.num_actions or 0)
     self.action_dim = info.action_dim
@@ -172,6 +173,8 @@ class GymTask(Task):
         counter[0] += 1
         return {k: v.numpy() for k, v in act(list(params[:num_params]), tf.constant(observations), step_seed).items()}
       trajectory, stats = self.collector.collect(act_numpy, length)
+      if self.recorder is not None:
+        self.recorder.add(trajectory)
       return tuple(trajectory) + stats.per_step(self.num_envs, length)
 
     action_dtype = tf.int32 if self.num_actions else tf.float32

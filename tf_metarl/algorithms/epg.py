@@ -453,6 +453,9 @@ class EPGProblem(InnerProblem):
                       next_observations=tf.zeros([size, steps, obs_dim]), terminated=zeros, truncated=zeros,
                       policy_outputs=outputs, log_probs=zeros, episode_steps=zeros)
 
+  def recording_sources(self):
+    return []  # inner trainings run in graph or on Ray workers, never through this process's tasks
+
   # The ES estimator only calls population_losses; these complete the interface.
   def unroll(self, eta, state, seed) -> Tuple[object, object, dict]:
     raise errors.ConfigError("EPG's inner trainings run whole, through population_losses")

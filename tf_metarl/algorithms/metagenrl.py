@@ -205,6 +205,7 @@ class AgentGroup:
     self.rng = np.random.default_rng(seed)
     self.eval_env = make_env(env_id)
     self.recent_returns = []
+    self.recorder = None  # a recording.EpisodeRecorder (meta_train --record)
 
   def init(self, seed: int) -> TD3State:
     """Every agent's own initialisation (fresh networks per agent), stacked on a leading N axis."""
@@ -226,6 +227,8 @@ class AgentGroup:
     actions = np.asarray(actions, np.float32)
     out = {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
     trajectory, stats = self.collector.collect(lambda obs: out, 1)
+    if self.recorder is not None:  # meta_train --record
+      self.recorder.add(trajectory)
     self.replay.add_trajectory(trajectory)
     self.recent_returns = (self.recent_returns + list(stats.returns))[-100:]
     returns, lengths = stats.per_step(self.num_agents, 1)
@@ -387,6 +390,9 @@ class MetaGenRLProblem(InnerProblem):
 
   def evaluate(self, state: MetaGenRLState, episodes: int, seed: int):
     return [r for k, g in enumerate(self.groups) for r in g.evaluate(state.groups[k], episodes, seed + 1_000 * k)]
+
+  def recording_sources(self):
+    return [(g.env_id, g.info, g) for g in self.groups]
 
   def report(self, eta):
     return {f"charts/return_{g.env_id}": float(np.mean(g.recent_returns)) for g in self.groups if g.recent_returns}

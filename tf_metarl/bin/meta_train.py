@@ -33,6 +33,10 @@ _EXPORT = flags.DEFINE_string("export", None,
                               "/ reward to this model directory (a new integer version inside, e.g. "
                               "export/frodo_catch).")
 _FRESH = common.define_fresh_flag()
+_RECORD = flags.DEFINE_string("record", None,
+                              "Write the episodes the inner agents collect in gymnasium environments as RLDS datasets "
+                              "(TFDS format) to this directory (one subdirectory per environment when there are "
+                              "several).")
 _BACKEND = flags.DEFINE_enum("backend", None, ["graph", "ray"],
                              "EPG: where the inner trainings run (overrides config.epg.backend): graph, all in one "
                              "compiled computation (tf_metarl/ environments); ray, one Ray task per ES member.")
@@ -99,6 +103,21 @@ def _epoch_settings(config, settings):
                                              checkpoint_every=settings.checkpoint_every * epoch)
 
 
+def _recorders(trainer, directory, identity, logdir):
+  """An `EpisodeRecorder` on every environment the trainer's problem steps in Python."""
+  from tf_metarl.recording import EpisodeRecorder
+  sources = trainer.problem.recording_sources()
+  if not sources:
+    common.fail(f"--record needs inner agents in gymnasium environments; this run ({identity['method']}) collects in "
+                f"graph, where experience never leaves it")
+  recorders = []
+  for env_id, env_info, source in sources:
+    path = directory if len(sources) == 1 else os.path.join(directory, env_id.replace("/", "_"))
+    source.recorder = EpisodeRecorder(path, env_info, dict(identity, env=env_id, logdir=os.path.abspath(logdir)))
+    recorders.append(source.recorder)
+  return recorders
+
+
 def main(argv):
   if len(argv) > 1:
     common.fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
@@ -128,8 +147,13 @@ def main(argv):
       common.fail(not_exportable)
     check_export_dir(_EXPORT.value)
   trainer = make_trainer()
-  summary = loop.run_training(trainer, steps, logdir, identity, settings, config=dict(config.to_dict(), seed=seed),
-                              fresh=_FRESH.value)
+  recorders = _recorders(trainer, _RECORD.value, identity, logdir) if _RECORD.value else []
+  try:
+    summary = loop.run_training(trainer, steps, logdir, identity, settings,
+                                config=dict(config.to_dict(), seed=seed, record=_RECORD.value or ""), fresh=_FRESH.value)
+  finally:
+    for recorder in recorders:
+      recorder.close()
   if _EXPORT.value:
     from tf_metarl.export import export_objective
     export = trainer.export_reward if "implicit_reward" in config else (

@@ -86,6 +86,15 @@ class InnerProblem:
     """A copy of `state` with θ replaced."""
     raise NotImplementedError
 
+  def recording_sources(self) -> List:
+    """(env id, `EnvInfo`, source) for each environment this problem steps in Python (`meta_train
+    --record`); a source's `recorder` (a `recording.EpisodeRecorder`, None by default) gets every
+    trajectory it collects. Default: the problem's `task` if it is such a task (`tasks.GymTask`)."""
+    task = getattr(self, "task", None)
+    if task is not None and hasattr(task, "recorder"):
+      return [(task.name, task.env_info, task)]
+    return []
+
   # Reporting hooks for the meta-trainer (eager, outside the compiled step).
   def evaluate(self, state, episodes: int, seed: int) -> List[float]:
     """Returns of greedy episodes of the current inner agent (empty: not episodic)."""

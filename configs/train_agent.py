@@ -37,7 +37,8 @@ def get_config(preset: str = "ppo") -> ml_collections.ConfigDict:
   # objective on a TensorFlow-native environment, tf_metarl/<id>); `train_agent --seeds` sets it.
   c.seeds = 1
   # A randomised task family of a TensorFlow-native environment, e.g. "mass=0.5:2.0,length=0.5:1.5"
-  # (parameters of tf_metarl/envs/classic_control.py, drawn per copy at every reset); "" = none.
+  # (parameters of tf_metarl/envs/classic_control.py, drawn per copy at every reset), or the ranges of
+  # a randomised MuJoCo family (tf_metarl/RandomHopper-v5, ...: tf_metarl/envs/mujoco_families.py); "" = none.
   c.env_randomize = ""
   # Per-member settings of such a population, one value per seed, e.g.
   # "learning_rate=1e-4:2.5e-4:1e-3,entropy_coef=0:0.01:0.01" (the learning rate, or numeric

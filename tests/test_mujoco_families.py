@@ -72,3 +72,17 @@ def test_a_parameter_the_family_lacks_is_a_one_line_error():
     gym.make("tf_metarl/RandomReacher-v5", randomize="mass=0.5:1.5")
   with pytest.raises(errors.ConfigError, match="0 < low <= high"):
     gym.make("tf_metarl/RandomHopper-v5", randomize="gravity=0:1")
+
+
+def test_the_learners_build_a_family_with_the_ranges_given():
+  """train_agent's config.env_randomize reaches a MuJoCo family through the learners' env_kwargs
+  (a meta-test on held-out draws)."""
+  from tf_metarl.envs.gym_envs import describe_env
+  from tf_metarl.learners.on_policy import OnPolicyConfig, OnPolicyLearner
+  from tf_metarl.objectives import make_objective
+  learner = OnPolicyLearner(describe_env("tf_metarl/RandomReacher-v5"), make_objective("ppo"),
+                            OnPolicyConfig(num_envs=2, minibatches=1, hidden_sizes=(8,)), 0, 1000,
+                            env_kwargs={"randomize": "length=1.5:1.5"})
+  for env in list(learner.env.envs) + [learner.eval_env]:
+    env.reset(seed=0)
+    assert env.unwrapped.model.body_pos[2, 0] == pytest.approx(0.15)  # body1 sits at the end of link 0

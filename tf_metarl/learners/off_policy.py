@@ -67,8 +67,11 @@ class OffPolicyLearner(Trainable):
   holds its state in variables (the Keras models' own weights for the four networks), keeps the
   replay buffer, and steps the environments."""
 
-  def __init__(self, env_info: EnvInfo, objective: Objective, config: OffPolicyConfig, seed: int):
+  def __init__(self, env_info: EnvInfo, objective: Objective, config: OffPolicyConfig, seed: int, env_kwargs=None):
+    """`env_kwargs`: the gymnasium environments' constructor arguments (e.g. a MuJoCo family's
+    `randomize`)."""
     config.validate()
+    self.env_kwargs = dict(env_kwargs or {})
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
     keras.utils.set_random_seed(seed)
     obs_dim = int(np.prod(env_info.observation_shape))
@@ -107,8 +110,8 @@ class OffPolicyLearner(Trainable):
 
   def _make_environments(self):
     """Gymnasium copies stepped from Python (`InGraphOffPolicyLearner` replaces them)."""
-    self.env = make_vector_env(self.env_info.env_id, self.config.num_envs, self.seed)
-    self.eval_env = make_env(self.env_info.env_id)
+    self.env = make_vector_env(self.env_info.env_id, self.config.num_envs, self.seed, **self.env_kwargs)
+    self.eval_env = make_env(self.env_info.env_id, **self.env_kwargs)
     self.collector = RolloutCollector(self.env, self.seed)
 
   def checkpoint_items(self):

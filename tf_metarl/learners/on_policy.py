@@ -165,9 +165,11 @@ class OnPolicyLearner(Trainable):
   """
 
   def __init__(self, env_info: EnvInfo, objective: Objective, config: OnPolicyConfig, seed: int, total_steps: int,
-               reward_transform=None):
+               reward_transform=None, env_kwargs=None):
     """`reward_transform`: trajectory -> trajectory with the rewards to train on (a learned
-    reward, `train_agent --reward`); episode returns stay the environment's."""
+    reward, `train_agent --reward`); episode returns stay the environment's. `env_kwargs`: the
+    gymnasium environments' constructor arguments (e.g. a MuJoCo family's `randomize`)."""
+    self.env_kwargs = dict(env_kwargs or {})
     config.validate()
     self.reward_transform = reward_transform
     config = resolve_minibatch_unit(config, objective)
@@ -192,8 +194,8 @@ class OnPolicyLearner(Trainable):
 
   def _make_environments(self):
     """Gymnasium copies stepped from Python (`InGraphOnPolicyLearner` replaces them)."""
-    self.env = make_vector_env(self.env_info.env_id, self.config.num_envs, self.seed)
-    self.eval_env = make_env(self.env_info.env_id)
+    self.env = make_vector_env(self.env_info.env_id, self.config.num_envs, self.seed, **self.env_kwargs)
+    self.eval_env = make_env(self.env_info.env_id, **self.env_kwargs)
     self.collector = RolloutCollector(self.env, self.seed)
 
   def checkpoint_items(self):

@@ -10,8 +10,8 @@ from absl import logging
 
 from tf_metarl import errors
 from tf_metarl.config_utils import dataclass_from_config, parse_member_values, positive_int
-from tf_metarl.envs import classic_control
-from tf_metarl.envs.gym_envs import EnvInfo, describe_env
+from tf_metarl.envs import classic_control, mujoco_families
+from tf_metarl.envs.gym_envs import EnvInfo, describe_env, make_env
 from tf_metarl.learners.loop import RunSettings, check_logdir, run_training
 from tf_metarl.objectives.base import OFF_POLICY, ON_POLICY, Objective
 from tf_metarl.objectives.registry import make_objective
@@ -92,7 +92,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
       many agents, of seeds seed, seed + 1, ..., train together in one graph; > 1 needs an
       on-policy objective on a TensorFlow-native environment), `env_randomize` (a randomised
       task family of a TensorFlow-native environment: "mass=0.5:2.0,length=0.5:1.5", each copy's
-      parameters drawn uniformly at every reset), `member_settings` (per-member learning rates
+      parameters drawn uniformly at every reset; or the ranges of a randomised MuJoCo family such
+      as `tf_metarl/RandomHopper-v5`, which draws a task at each seeded reset), `member_settings` (per-member learning rates
       or objective hyperparameters of a population: "learning_rate=1e-4:3e-4,entropy_coef=0:0.01",
       one value per seed), the `RunSettings` keys
       (`eval_every`, `checkpoint_every`, ...), `objective_settings` (hyperparameters per built-in
@@ -125,9 +126,14 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
                  ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))
   in_graph = classic_control.is_native(env_id)
   randomize = classic_control.parse_ranges(config.get("env_randomize", ""))
-  if randomize and not classic_control.is_native(env_id):
+  env_kwargs = {}
+  if randomize and env_id in mujoco_families.FAMILIES:  # a MuJoCo family draws its tasks from these ranges
+    env_kwargs, randomize = {"randomize": config["env_randomize"]}, {}
+    make_env(env_id, **env_kwargs).close()  # names the family lacks: a one-line error now
+  elif randomize and not classic_control.is_native(env_id):
     raise errors.ConfigError(f"config.env_randomize needs a TensorFlow-native environment "
-                             f"({', '.join(classic_control.ENVIRONMENTS)}); got {env_id}")
+                             f"({', '.join(classic_control.ENVIRONMENTS)}) or a randomised MuJoCo family "
+                             f"({', '.join(mujoco_families.FAMILIES)}); got {env_id}")
   reward_transform, reward_spec = None, config.get("reward", "") or ""
   if reward_spec:
     objective, reward_transform = _learned_reward(reward_spec, objective, objective_spec, env_info)
@@ -146,9 +152,10 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   elif in_graph:
     learner = InGraphOffPolicyLearner(env_info, objective, learner_config, seed, env_randomize=randomize)
   elif objective.learner == ON_POLICY:
-    learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps, reward_transform=reward_transform)
+    learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps, reward_transform=reward_transform,
+                              env_kwargs=env_kwargs)
   else:
-    learner = OffPolicyLearner(env_info, objective, learner_config, seed)
+    learner = OffPolicyLearner(env_info, objective, learner_config, seed, env_kwargs=env_kwargs)
   identity = dict(env=env_id, objective=objective_spec, objective_kind=objective.kind, seed=seed,
                   learner=objective.learner + ("_in_graph" if in_graph else ""))
   if members > 1:
@@ -157,8 +164,9 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     identity["member_settings"] = member_settings
   if reward_spec:
     identity["reward"] = reward_spec
-  if randomize:
-    identity["env_randomize"] = {k: list(v) for k, v in sorted(randomize.items())}
+  if randomize or env_kwargs:
+    identity["env_randomize"] = {k: list(v) for k, v in sorted(classic_control.parse_ranges(
+        config["env_randomize"]).items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
   resolved[section] = dataclasses.asdict(learner.config)  # what the agent trained with, adopted and resolved settings included
   replay_from = config.get("replay_from", "") or ""

@@ -303,3 +303,15 @@ def test_each_update_reports_the_kl_from_the_policy_before_it_to_the_one_after()
     want.append(float(tf.reduce_mean(before.kl_divergence(after))))
   np.testing.assert_allclose(results.policy_kl.numpy()[0], want, rtol=1e-4)
   assert min(want) > 0
+
+
+def test_sigma_decays_per_epoch_to_its_floor_and_the_papers_preset_steps_by_sgd():
+  trainer = epg.EPGTrainer(small_epg_config(sigma=0.01, sigma_decay=0.5, sigma_min=0.002, meta_optimizer="sgd"), 0)
+  scales = [float(trainer.problem.perturbation_scale(epg.EPGState(tf.constant(k, tf.int64)))) for k in range(4)]
+  np.testing.assert_allclose(scales, [1.0, 0.5, 0.25, 0.2])
+  from tf_metarl.agents.optimizers import SGD
+  assert isinstance(trainer.meta_optimizer, SGD) and trainer.meta_optimizer.learning_rate == 1e-2
+  with pytest.raises(errors.ConfigError, match="sigma_decay must be in"):
+    small_epg_config(sigma_decay=1.5).validate()
+  with pytest.raises(errors.ConfigError, match="meta_optimizer must be one of adam, sgd"):
+    small_epg_config(meta_optimizer="rmsprop").validate()

@@ -245,3 +245,19 @@ def test_the_estimate_from_the_members_that_came_back():
   got = es.gradient(eta, seed, tf.constant(losses))[0].numpy()
   keep = [0, 2, 3]
   np.testing.assert_allclose(got, losses[keep] @ noise[keep] / (3 * 0.5), rtol=1e-5)
+
+
+class ShrinkingQuadraticProblem(QuadraticProblem):
+  """The quadratic problem with a σ schedule: this state's perturbations are a quarter of σ."""
+
+  def perturbation_scale(self, state):
+    return tf.constant(0.25, tf.float64)
+
+
+def test_a_problems_sigma_schedule_is_the_estimate_with_that_sigma():
+  es = EvolutionStrategiesEstimator(population=8, sigma=0.2, shaping="none", unroll_steps=5)
+  quarter = EvolutionStrategiesEstimator(population=8, sigma=0.05, shaping="none", unroll_steps=5)
+  want, _, _ = estimate(quarter, QuadraticProblem())
+  got, _, metrics = estimate(es, ShrinkingQuadraticProblem())
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+  assert float(metrics["meta/es_sigma"]) == pytest.approx(0.05)

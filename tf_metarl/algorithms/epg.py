@@ -31,7 +31,7 @@ import tensorflow as tf
 from tf_metarl import errors
 from tf_metarl.agents import population
 from tf_metarl.agents.actor_critic import ActorCritic
-from tf_metarl.agents.optimizers import Adam
+from tf_metarl.agents.optimizers import SGD, Adam
 from tf_metarl.config_utils import dataclass_from_config
 from tf_metarl.envs import batched, classic_control
 from tf_metarl.envs.gym_envs import describe_env
@@ -48,6 +48,7 @@ from tf_metarl.trajectories import Trajectory
 
 
 BACKENDS = ("graph", "ray")
+META_OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclasses.dataclass
@@ -72,10 +73,14 @@ class EPGConfig:
   # evolution strategies
   population: int = 16                 # V (antithetic pairs)
   sigma: float = 0.01
+  sigma_decay: float = 1.0             # σ_k = σ · decay^k at epoch k (OpenES practice; 1: constant, as the paper)
+  sigma_min: float = 0.0               # σ's floor under decay
   antithetic: bool = True
   shaping: str = "centered_rank"
-  meta_learning_rate: float = 1e-2     # Adam on the estimate, as the reference
-  l2: float = 1e-3                     # the reference's outer L2 penalty on φ
+  meta_optimizer: str = "adam"         # adam: Adam (β1 = 0) on the estimate, as the reference; sgd: the paper's
+  #                                      φ ← φ + lr/(Vσ) Σ F_i ε_i
+  meta_learning_rate: float = 1e-2
+  l2: float = 1e-3                     # the reference's outer L2 penalty on φ (Adam)
   # where the inner trainings run
   backend: str = "graph"               # graph: all in one compiled computation (tf_metarl/... envs);
   #                                      ray: one Ray task per member (any environment, e.g. MuJoCo)
@@ -107,6 +112,12 @@ class EPGConfig:
     classic_control.parse_ranges(self.held_out)
     if self.shaping not in SHAPINGS:
       raise errors.ConfigError(f"epg.shaping must be one of {', '.join(SHAPINGS)}, got {self.shaping!r}")
+    if self.meta_optimizer not in META_OPTIMIZERS:
+      raise errors.ConfigError(f"epg.meta_optimizer must be one of {', '.join(META_OPTIMIZERS)}, got "
+                               f"{self.meta_optimizer!r}")
+    if not (0 < self.sigma_decay <= 1 and 0 <= self.sigma_min <= self.sigma):
+      raise errors.ConfigError(f"epg.sigma_decay must be in (0, 1] and epg.sigma_min in [0, sigma], got "
+                               f"{self.sigma_decay} and {self.sigma_min}")
     for name in ("inner_learning_rate", "sigma", "meta_learning_rate"):
       if not getattr(self, name) > 0:
         raise errors.ConfigError(f"epg.{name} must be > 0, got {getattr(self, name)}")
@@ -245,6 +256,12 @@ class EPGProblem(InnerProblem):
   def init(self, eta, seed) -> EPGState:
     return EPGState(epoch=tf.constant(0, tf.int64))
 
+  def perturbation_scale(self, state: EPGState):
+    """σ's decay: σ_k = σ · max(decay^k, sigma_min / σ) at epoch k."""
+    c = self.config
+    decayed = tf.pow(tf.constant(c.sigma_decay, tf.float32), tf.cast(state.epoch, tf.float32))
+    return tf.maximum(decayed, c.sigma_min / c.sigma)
+
   # --- one epoch: the whole population of inner trainings -----------------------------------
   def fresh_agents(self, seed, count: int):
     """`count` freshly initialised agent states, stacked [count, ...]."""
@@ -380,13 +397,13 @@ class EPGProblem(InnerProblem):
   def evaluates_remotely(self) -> bool:
     return self.members is not None
 
-  def remote_population_losses(self, estimator, eta, noise_seed, state: EPGState, seed):
+  def remote_population_losses(self, estimator, eta, noise_seed, sigma, state: EPGState, seed):
     c = self.config
     alpha = ppo_weight(state.epoch, c.ppo_anneal_epochs)
     normalizer = [tf.convert_to_tensor(v) for v in self.objective.normalizer.variables]
     raw_size, size = self.objective.normalizer.size, c.population * c.runs_per_member
     outputs = tf.py_function(
-        functools.partial(self._run_members, len(eta)), [noise_seed, seed, alpha] + list(eta) + normalizer,
+        functools.partial(self._run_members, len(eta)), [noise_seed, sigma, seed, alpha] + list(eta) + normalizer,
         [tf.float32] * 4 + [tf.float32] * 3 + [tf.float32] * (len(UPDATE_METRICS) + 3))
     shapes = [[size]] * 4 + [[], [raw_size], [raw_size]] + [[]] * (len(UPDATE_METRICS) + 3)
     for x, shape in zip(outputs, shapes):
@@ -399,10 +416,11 @@ class EPGProblem(InnerProblem):
     extra = {"epg/lost_members": lost, "epg/bytes_sent": sent, "epg/bytes_received": received}
     return self._epoch_outcome(results, c.population, alpha, state, extra)
 
-  def _run_members(self, num_eta, noise_seed, seed, alpha, *tensors):
+  def _run_members(self, num_eta, noise_seed, sigma, seed, alpha, *tensors):
     """(Eager, inside the py_function.) Every member as a Ray task; the arrays of `RunResults`."""
     c = self.config
     shared = {"config": dataclasses.asdict(c), "seed": self.seed, "noise_seed": noise_seed.numpy(),
+              "sigma": float(sigma),
               "inner_seed": seed.numpy(), "alpha": float(alpha), "eta": [t.numpy() for t in tensors[:num_eta]],
               "normalizer": [t.numpy() for t in tensors[num_eta:]]}
     results, report = self.members.map(self.member_fn, shared, list(range(c.population)))
@@ -482,8 +500,10 @@ class EPGTrainer(MetaTrainer):
       members = RayMembers(config.ray_address, config.ray_workers, config.member_timeout_s)
     self._objective = build_objective(config, seed)
     problem = EPGProblem(config, self._objective, seed, members)
-    super().__init__(problem, config.estimator(), self._objective.network,
-                     Adam(config.meta_learning_rate, beta_1=0.0, l2=config.l2), seed, jit_compile=jit_compile)
+    meta_optimizer = (SGD(config.meta_learning_rate) if config.meta_optimizer == "sgd" else
+                      Adam(config.meta_learning_rate, beta_1=0.0, l2=config.l2))
+    super().__init__(problem, config.estimator(), self._objective.network, meta_optimizer, seed,
+                     jit_compile=jit_compile)
 
   @classmethod
   def from_logdir(cls, logdir: str):
@@ -543,7 +563,7 @@ def evaluate_member(shared: dict, index: int) -> dict:
   for variable, value in zip(problem.objective.normalizer.variables, shared["normalizer"]):
     variable.assign(value)
   eta = [tf.constant(v) for v in shared["eta"]]
-  phi = problem.config.estimator().member_eta(eta, tf.constant(shared["noise_seed"]), index)
+  phi = problem.config.estimator().member_eta(eta, tf.constant(shared["noise_seed"]), index, shared["sigma"])
   results = train([p[None] for p in phi], tf.constant(shared["alpha"], tf.float32), tf.constant(shared["inner_seed"]))
   return {"fitness": results.fitness.numpy(), "episodes": results.episodes.numpy(),
           "last_return": results.last_return.numpy(), "last_length": results.last_length.numpy(),

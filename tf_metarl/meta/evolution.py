@@ -91,12 +91,12 @@ class EvolutionStrategiesEstimator:
       out.append(eps)
     return out
 
-  def _perturb(self, eta, eps):
-    return [p + self.sigma * e for p, e in zip(eta, eps)]
+  def _perturb(self, eta, eps, sigma):
+    return [p + tf.cast(sigma, p.dtype) * e for p, e in zip(eta, eps)]
 
-  def member_eta(self, eta, noise_seed, index: int):
-    """η + σ ε_index."""
-    return self._perturb(eta, [n[index] for n in self.noise(eta, noise_seed)])
+  def member_eta(self, eta, noise_seed, index: int, sigma=None):
+    """η + σ ε_index (σ: this estimate's, default `self.sigma`)."""
+    return self._perturb(eta, [n[index] for n in self.noise(eta, noise_seed)], self.sigma if sigma is None else sigma)
 
   def member_loss(self, problem, eta, state, inner_seed):
     """K inner steps and the meta-loss at η (no gradients). Returns (loss, metrics)."""
@@ -104,13 +104,13 @@ class EvolutionStrategiesEstimator:
     loss, _ = problem.meta_loss(eta, state, held_out, batches)
     return tf.stop_gradient(loss), metrics
 
-  def gradient(self, eta, noise_seed, losses):
+  def gradient(self, eta, noise_seed, losses, sigma=None):
     """The estimate from the members' losses [V] (in member order); members whose loss is not
     finite (lost) are left out, and the average is over the others."""
     losses = tf.convert_to_tensor(losses)
     shaped = shape_losses(losses, self.shaping)
     alive = tf.reduce_sum(tf.cast(tf.math.is_finite(losses), losses.dtype))
-    scale = 1.0 / (tf.maximum(alive, 1.0) * self.sigma)
+    scale = 1.0 / (tf.maximum(alive, 1.0) * tf.cast(self.sigma if sigma is None else sigma, losses.dtype))
     return [scale * tf.tensordot(tf.cast(shaped, n.dtype), n, axes=1) for n in self.noise(eta, noise_seed)]
 
   def estimate(self, problem, eta, state, seed):
@@ -118,26 +118,28 @@ class EvolutionStrategiesEstimator:
     comes back unchanged, or as `population_losses` returns it (EPG counts its epochs there)."""
     noise_seed, inner_seed = self.split_seed(seed)
     noise = self.noise(eta, noise_seed)
-    if problem.evaluates_remotely():  # members elsewhere, each rebuilt from (η, noise seed, index)
-      losses, state, metrics = problem.remote_population_losses(self, eta, noise_seed, state, inner_seed)
+    sigma = self.sigma * problem.perturbation_scale(state)  # the problem's schedule (EPG: σ decay)
+    if problem.evaluates_remotely():  # members elsewhere, each rebuilt from (η, noise seed, index, σ)
+      losses, state, metrics = problem.remote_population_losses(self, eta, noise_seed, sigma, state, inner_seed)
     elif problem.evaluates_populations():  # the problem batches its members itself
       # η + σ ε broadcasts to [V, ...]: every member's η at once.
-      losses, state, metrics = problem.population_losses(self._perturb(eta, noise), state, inner_seed)
+      losses, state, metrics = problem.population_losses(self._perturb(eta, noise, sigma), state, inner_seed)
     elif self.vectorize:
-      member = lambda eps: self.member_loss(problem, self._perturb(eta, eps), state, inner_seed)
+      member = lambda eps: self.member_loss(problem, self._perturb(eta, eps, sigma), state, inner_seed)
       losses, stacked = tf.vectorized_map(member, noise)
       metrics = _merge_stacked(stacked)
     else:
       losses, parts = [], []
       for i in range(self.population):
-        loss, m = self.member_loss(problem, self._perturb(eta, [n[i] for n in noise]), state, inner_seed)
+        loss, m = self.member_loss(problem, self._perturb(eta, [n[i] for n in noise], sigma), state, inner_seed)
         losses.append(loss)
         parts.append(m)
       losses, metrics = tf.stack(losses), merge_metrics(parts)
-    grads = self.gradient(eta, noise_seed, losses)
+    grads = self.gradient(eta, noise_seed, losses, sigma)
     # Over the members that returned (all lost: NaN, which the trainer counts as a skipped step).
     present = tf.boolean_mask(losses, tf.math.is_finite(losses))
-    return grads, state, dict(metrics, meta_loss=tf.reduce_mean(present), member_loss_std=tf.math.reduce_std(present))
+    return grads, state, dict(metrics, meta_loss=tf.reduce_mean(present), member_loss_std=tf.math.reduce_std(present),
+                              **{"meta/es_sigma": tf.cast(sigma, tf.float32)})
 
 
 def _merge_stacked(stacked):

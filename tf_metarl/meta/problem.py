@@ -65,11 +65,16 @@ class InnerProblem:
     return cls.population_losses is not InnerProblem.population_losses
 
   # For evolution strategies with members evaluated in other processes (`meta.remote`).
-  def remote_population_losses(self, estimator, eta, noise_seed, state, seed) -> Tuple[tf.Tensor, object, Dict]:
+  def remote_population_losses(self, estimator, eta, noise_seed, sigma, state, seed
+                               ) -> Tuple[tf.Tensor, object, Dict]:
     """Meta-losses [V] of the estimator's members, member i at `estimator.member_eta(eta,
-    noise_seed, i)`, evaluated elsewhere (NaN for a member that was lost). Returns (losses, the
-    state to continue from, metrics)."""
+    noise_seed, i, sigma)`, evaluated elsewhere (NaN for a member that was lost). Returns (losses,
+    the state to continue from, metrics)."""
     raise NotImplementedError
+
+  def perturbation_scale(self, state) -> tf.Tensor:
+    """A factor on the ES perturbation σ at this state (a σ schedule); 1 by default."""
+    return tf.constant(1.0)
 
   def evaluates_remotely(self) -> bool:
     return False

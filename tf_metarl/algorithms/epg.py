@@ -16,6 +16,11 @@ The inner agents are `agents.ActorCritic` states stacked on a leading axis and u
 `tf.vectorized_map` (`agents.population`); all P environment copies are one batched
 `envs.classic_control` environment whose copies keep their task (`keep_tasks`). The loss's input
 normalisation statistics are updated once per epoch from everything the epoch collected.
+
+With `backend="ray"` the same epoch runs as one Ray task per member (`remote_population_losses`,
+`evaluate_member`): each rebuilds its φ_v from φ, the noise seed and its index, and runs
+`train_population` for its W runs on its own copies (gymnasium families such as
+`tf_metarl/RandomHopper-v5` included); a member that is lost drops out of the estimate.
 """
 from __future__ import annotations
 

@@ -261,3 +261,17 @@ def test_a_problems_sigma_schedule_is_the_estimate_with_that_sigma():
   got, _, metrics = estimate(es, ShrinkingQuadraticProblem())
   np.testing.assert_allclose(got, want, rtol=1e-12)
   assert float(metrics["meta/es_sigma"]) == pytest.approx(0.05)
+
+
+def test_relative_damping_follows_the_hessians_largest_eigenvalue():
+  """With ρ = 0.5 the solve uses H + ρ·λ_max(H)·I = A + 1.5 I (λ_max(A) = 3): the estimate is the
+  closed form with that damping, and the metrics report it."""
+  problem = QuadraticProblem()
+  state = converged_state(problem)
+  estimator = ImplicitEstimator(solver=ExactSolver(), unroll_steps=1, relative_damping=0.5, damping_power_iterations=60)
+  grads, _, metrics = estimate(estimator, problem, state)
+  a, b = problem.A.numpy(), problem.B.numpy()
+  theta = np.linalg.solve(a, b @ ETA + problem.c.numpy())
+  want = b.T @ np.linalg.solve(a + 1.5 * np.eye(N_THETA), theta - problem.t.numpy()) + problem.rho * ETA
+  np.testing.assert_allclose(grads, want, rtol=1e-5)
+  assert float(metrics["meta/damping"]) == pytest.approx(1.5, rel=1e-5)

@@ -85,6 +85,7 @@ class ImplicitRewardConfig:
   cg_tolerance: float = 1e-4
   diagonal_probes: int = 4
   damping: float = 0.3                 # δ of H + δI (sampled Hessians are indefinite: |λ_min| ≈ 0.1–0.2 measured on CartPole)
+  relative_damping: float = 0.0        # ρ: the solve adds ρ·λ̂_max(H) to δ (damping that follows the Hessian's scale)
   hvp: str = "exact"                   # or "finite_difference" (the paper's gradient-difference trick)
   hessian_dependence: float = 0.0      # λ of the Loaded-DiCE Hessian estimate (1: unbiased, 0: per-step)
   hessian_batch: str = "inner"         # "inner" (reweighted, Remark 2) or "held_out"
@@ -124,7 +125,8 @@ class ImplicitRewardConfig:
                                f"got {self.inner_phase_min_iterations}")
     if not np.isfinite(self.helper_scale):
       raise errors.ConfigError(f"implicit_reward.helper_scale must be a finite number, got {self.helper_scale}")
-    for name in ("gamma_regularization", "additive_regularization", "damping", "inner_phase_tolerance"):
+    for name in ("gamma_regularization", "additive_regularization", "damping", "relative_damping",
+                 "inner_phase_tolerance"):
       value = getattr(self, name)
       if not (value >= 0 and value < float("inf")):
         raise errors.ConfigError(f"implicit_reward.{name} must be a finite number >= 0, got {value}")
@@ -364,7 +366,8 @@ def make_estimator(config: ImplicitRewardConfig):
   else:
     solver = DiagonalSolver(probes=config.diagonal_probes, damping=0.0)
   damping = 0.0 if config.method == "bipars" else config.damping
-  return ImplicitEstimator(solver=solver, unroll_steps=k, hvp=config.hvp, damping=damping,
+  relative = 0.0 if config.method == "bipars" else config.relative_damping
+  return ImplicitEstimator(solver=solver, unroll_steps=k, hvp=config.hvp, damping=damping, relative_damping=relative,
                            max_residual=None if config.method == "bipars" else config.max_residual,
                            hessian_batch=config.hessian_batch)
 

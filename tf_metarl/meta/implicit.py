@@ -18,7 +18,7 @@ import dataclasses
 import tensorflow as tf
 
 from tf_metarl import errors
-from tf_metarl.meta.linear_solvers import NeumannSolver
+from tf_metarl.meta.linear_solvers import NeumannSolver, largest_eigenvalue
 from tf_metarl.meta.problem import unroll_and_hold_out
 
 HVP_MODES = ("exact", "finite_difference")
@@ -70,6 +70,9 @@ class ImplicitEstimator:
     hvp: "exact" or "finite_difference" Hessian-vector products.
     hvp_epsilon: the finite difference's relative step.
     damping: δ ≥ 0, the solve uses H + δI (a sampled Hessian may be indefinite or singular).
+    relative_damping: ρ ≥ 0 adds ρ·λ̂_max(H) to δ, λ̂ by `damping_power_iterations` power
+      iterations, so the damping follows the Hessian's scale (a helper reward ten times larger
+      scales H tenfold; a fixed δ then damps ten times less).
     max_residual: a solve whose relative residual ‖(H + δI)v − b‖/‖b‖ is above this, or not
       finite, has diverged: the estimate is rejected (`reject` in the metrics; the meta-trainer
       then skips the step and counts it) instead of reaching η. None: never rejected.
@@ -82,6 +85,8 @@ class ImplicitEstimator:
   hvp: str = "exact"
   hvp_epsilon: float = 1e-3
   damping: float = 0.0
+  relative_damping: float = 0.0
+  damping_power_iterations: int = 10
   max_residual: float | None = None
   hessian_batch: str = "inner"
 
@@ -90,8 +95,8 @@ class ImplicitEstimator:
       raise errors.ConfigError(f"hvp must be one of {', '.join(HVP_MODES)}, got {self.hvp!r}")
     if self.hessian_batch not in HESSIAN_BATCHES:
       raise errors.ConfigError(f"hessian_batch must be one of {', '.join(HESSIAN_BATCHES)}, got {self.hessian_batch!r}")
-    if not self.damping >= 0:
-      raise errors.ConfigError(f"damping must be >= 0, got {self.damping}")
+    if not (self.damping >= 0 and self.relative_damping >= 0):
+      raise errors.ConfigError(f"damping and relative damping must be >= 0, got {self.damping}, {self.relative_damping}")
     state, batches, held_out, metrics = unroll_and_hold_out(problem, eta, state, seed, self.unroll_steps)
     state = tf.nest.map_structure(tf.stop_gradient, state)
     theta = problem.params(state)
@@ -106,7 +111,14 @@ class ImplicitEstimator:
     del tape
 
     inner = lambda params: problem.inner_loss(eta, params, inner_batch)
-    matvec = lambda v: hessian_vector_product(inner, theta, v, self.hvp, self.hvp_epsilon) + self.damping * v
+    hvp = lambda v: hessian_vector_product(inner, theta, v, self.hvp, self.hvp_epsilon)
+    damping = tf.constant(self.damping, b.dtype)
+    damping_metrics = {}
+    if self.relative_damping:
+      scale = largest_eigenvalue(hvp, b, self.damping_power_iterations, tf.random.experimental.stateless_fold_in(seed, 2))
+      damping = damping + self.relative_damping * scale
+      damping_metrics = {"meta/damping": damping, "meta/hessian_scale": scale}
+    matvec = lambda v: hvp(v) + damping * v
     v, solver_metrics = self.solver.solve(matvec, b, tf.random.experimental.stateless_fold_in(seed, 1))
     v = tf.stop_gradient(v)
     residual = tf.norm(matvec(v) - b) / (tf.norm(b) + 1e-12)
@@ -116,7 +128,7 @@ class ImplicitEstimator:
       dot = tf.reduce_sum(flatten(gradient_of(lambda params: problem.inner_loss(eta, params, inner_batch), theta)) * v)
     mixed = tape.gradient(dot, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads = [d - m for d, m in zip(direct, mixed)]
-    out = dict(metrics, meta_loss=outer, solver_residual=residual, **meta_metrics, **solver_metrics)
+    out = dict(metrics, meta_loss=outer, solver_residual=residual, **meta_metrics, **solver_metrics, **damping_metrics)
     if self.max_residual is not None:
       out["reject"] = tf.logical_not(residual <= self.max_residual)  # NaN compares False: rejected
     return grads, state, out

@@ -19,6 +19,20 @@ def _dot(a, b):
   return tf.reduce_sum(a * b)
 
 
+def largest_eigenvalue(matvec: MatVec, like, iterations: int, seed=None):
+  """λ̂ ≈ the largest |eigenvalue| of a symmetric A by `iterations` power iterations from a random
+  start shaped like `like` (each one product; a Rayleigh estimate never exceeds λ_max)."""
+  seed = tf.constant([0, 0]) if seed is None else seed
+  v = tf.random.stateless_normal(tf.shape(like), seed, dtype=like.dtype)
+  estimate = tf.constant(0.0, like.dtype)
+  for _ in range(iterations):
+    v = v / (tf.norm(v) + 1e-30)
+    av = matvec(v)
+    estimate = tf.abs(_dot(v, av))
+    v = av
+  return estimate
+
+
 @dataclasses.dataclass(frozen=True)
 class NeumannSolver:
   """Truncated Neumann / Richardson series x_J = α Σ_{j<J} (I − αA)^j b.
@@ -38,15 +52,7 @@ class NeumannSolver:
     """α, or α / λ̂ with power iterations."""
     if not self.power_iterations:
       return tf.constant(self.alpha, b.dtype)
-    seed = tf.constant([0, 0]) if seed is None else seed
-    v = tf.random.stateless_normal(tf.shape(b), seed, dtype=b.dtype)
-    estimate = tf.constant(0.0, b.dtype)
-    for _ in range(self.power_iterations):
-      v = v / (tf.norm(v) + 1e-30)
-      av = matvec(v)
-      estimate = tf.abs(_dot(v, av))
-      v = av
-    return self.alpha / (estimate + 1e-12)
+    return self.alpha / (largest_eigenvalue(matvec, b, self.power_iterations, seed) + 1e-12)
 
   def solve(self, matvec: MatVec, b, seed=None):
     alpha = self.step_size(matvec, b, seed)

@@ -15,6 +15,9 @@ Figures 6 and 9), for a meta_train run:
    fresh agents and the trained ones (section 4.3: about 0.5 in the paper), for the evolved and
    the random loss.
 
+With --buffers_from=DIR (a dataset `train_agent --record` wrote on the same environment), the
+buffers of 2 and 3 are recorded experience rather than each agent's own collection.
+
 Writes docs/results/epg_analyses<tag>.json and docs/figures/epg_analyses<tag>.png.
 """
 import os
@@ -22,11 +25,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from benchmarks.results_io import define_meta_test_flags, save_figure, write_result  # noqa: E402
 
 _LOGDIR, _RUNS, _SEED, _TAG, _OUT = define_meta_test_flags(seed=2000)
+_BUFFERS_FROM = flags.DEFINE_string("buffers_from", None, "Read the buffers of analyses 2 and 3 from a recorded RLDS "
+                                    "dataset (train_agent --record) instead of collecting them with each agent.")
 
 INPUT_KINDS = ("observations", "behaviour_actions", "episode_ends", "rewards", "policy_outputs", "memory")
 
@@ -47,6 +52,18 @@ def collect_buffers(problem, agents, runs: int, seed):
   _, trajectory, _ = task.rollout(task.reset(env_seed, runs), problem._act_fn(runs), agents.policy, rollout_seed,
                                   problem.config.buffer_size)
   return trajectory
+
+
+def recorded_buffers(directory: str, env_info, runs: int, length: int):
+  """`runs` buffers [runs, N, ...] of recorded transitions: the first N of each copy's stream
+  (`recording.replay_streams`: whole episodes dealt to copies in turn)."""
+  import tensorflow as tf
+  from tf_metarl.recording import replay_streams
+  streams = replay_streams(directory, env_info, runs)
+  if streams.rewards.shape[1] < length:
+    raise SystemExit(f"error: {directory} holds {streams.rewards.shape[1]} transitions per buffer, fewer than N = "
+                     f"{length}")
+  return tf.nest.map_structure(lambda x: tf.constant(x[:, :length]), streams)
 
 
 def run_slice(tree, run: int):
@@ -109,7 +126,8 @@ def main(argv):
             "PPO, with rewards": (trainer.problem, 1.0)}
   runs, seed = _RUNS.value, tf.constant([_SEED.value, 11])
   record = {"command": "benchmarks/epg_analyses.py " + " ".join(sys.argv[1:]), "checkpoint": restored,
-            "runs": runs, "seed": _SEED.value, "epg": config["epg"], "kl": {}, "spearman": {}, "sensitivity": {}}
+            "runs": runs, "seed": _SEED.value, "epg": config["epg"], "buffers_from": _BUFFERS_FROM.value,
+            "kl": {}, "spearman": {}, "sensitivity": {}}
   for name, (problem, alpha) in losses.items():
     results = tf.function(lambda s, p=problem, a=alpha: p.meta_test(runs, s, False, a))(seed)
     kl = results.policy_kl.numpy()  # [U, runs]
@@ -119,7 +137,10 @@ def main(argv):
       continue
     fresh = problem.fresh_agents(tf.random.experimental.stateless_split(seed, num=3)[0], runs)
     for stage, agents in (("fresh agents", fresh), ("trained agents", results.agents)):
-      buffers = collect_buffers(problem, agents, runs, tf.constant([_SEED.value, 12]))
+      if _BUFFERS_FROM.value:
+        buffers = recorded_buffers(_BUFFERS_FROM.value, problem.env_info, runs, problem.config.buffer_size)
+      else:
+        buffers = collect_buffers(problem, agents, runs, tf.constant([_SEED.value, 12]))
       rhos = gradient_correlations(problem, agents, buffers, runs)
       record["spearman"][f"{name} | {stage}"] = {"per_run": rhos, "mean": float(np.mean(rhos)),
                                                  "std": float(np.std(rhos))}

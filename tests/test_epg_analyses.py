@@ -42,3 +42,21 @@ def test_the_analyses_command_on_a_one_epoch_run(tmp_path):
   assert set(sensitivity) == {"observations", "behaviour_actions", "episode_ends", "policy_outputs", "memory"}
   assert all(len(v) == 128 and np.all(np.isfinite(v)) for v in sensitivity.values())
   assert sensitivity["observations"][-1] > 0  # the last sample's loss reads its own state
+
+
+def test_recorded_buffers_are_the_first_transitions_of_each_stream(tmp_path):
+  sys.path.insert(0, REPO)
+  from benchmarks.epg_analyses import recorded_buffers
+  from tests.test_recording import RUN, segment
+  from tf_metarl.envs.gym_envs import describe_env
+  from tf_metarl.recording import EpisodeRecorder
+  info = describe_env("Pendulum-v1")
+  data = segment(np.random.default_rng(3), 1, 80, [(0, 39, False), (0, 79, False)])
+  recorder = EpisodeRecorder(str(tmp_path / "ds"), info, RUN)
+  recorder.add(data)
+  recorder.close()
+  buffers = recorded_buffers(str(tmp_path / "ds"), info, 2, 32)
+  np.testing.assert_array_equal(buffers.observations.numpy()[1], data.observations[0, 40:72])
+  np.testing.assert_array_equal(buffers.log_probs.numpy()[0], data.log_probs[0, :32])
+  with pytest.raises(SystemExit, match="fewer than N = 64"):
+    recorded_buffers(str(tmp_path / "ds"), info, 2, 64)

@@ -18,15 +18,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = {"env": "Pendulum-v1", "objective": "ppo", "seed": 0}
 
 
-def segment(rng, copies, steps, ends):
+def segment(rng, copies, steps, ends, obs_dim=3):
   """A numpy Trajectory [copies, steps] whose episodes end where `ends` says ((copy, t, terminated))."""
   terminated, truncated = np.zeros((copies, steps), np.float32), np.zeros((copies, steps), np.float32)
   for copy, t, is_terminal in ends:
     (terminated if is_terminal else truncated)[copy, t] = 1.0
-  obs = rng.normal(size=(copies, steps, 3)).astype(np.float32)
+  obs = rng.normal(size=(copies, steps, obs_dim)).astype(np.float32)
   return Trajectory(observations=obs, actions=rng.normal(size=(copies, steps, 1)).astype(np.float32),
                     rewards=rng.normal(size=(copies, steps)).astype(np.float32),
-                    next_observations=rng.normal(size=(copies, steps, 3)).astype(np.float32),
+                    next_observations=rng.normal(size=(copies, steps, obs_dim)).astype(np.float32),
                     terminated=terminated, truncated=truncated, policy_outputs=np.zeros((copies, steps, 2), np.float32),
                     log_probs=rng.normal(size=(copies, steps)).astype(np.float32),
                     episode_steps=np.zeros((copies, steps), np.float32))
@@ -189,3 +189,22 @@ def test_meta_train_records_each_environment_of_a_metagenrl_population(tmp_path)
     assert data["run"]["env"] == env_id and data["run"]["method"] == "metagenrl"
     total += sum(e["n"] for e in data["episodes"])
   assert total == summary["env_steps"]
+
+
+def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):
+  """The recorder serialises columnar episodes without TFDS's per-step encoding: the bytes must
+  be those of TFDS's own path (encode_example, then the serializer)."""
+  rng = np.random.default_rng(4)
+  for env_id in ("CartPole-v1", "Pendulum-v1"):
+    info = describe_env(env_id)
+    recorder = EpisodeRecorder(str(tmp_path / env_id), info, RUN)
+    data = segment(rng, 1, 6, [(0, 5, True)], obs_dim=info.observation_shape[0])
+    if info.action_kind == "discrete":
+      data = data._replace(actions=rng.integers(0, 2, (1, 6)).astype(np.int32))
+    recorder._open[0] = [recorder._columns(data, 0, 0, 6)]
+    recorder._last_obs[0] = data.next_observations[0, 5]
+    episode = recorder._finish(0, terminated=True)
+    writer = recorder._writer
+    want = writer._serializer.serialize_example(writer._ds_info.features.encode_example(episode))
+    assert recorder.serialize(episode) == want
+    recorder.close()

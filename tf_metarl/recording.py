@@ -17,8 +17,10 @@ metadata names the environment, objective, seed and library version (`run`).
 
 Written with TFDS's own `SequentialWriter` rather than `rlds`/`envlogger`: it ships with
 `tensorflow-datasets` (already a dependency), whereas envlogger needs native riegeli builds that
-do not install beside this stack. Shards close every `episodes_per_shard` episodes, and their
-metadata is written then, so a crash loses at most the episodes of one open shard. A resumed run
+do not install beside this stack. Episodes are serialised on a writer thread (TFDS encodes each
+step in Python; the learner's compiled updates release the GIL meanwhile). Shards close every
+`episodes_per_shard` episodes, and their metadata is written then, so a crash loses at most the
+episodes of one open shard and those still queued for the writer. A resumed run
 appends new shards. A directory that holds another run, or something other than a dataset, is a
 one-line error.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import threading
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -110,39 +114,93 @@ class EpisodeRecorder:
     self._writer = tfds.core.SequentialWriter(ds_info=info, max_examples_per_shard=int(episodes_per_shard),
                                               overwrite=False)
     self._writer.initialize_splits([SPLIT], fail_if_exists=False)
+    # Serialising is TFDS's per-step Python; a writer thread does it while the learner's compiled
+    # updates run (they release the GIL), so collection does not wait for it.
+    self._queue: "queue.Queue" = queue.Queue(maxsize=64)
+    self._error: Optional[BaseException] = None
+    self._thread = threading.Thread(target=self._write_loop, name="rlds-writer", daemon=True)
+    self._thread.start()
     self._discrete = discrete
-    self._open: Dict[int, List[dict]] = {}  # copy -> its episode's steps so far
+    self._open: Dict[int, List[dict]] = {}  # copy -> its open episode's column chunks so far
     self._last_obs: Dict[int, np.ndarray] = {}
     self.episodes_written = 0
 
   def add(self, trajectory) -> None:
     """Appends a collected segment (numpy `Trajectory` [copies, T, ...], consecutive with the
-    previous one for each copy); writes every episode that ends in it."""
+    previous one for each copy); writes every episode that ends in it. Episodes are kept as
+    columns (one array per field), which TFDS serialises far faster than lists of step dicts."""
     copies, steps = trajectory.rewards.shape[:2]
+    ends = np.logical_or(np.asarray(trajectory.terminated) > 0, np.asarray(trajectory.truncated) > 0)
     finished = []
     for b in range(copies):
-      for t in range(steps):
-        action = trajectory.actions[b, t]
-        self._open.setdefault(b, []).append({
-            "observation": np.asarray(trajectory.observations[b, t], np.float32),
-            "action": np.int64(action) if self._discrete else np.asarray(action, np.float32),
-            "reward": np.float32(trajectory.rewards[b, t]),
-            "discount": np.float32(1.0 - trajectory.terminated[b, t]),
-            "is_first": len(self._open[b]) == 0, "is_last": False, "is_terminal": False,
-            "log_prob": np.float32(trajectory.log_probs[b, t])})
+      start = 0
+      for t in np.flatnonzero(ends[b]):
+        self._open.setdefault(b, []).append(self._columns(trajectory, b, start, t + 1))
         self._last_obs[b] = np.asarray(trajectory.next_observations[b, t], np.float32)
-        if trajectory.terminated[b, t] or trajectory.truncated[b, t]:
-          finished.append(self._finish(b, terminated=bool(trajectory.terminated[b, t])))
+        finished.append(self._finish(b, terminated=bool(trajectory.terminated[b, t])))
+        start = t + 1
+      if start < steps:
+        self._open.setdefault(b, []).append(self._columns(trajectory, b, start, steps))
+        self._last_obs[b] = np.asarray(trajectory.next_observations[b, steps - 1], np.float32)
     if finished:
-      self._writer.add_examples({SPLIT: finished})
-      self.episodes_written += len(finished)
+      self._put(finished)
+
+  def _put(self, episodes) -> None:
+    if self._error is not None:
+      raise errors.ConfigError(f"recording to {self.directory} failed: {self._error}")
+    self._queue.put(episodes)
+    self.episodes_written += len(episodes)
+
+  def _write_loop(self) -> None:
+    while True:
+      episodes = self._queue.get()
+      if episodes is None:
+        return
+      if self._error is None:
+        try:
+          self._write(episodes)
+        except Exception as e:  # reported on the learner's thread at the next add or at close
+          self._error = e
+
+  def _write(self, episodes) -> None:
+    """`SequentialWriter.add_examples` without its per-step encoding. Our columnar episodes are
+    already what TFDS's encoders produce (arrays of the features' dtypes, stacked over steps), and
+    its serializer gives them the same bytes (tested: `serialize`), at a third of the cost:
+    TFDS encodes every step in Python, about 55 µs a step, which slowed PPO on CartPole by 20%."""
+    writer = self._writer
+    split = writer._splits[SPLIT]
+    for episode in episodes:
+      split.add_example(self.serialize(episode))
+      if split.current_shard.num_examples >= writer._max_examples_per_shard:
+        split.close_shard()
+    writer._write_splits_metadata()
+
+  def serialize(self, episode) -> bytes:
+    """One columnar episode as TFDS's serialized example."""
+    return self._writer._serializer.serialize_example(episode)
+
+  def _columns(self, trajectory, copy: int, start: int, stop: int) -> Dict[str, np.ndarray]:
+    """Steps [start, stop) of one copy as RLDS columns (without the episode-level flags)."""
+    actions = np.asarray(trajectory.actions[copy, start:stop])
+    return {"observation": np.asarray(trajectory.observations[copy, start:stop], np.float32),
+            "action": actions.astype(np.int64) if self._discrete else actions.astype(np.float32),
+            "reward": np.asarray(trajectory.rewards[copy, start:stop], np.float32),
+            "discount": 1.0 - np.asarray(trajectory.terminated[copy, start:stop], np.float32),
+            "log_prob": np.asarray(trajectory.log_probs[copy, start:stop], np.float32)}
 
   def _finish(self, copy: int, terminated: bool) -> dict:
-    steps = self._open.pop(copy)
-    zero_action = np.int64(0) if self._discrete else np.zeros_like(steps[-1]["action"])
-    steps.append({"observation": self._last_obs.pop(copy), "action": zero_action, "reward": np.float32(0.0),
-                  "discount": np.float32(0.0 if terminated else 1.0), "is_first": False, "is_last": True,
-                  "is_terminal": terminated, "log_prob": np.float32(0.0)})
+    """The copy's open episode, closed by its final step (the last observation; zero action,
+    reward and log-prob; discount 0 if it terminated)."""
+    chunks = self._open.pop(copy)
+    steps = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    n = len(steps["reward"])
+    final = {"observation": self._last_obs.pop(copy)[None], "action": np.zeros_like(steps["action"][:1]),
+             "reward": np.zeros(1, np.float32), "discount": np.full(1, 0.0 if terminated else 1.0, np.float32),
+             "log_prob": np.zeros(1, np.float32)}
+    steps = {k: np.concatenate([v, final[k]]) for k, v in steps.items()}
+    flags = np.zeros(n + 1, bool)
+    steps["is_first"], steps["is_last"], steps["is_terminal"] = flags.copy(), flags.copy(), flags.copy()
+    steps["is_first"][0], steps["is_last"][-1], steps["is_terminal"][-1] = True, True, terminated
     return {"steps": steps}
 
   def close(self) -> None:
@@ -151,10 +209,13 @@ class EpisodeRecorder:
       return
     partial = [self._finish(b, terminated=False) for b in sorted(self._open) if self._open[b]]
     if partial:
-      self._writer.add_examples({SPLIT: partial})
-      self.episodes_written += len(partial)
+      self._put(partial)
+    self._queue.put(None)
+    self._thread.join()
     self._writer.close_all()
     self._writer = None
+    if self._error is not None:
+      raise errors.ConfigError(f"recording to {self.directory} failed: {self._error}")
 
 
 def read_episodes(directory: str):

@@ -129,7 +129,7 @@ def main(argv):
             "runs": runs, "seed": _SEED.value, "epg": config["epg"], "buffers_from": _BUFFERS_FROM.value,
             "kl": {}, "spearman": {}, "sensitivity": {}}
   for name, (problem, alpha) in losses.items():
-    results = tf.function(lambda s, p=problem, a=alpha: p.meta_test(runs, s, False, a))(seed)
+    results = problem.compiled_meta_test(runs)(seed, alpha)
     kl = results.policy_kl.numpy()  # [U, runs]
     record["kl"][name] = {"mean": kl.mean(1).tolist(), "per_run": kl.T.tolist()}
     print(f"{name}: KL per update, first {kl[0].mean():.2e}, last {kl[-1].mean():.2e}", flush=True)

@@ -49,8 +49,7 @@ def main(argv):
     for family in ("train", "held_out"):
       for name, (problem, alpha) in problems.items():
         start = time.time()
-        fn = tf.function(lambda s, p=problem, a=alpha: p.meta_test(_RUNS.value, s, family == "held_out", a))
-        results = fn(seed)
+        results = problem.compiled_meta_test(_RUNS.value, family == "held_out")(seed, alpha)
         key = f"{name} | {family}"
         curves.setdefault(key, []).extend(
             [[None if np.isnan(x) else round(float(x), 2) for x in row] for row in results.curve.numpy().T])

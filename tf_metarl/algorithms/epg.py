@@ -454,13 +454,20 @@ class EPGProblem(InnerProblem):
     phi = [tf.convert_to_tensor(v)[None] for v in self.objective.network.trainable_variables]
     return self.train_population(phi, runs, tf.cast(ppo_weight, tf.float32), seed, self.test_task(held_out, runs))
 
+  def compiled_meta_test(self, runs: int, held_out: bool = False):
+    """`meta_test` compiled once per number of runs and family: (seed, ppo_weight) -> RunResults
+    (α is a tensor argument, so the learned loss and PPO share one graph)."""
+    key = (runs, held_out)
+    if key not in self._meta_test_graphs:
+      self._meta_test_graphs[key] = tf.function(lambda s, a: self.meta_test(runs, s, held_out, a))
+    graph = self._meta_test_graphs[key]
+    return lambda seed, ppo_weight=0.0: graph(tf.convert_to_tensor(seed, tf.int32), tf.constant(ppo_weight, tf.float32))
+
   def evaluate(self, state, episodes: int, seed: int):
     """The last episode's return of `episodes` meta-test runs on the training family."""
     if episodes <= 0:
       return []
-    if episodes not in self._meta_test_graphs:  # one compiled meta-test per number of runs
-      self._meta_test_graphs[episodes] = tf.function(lambda s: self.meta_test(episodes, s).last_return)
-    return self._meta_test_graphs[episodes](tf.constant([seed % (2**31), 5])).numpy().tolist()
+    return self.compiled_meta_test(episodes)([seed % (2**31), 5]).last_return.numpy().tolist()
 
   def _empty_buffer(self, size: int) -> Trajectory:
     """[P, N, ...] zeros (the paper pads the buffer with zeros before it fills)."""

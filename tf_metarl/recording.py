@@ -114,8 +114,8 @@ class EpisodeRecorder:
     self._writer = tfds.core.SequentialWriter(ds_info=info, max_examples_per_shard=int(episodes_per_shard),
                                               overwrite=False)
     self._writer.initialize_splits([SPLIT], fail_if_exists=False)
-    # Serialising is TFDS's per-step Python; a writer thread does it while the learner's compiled
-    # updates run (they release the GIL), so collection does not wait for it.
+    # Serialising is Python (TFDS's serializer); a writer thread does it while the learner's
+    # compiled updates run (they release the GIL), so collection does not wait for it.
     self._queue: "queue.Queue" = queue.Queue(maxsize=64)
     self._error: Optional[BaseException] = None
     self._thread = threading.Thread(target=self._write_loop, name="rlds-writer", daemon=True)
@@ -274,11 +274,9 @@ def replay_streams(directory: str, env_info, copies: int):
     per_copy[k % copies].append(episode_trajectory(episode))
   if any(not stream for stream in per_copy):
     raise errors.ConfigError(f"{directory}: {sum(map(len, per_copy))} recorded episodes cannot fill {copies} copies")
-  fields = {}
-  for name in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "log_probs",
-               "episode_steps"):
-    fields[name] = [np.concatenate([getattr(t, name).numpy()[0] for t in stream]) for stream in per_copy]
+  from tf_metarl.trajectories import Trajectory
+  fields = {name: [np.concatenate([getattr(t, name).numpy()[0] for t in stream]) for stream in per_copy]
+            for name in Trajectory._fields if name != "policy_outputs"}  # recordings keep no policy outputs
   length = min(len(x) for x in fields["rewards"])
   stacked = {k: np.stack([x[:length] for x in v]) for k, v in fields.items()}
-  from tf_metarl.trajectories import Trajectory
   return Trajectory(policy_outputs=np.zeros(stacked["rewards"].shape + (0,), np.float32), **stacked)

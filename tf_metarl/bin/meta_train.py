@@ -109,7 +109,7 @@ def _recorders(trainer, directory, identity, logdir):
   sources = trainer.problem.recording_sources()
   if not sources:
     common.fail(f"--record needs inner agents in gymnasium environments; this run ({identity['method']}) collects in "
-                f"graph, where experience never leaves it")
+                f"graph or on Ray workers, where experience never reaches this process")
   recorders = []
   for env_id, env_info, source in sources:
     path = directory if len(sources) == 1 else os.path.join(directory, env_id.replace("/", "_"))

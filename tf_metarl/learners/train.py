@@ -125,12 +125,12 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     logging.info("%s settings from %s (where the config keeps the default): %s", section, objective_spec,
                  ", ".join(f"{k}={v}" for k, v in sorted(adopted.items())))
   in_graph = classic_control.is_native(env_id)
-  randomize = classic_control.parse_ranges(config.get("env_randomize", ""))
-  env_kwargs = {}
-  if randomize and env_id in mujoco_families.FAMILIES:  # a MuJoCo family draws its tasks from these ranges
-    env_kwargs, randomize = {"randomize": config["env_randomize"]}, {}
+  ranges = classic_control.parse_ranges(config.get("env_randomize", ""))
+  randomize, env_kwargs = ranges, {}  # the in-graph environment's family, or the gymnasium one's arguments
+  if ranges and env_id in mujoco_families.FAMILIES:  # a MuJoCo family draws its tasks from these ranges
+    randomize, env_kwargs = {}, {"randomize": config["env_randomize"]}
     make_env(env_id, **env_kwargs).close()  # names the family lacks: a one-line error now
-  elif randomize and not classic_control.is_native(env_id):
+  elif ranges and not classic_control.is_native(env_id):
     raise errors.ConfigError(f"config.env_randomize needs a TensorFlow-native environment "
                              f"({', '.join(classic_control.ENVIRONMENTS)}) or a randomised MuJoCo family "
                              f"({', '.join(mujoco_families.FAMILIES)}); got {env_id}")
@@ -164,9 +164,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     identity["member_settings"] = member_settings
   if reward_spec:
     identity["reward"] = reward_spec
-  if randomize or env_kwargs:
-    identity["env_randomize"] = {k: list(v) for k, v in sorted(classic_control.parse_ranges(
-        config["env_randomize"]).items())}
+  if ranges:
+    identity["env_randomize"] = {k: list(v) for k, v in sorted(ranges.items())}
   resolved = dict(config, env=env_id, objective=objective_spec, seed=seed)
   resolved[section] = dataclasses.asdict(learner.config)  # what the agent trained with, adopted and resolved settings included
   replay_from = config.get("replay_from", "") or ""

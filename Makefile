@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The second environment, for TF-Agents (tf_metarl/interop/tf_agents_adapter.py): TensorFlow 2.15.
+TFA_PYTHON ?= $(PYTHON)
+TFA_VENV ?= .venv-tf-agents
+TFA_PY := $(TFA_VENV)/bin/python
+TFA_STAMP := $(TFA_VENV)/.installed
+TFA_REQUIREMENTS := tf_metarl/interop/requirements-tf-agents.txt
 
-.PHONY: setup demo demo-ppo test test-fast test-slow bazel-test export-ppo clean
+.PHONY: setup tf-agents-env demo demo-ppo test test-fast test-slow test-tf-agents bazel-test export-ppo clean
 
 setup: $(STAMP)
 
@@ -14,6 +20,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+# TF-Agents' last release pins TensorFlow 2.15 (Python 3.9-3.11): its own virtual environment,
+# with nothing of tf_metarl installed; the adapter is imported from the source tree.
+tf-agents-env: $(TFA_STAMP)
+
+$(TFA_STAMP): $(TFA_REQUIREMENTS)
+	@$(TFA_PYTHON) -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 11))' || \
+	  { echo "make tf-agents-env: TensorFlow 2.15 needs Python 3.9-3.11; $(TFA_PYTHON) is not (set TFA_PYTHON=python3.11)"; exit 1; }
+	$(TFA_PYTHON) -m venv $(TFA_VENV)
+	$(TFA_PY) -m pip install --quiet --upgrade pip
+	$(TFA_PY) -m pip install --quiet -r $(TFA_REQUIREMENTS)
+	touch $(TFA_STAMP)
 
 # A fresh agent on Pendulum-v1 (an environment it never saw) trained by the MetaGenRL objective
 # shipped in export/metagenrl_lunar_cheetah (meta-trained on LunarLanderContinuous-v3 and
@@ -29,7 +47,8 @@ demo-ppo: setup
 	$(VENV)/bin/train_agent --env=CartPole-v1 --objective=export/ppo --logdir=runs/demo-ppo
 
 # Bazel first (every BUILD target must build offline with Debian's bazel-bootstrap 4.2.3), then both
-# pytest tiers: the default tier (under 3 minutes on 2 cores), then the tests marked `slow`.
+# pytest tiers: the default tier (under 3 minutes on 2 cores), then the tests marked `slow`, then the
+# TF-Agents adapter's tests in their own environment (make test-tf-agents).
 test: setup
 	@if command -v bazel >/dev/null 2>&1; then \
 	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bazel build //... ; \
@@ -38,6 +57,11 @@ test: setup
 	fi
 	$(PY) -m pytest -q -m "not slow" tests
 	$(PY) -m pytest -q -m slow tests
+	$(MAKE) --no-print-directory test-tf-agents
+
+# The adapter's tests, in the TF-Agents environment (about a minute, after about a minute of installing).
+test-tf-agents: tf-agents-env
+	TF_USE_LEGACY_KERAS=1 PYTHONPATH=$(CURDIR) $(TFA_PY) -m pytest -q tests_tf_agents
 
 # The default tier alone (what to run while developing).
 test-fast: setup
@@ -55,4 +79,4 @@ export-ppo: setup
 	$(VENV)/bin/export_objective --objective=ppo --name=ppo --export_dir=export
 
 clean:
-	rm -rf runs $(VENV)
+	rm -rf runs $(VENV) $(TFA_VENV)

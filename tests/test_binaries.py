@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -157,7 +158,7 @@ def test_a_learned_reward_meta_trained_exported_and_trained_on_from_fresh_proces
 
 
 @pytest.mark.slow
-def test_an_epg_loss_meta_trained_exported_and_trained_with_from_fresh_processes(tmp_path):
+def test_an_epg_loss_meta_trained_exported_trained_with_and_analysed_from_fresh_processes(tmp_path):
   small = ["--config.epochs=1", "--config.epg.population=2", "--config.epg.runs_per_member=1",
            "--config.epg.updates=2", "--config.epg.update_every=32", "--config.epg.buffer_size=32",
            "--config.epg.hidden_sizes=(16,)", "--config.eval_every=0"]
@@ -175,3 +176,19 @@ def test_an_epg_loss_meta_trained_exported_and_trained_with_from_fresh_processes
   assert summary["objective_kind"] == "saved_model:epg" and summary["env_steps"] == 256
   # The export's learner settings: one environment, an update every M = 32 steps, a 16-unit policy with memory.
   assert "rollout_length=32" in trained.stderr and "num_envs=1" in trained.stderr
+  # The paper's analyses (benchmarks/epg_analyses.py) on the same run: JSON and PNG, every analysis present.
+  out = tmp_path / "docs"
+  analyses = run([sys.executable, "benchmarks/epg_analyses.py", f"--logdir={tmp_path / 'meta'}", "--runs=2",
+                  f"--out={out}"])
+  assert analyses.returncode == 0, analyses.stderr[-3000:]
+  record = json.loads((out / "results" / "epg_analyses.json").read_text())
+  assert (out / "figures" / "epg_analyses.png").stat().st_size > 10_000
+  assert set(record["kl"]) == {"evolved loss, no rewards", "random loss, no rewards", "PPO, with rewards"}
+  for kl in record["kl"].values():
+    assert np.array(kl["per_run"]).shape == (2, 2) and np.all(np.array(kl["per_run"]) >= 0)  # runs × updates
+  assert len(record["spearman"]) == 4
+  assert all(-1 <= r <= 1 for v in record["spearman"].values() for r in v["per_run"])
+  sensitivity = record["sensitivity"]["evolved loss, no rewards"]
+  assert set(sensitivity) == {"observations", "behaviour_actions", "episode_ends", "policy_outputs", "memory"}
+  assert all(len(v) == 32 and np.all(np.isfinite(v)) for v in sensitivity.values())  # one per buffer sample
+  assert sensitivity["observations"][-1] > 0  # the last sample's loss reads its own state

@@ -106,8 +106,10 @@ def test_an_unreachable_address_on_resume_loses_nothing_checkpointed(tmp_path):
   import sys
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   logdir = tmp_path / "run"
-  base = [sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/epg_random_pendulum.py:quick",
-          "--config.epochs=1", "--config.epg.updates=2", f"--logdir={logdir}", "--noplot"]
+  base = [sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/epg_random_pendulum.py",
+          "--config.epochs=1", "--config.epg.population=2", "--config.epg.runs_per_member=1",
+          "--config.epg.updates=2", "--config.epg.update_every=32", "--config.epg.buffer_size=32",
+          "--config.epg.hidden_sizes=(16,)", "--config.eval_every=0", f"--logdir={logdir}", "--noplot"]
   first = subprocess.run(base, capture_output=True, text=True, cwd=repo, timeout=600)
   assert first.returncode == 0, first.stderr[-3000:]
   before = {p: p.read_bytes() for p in sorted(logdir.rglob("*")) if p.is_file() and "events" not in p.name}

@@ -137,21 +137,31 @@ def test_a_population_update_with_the_learned_objective_is_one_vectorised_call()
 @pytest.mark.slow
 def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_action_dimension(tmp_path):
   """The quick config end to end: meta-training on two 1-D-action environments writes a finite
-  export whose metadata says `action_dim: null`; train_agent then trains a fresh TD3 agent with it
-  on Hopper-v5 (3-D actions), from the export alone."""
+  export whose metadata says `action_dim: null`, and (`--record`) one RLDS dataset per environment
+  holding every step any agent took; train_agent then trains a fresh TD3 agent with the export on
+  Hopper-v5 (3-D actions), from the export alone."""
   import json
+  import os
   import subprocess
   import sys
   from tests.conftest import REPO
+  from tests.test_recording import read_back
   from tf_metarl.export import load_metadata
-  export = tmp_path / "export"
+  export, record = tmp_path / "export", tmp_path / "ds"
   result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/metagenrl_quick.py",
-                           "--config.steps=1200", "--config.eval_every=0", "--config.metagenrl.warmup_steps=100",
+                           "--config.steps=600", "--config.eval_every=0", "--config.metagenrl.warmup_steps=100",
                            "--config.metagenrl.anneal_steps=100", f"--export={export}", f"--logdir={tmp_path / 'meta'}",
-                           "--noplot"], capture_output=True, text=True, cwd=REPO, timeout=600)
+                           f"--record={record}", "--noplot"], capture_output=True, text=True, cwd=REPO, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads(result.stdout.strip().splitlines()[-1])
-  assert summary["env_steps"] == 1200 and summary["skipped_updates"] == 0
+  assert summary["env_steps"] == 600 and summary["skipped_updates"] == 0
+  assert sorted(os.listdir(record)) == ["MountainCarContinuous-v0", "Pendulum-v1"]
+  recorded = 0
+  for env_id in ("Pendulum-v1", "MountainCarContinuous-v0"):
+    data = read_back(record / env_id)
+    assert data["run"]["env"] == env_id and data["run"]["method"] == "metagenrl"
+    recorded += sum(e["n"] for e in data["episodes"])
+  assert recorded == summary["env_steps"]
   metadata = load_metadata(summary["exported"])
   assert metadata["kind"] == "metagenrl" and metadata["constraints"]["action_dim"] is None
   assert metadata["training_config"]["metagenrl"]["envs"] == ["Pendulum-v1", "MountainCarContinuous-v0"]

@@ -170,27 +170,6 @@ def test_a_warm_started_off_policy_learner_updates_from_its_first_step(tmp_path)
   assert int(learners[True][0].env_steps.numpy()) == 1  # recorded steps are not the agent's own
 
 
-@pytest.mark.slow
-def test_meta_train_records_each_environment_of_a_metagenrl_population(tmp_path):
-  """MetaGenRL's agents on two environments: one dataset per environment, and every step any
-  agent took is in one of them."""
-  record = tmp_path / "ds"
-  result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/metagenrl_quick.py",
-                           "--config.steps=400", "--config.eval_every=0", "--config.metagenrl.warmup_steps=100",
-                           "--config.metagenrl.anneal_steps=100", f"--record={record}",
-                           f"--logdir={tmp_path / 'meta'}", "--noplot"], capture_output=True, text=True, cwd=REPO,
-                          timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  summary = json.loads(result.stdout.strip().splitlines()[-1])
-  assert sorted(os.listdir(record)) == ["MountainCarContinuous-v0", "Pendulum-v1"]
-  total = 0
-  for env_id in ("Pendulum-v1", "MountainCarContinuous-v0"):
-    data = read_back(record / env_id)
-    assert data["run"]["env"] == env_id and data["run"]["method"] == "metagenrl"
-    total += sum(e["n"] for e in data["episodes"])
-  assert total == summary["env_steps"]
-
-
 def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):
   """The recorder serialises columnar episodes without TFDS's per-step encoding: the bytes must
   be those of TFDS's own path (encode_example, then the serializer)."""

@@ -168,6 +168,44 @@ def test_a_warm_started_off_policy_learner_updates_from_its_first_step(tmp_path)
   assert learners[False][1] == {} and learners[False][0].replay.size == 1
   assert learners[True][0].replay.size == 601 and learners[True][1]  # it updated (metrics of its updates)
   assert int(learners[True][0].env_steps.numpy()) == 1  # recorded steps are not the agent's own
+  # A resumed run: its buffer, restored from a checkpoint, already holds the recorded steps; they
+  # are not added again, and they still count toward the warm-up.
+  resumed = OffPolicyLearner(info, make_objective("td3"), config, seed=0)
+  resumed.replay.load_state(learners[True][0].replay.state())
+  resumed.replay_source = replay_streams(str(tmp_path / "ds"), info, 1)
+  metrics, _ = resumed.iteration()
+  assert resumed.replay.size == 602 and metrics
+
+
+@pytest.mark.slow
+def test_meta_train_replay_from_warm_starts_every_metagenrl_agent(tmp_path):
+  """Datasets laid out as `meta_train --record` writes them fill each agent's replay: the
+  population is past its warm-up at once and its agents update; a missing environment is one
+  line."""
+  from tf_metarl.algorithms.metagenrl import MetaGenRLConfig, MetaGenRLTrainer
+  from tf_metarl.recording import population_dataset
+  envs = ("Pendulum-v1", "MountainCarContinuous-v0")
+  rng = np.random.default_rng(5)
+  for env_id, obs_dim in zip(envs, (3, 2)):
+    recorder = EpisodeRecorder(population_dataset(str(tmp_path / "ds"), env_id, True), describe_env(env_id),
+                               dict(RUN, env=env_id))
+    recorder.add(segment(rng, 1, 120, [(0, 59, False), (0, 119, False)], obs_dim=obs_dim))  # 2 episodes of 60
+    recorder.close()
+  config = MetaGenRLConfig(envs=envs, num_agents=4, hidden_sizes=(16,), batch_size=4, sequence_length=5,
+                           warmup_steps=50, anneal_steps=20, replay_capacity=200, objective_units=4)
+  losses = {}
+  for warm in (False, True):
+    trainer = MetaGenRLTrainer(config, seed=0)
+    if warm:
+      assert trainer.problem.warm_start(str(tmp_path / "ds")) == 60  # one episode per agent
+      assert [g.replay.size for g in trainer.problem.groups] == [60, 60]
+    metrics, _ = trainer.iteration()
+    losses[warm] = metrics["critic_loss"]
+    assert [g.replay.size for g in trainer.problem.groups] == [(60 if warm else 0) + 2] * 2  # policy_delay steps
+  assert np.isnan(losses[False]) and np.isfinite(losses[True])
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(errors.ConfigError, match="no recorded dataset for Pendulum-v1 \\(expected .*empty/Pendulum-v1"):
+    trainer.problem.warm_start(str(tmp_path / "empty"))
 
 
 def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):

@@ -263,6 +263,13 @@ def check_spaces(directory: str, env_info) -> None:
         f"{tuple(action.shape)} do not fit {env_info.env_id}")
 
 
+def population_dataset(directory: str, env_id: str, several: bool) -> str:
+  """Where a population's dataset for `env_id` lives: `directory` itself for a population in one
+  environment, else its subdirectory named by the id ("/" → "_"). `meta_train --record` writes
+  there and `meta_train --replay_from` reads there."""
+  return os.path.join(directory, env_id.replace("/", "_")) if several else directory
+
+
 def replay_streams(directory: str, env_info, copies: int):
   """The recorded transitions as `copies` equal-length streams for a per-copy replay buffer: numpy
   `Trajectory` [copies, L, ...]. Episodes go to copies in turn (episode k to copy k mod copies)

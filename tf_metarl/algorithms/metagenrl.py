@@ -15,6 +15,7 @@ problem) and `MetaGenRLTrainer` (the meta-trainer wired from a config).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Dict, NamedTuple, Sequence, Tuple
 
 import keras
@@ -325,14 +326,40 @@ class MetaGenRLProblem(InnerProblem):
     self.groups, self.objective, self.config = tuple(groups), objective, config
     self.fixed_objective = fixed_objective
     self.total_agents = sum(g.num_agents for g in self.groups)
+    self.warm_start_steps = 0  # recorded steps per agent in the replays (`warm_start`): they count toward warm-up
+
+  def warm_start(self, directory: str) -> int:
+    """Fills every agent's replay from datasets recorded with `meta_train --record` (episodes
+    dealt to the agents of each environment in turn, `recording.replay_streams`), before the
+    first compiled call. The recorded steps per agent (the least over environments) count toward
+    `warmup_steps`, not as environment steps. A checkpoint restore afterwards replaces the replays
+    with the saved ones, which hold these. Returns the steps per agent."""
+    from tf_metarl.recording import population_dataset, replay_streams
+    several = len(self.groups) > 1
+    lengths = []
+    for group in self.groups:
+      path = population_dataset(directory, group.env_id, several)
+      if not os.path.isdir(path):
+        raise errors.ConfigError(f"{directory}: no recorded dataset for {group.env_id} (expected {path}, as "
+                                 f"meta_train --record writes)")
+      streams = replay_streams(path, group.info, group.num_agents)
+      group.replay.add_trajectory(streams)
+      lengths.append(int(streams.rewards.shape[1]))
+    self.warm_start_steps = min(lengths)
+    return self.warm_start_steps
 
   def init(self, eta, seed):
     seed = int(seed[0].numpy())  # called eagerly, once, by the meta-trainer
     return MetaGenRLState(tuple(g.init(seed + 97 * k) for k, g in enumerate(self.groups)), tf.zeros([], tf.int64))
 
   def _progress(self, steps):
-    after_warmup = tf.cast(steps - self.config.warmup_steps, tf.float32)
+    """Annealing weight in [0, 1] after `steps` (warm-up credit included: `_warmup_steps`)."""
+    after_warmup = tf.cast(self._warmup_steps(steps) - self.config.warmup_steps, tf.float32)
     return tf.clip_by_value(after_warmup / max(self.config.anneal_steps, 1), 0.0, 1.0)
+
+  def _warmup_steps(self, steps):
+    """The steps warm-up counts: each agent's own, plus the recorded ones its replay started with."""
+    return steps + self.warm_start_steps
 
   def unroll(self, eta, state: MetaGenRLState, seed):
     cfg = self.config
@@ -344,7 +371,7 @@ class MetaGenRLProblem(InnerProblem):
     for t in range(cfg.policy_delay):
       for k, group in enumerate(self.groups):
         s1, s2 = seeds[2 * (t * len(self.groups) + k)], seeds[2 * (t * len(self.groups) + k) + 1]
-        done, ret, length = group.act_and_step(groups[k], steps, s1)
+        done, ret, length = group.act_and_step(groups[k], self._warmup_steps(steps), s1)
         finished.append(done), returns.append(ret), lengths.append(length)
 
         def update(group=group, current=groups[k], s2=s2):
@@ -352,7 +379,7 @@ class MetaGenRLProblem(InnerProblem):
           return new, tf.reduce_mean(metrics["critic_loss"]), tf.reduce_mean(metrics["objective_loss"])
 
         nan = tf.constant(float("nan"))
-        groups[k], loss, policy_loss = tf.cond(steps + 1 >= cfg.warmup_steps, update,
+        groups[k], loss, policy_loss = tf.cond(self._warmup_steps(steps) + 1 >= cfg.warmup_steps, update,
                                                lambda current=groups[k]: (current, nan, nan))
         losses.append(loss), policy_losses.append(policy_loss)
       steps = steps + 1
@@ -366,7 +393,7 @@ class MetaGenRLProblem(InnerProblem):
   def meta_batch(self, state: MetaGenRLState, seed):
     if self.fixed_objective is not None:
       return state, (tf.constant(False), ()), {"env_steps": tf.zeros([], tf.int64)}
-    ready = state.steps >= max(self.config.warmup_steps, self.config.sequence_length)
+    ready = self._warmup_steps(state.steps) >= max(self.config.warmup_steps, self.config.sequence_length)
     batches = tuple(tf.cond(ready, g.sample_graph, lambda g=g: _zeros_batch(g)) for g in self.groups)
     return state, (ready, batches), {"env_steps": tf.zeros([], tf.int64)}
 

@@ -37,6 +37,9 @@ _RECORD = flags.DEFINE_string("record", None,
                               "Write the episodes the inner agents collect in gymnasium environments as RLDS datasets "
                               "(TFDS format) to this directory (one subdirectory per environment when there are "
                               "several).")
+_REPLAY_FROM = flags.DEFINE_string("replay_from", None,
+                                   "MetaGenRL: warm-start every agent's replay from datasets recorded with --record "
+                                   "(this directory, or one subdirectory per environment when there are several).")
 _BACKEND = flags.DEFINE_enum("backend", None, ["graph", "ray"],
                              "EPG: where the inner trainings run (overrides config.epg.backend): graph, all in one "
                              "compiled computation (tf_metarl/ environments); ray, one Ray task per ES member.")
@@ -105,14 +108,14 @@ def _epoch_settings(config, settings):
 
 def _recorders(trainer, directory, identity, logdir):
   """An `EpisodeRecorder` on every environment the trainer's problem steps in Python."""
-  from tf_metarl.recording import EpisodeRecorder
+  from tf_metarl.recording import EpisodeRecorder, population_dataset
   sources = trainer.problem.recording_sources()
   if not sources:
     common.fail(f"--record needs inner agents in gymnasium environments; this run ({identity['method']}) collects in "
                 f"graph or on Ray workers, where experience never reaches this process")
   recorders = []
   for env_id, env_info, source in sources:
-    path = directory if len(sources) == 1 else os.path.join(directory, env_id.replace("/", "_"))
+    path = population_dataset(directory, env_id, len(sources) > 1)
     source.recorder = EpisodeRecorder(path, env_info, dict(identity, env=env_id, logdir=os.path.abspath(logdir)))
     recorders.append(source.recorder)
   return recorders
@@ -146,11 +149,19 @@ def main(argv):
     if not_exportable:
       common.fail(not_exportable)
     check_export_dir(_EXPORT.value)
+  if _REPLAY_FROM.value:
+    if "metagenrl" not in config:
+      common.fail("--replay_from warm-starts MetaGenRL's replays; this config has no metagenrl section (train_agent "
+                  "--replay_from warm-starts a single off-policy agent)")
+    identity["replay_from"] = os.path.abspath(_REPLAY_FROM.value)
   trainer = make_trainer()
+  if _REPLAY_FROM.value:
+    trainer.problem.warm_start(_REPLAY_FROM.value)  # before any checkpoint restore, which replaces the replays
   recorders = _recorders(trainer, _RECORD.value, identity, logdir) if _RECORD.value else []
   try:
     summary = loop.run_training(trainer, steps, logdir, identity, settings,
-                                config=dict(config.to_dict(), seed=seed, record=_RECORD.value or ""), fresh=_FRESH.value)
+                                config=dict(config.to_dict(), seed=seed, record=_RECORD.value or "",
+                                            replay_from=_REPLAY_FROM.value or ""), fresh=_FRESH.value)
   finally:
     for recorder in recorders:
       recorder.close()

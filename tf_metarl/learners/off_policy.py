@@ -166,12 +166,13 @@ class OffPolicyLearner(Trainable):
   def warm_start(self, streams) -> int:
     """Fills the empty replay buffer with recorded transitions (`recording.replay_streams`, numpy
     `Trajectory` [num_envs, L, ...]), before the first collection; they count toward the
-    warm-up but not as this agent's environment steps. Returns the transitions added (0 if the
-    buffer already holds data, e.g. restored from a checkpoint)."""
+    warm-up but not as this agent's environment steps, also after a resume. Returns the
+    transitions added (0 if the buffer already holds data: restored from a checkpoint, which
+    holds them)."""
+    self._replayed = int(np.prod(streams.rewards.shape))  # the warm-up credit, kept by a resumed run too
     if int(self.replay.size) > 0:
       return 0
     self.replay.add_trajectory(streams)
-    self._replayed = int(np.prod(streams.rewards.shape))
     return self._replayed
 
   def iteration(self):

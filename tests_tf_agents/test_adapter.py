@@ -1,7 +1,6 @@
 """Shipped tf_metarl exports (written with TF 2.21) train TF-Agents agents under TF 2.15."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

@@ -208,6 +208,45 @@ def test_meta_train_replay_from_warm_starts_every_metagenrl_agent(tmp_path):
     trainer.problem.warm_start(str(tmp_path / "empty"))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("learner_kind", ["on_policy", "off_policy"])
+def test_in_graph_learners_record_the_episodes_they_collect(tmp_path, learner_kind):
+  """The in-graph learners hand their rollouts (on-policy) or the replay rows of each call
+  (off-policy) to the recorder: every finished episode is recorded with the return the learner
+  reported, and every recorded episode starts from a reset state."""
+  from tf_metarl.learners.in_graph_off_policy import InGraphOffPolicyLearner
+  from tf_metarl.learners.in_graph_on_policy import InGraphOnPolicyLearner
+  from tf_metarl.learners.off_policy import OffPolicyConfig
+  from tf_metarl.learners.on_policy import OnPolicyConfig
+  from tf_metarl.objectives import make_objective
+  if learner_kind == "on_policy":  # CartPole: resets draw every coordinate from [-0.05, 0.05]
+    info = describe_env("tf_metarl/CartPole-v1")
+    learner = InGraphOnPolicyLearner(info, make_objective("ppo"), OnPolicyConfig(num_envs=2, rollout_length=64, minibatches=2,
+                                                                                hidden_sizes=(16,)), 0, 1_000)
+    bound, column = 0.05, slice(None)
+  else:  # Pendulum: 200-step episodes; resets draw the angular velocity from [-1, 1]
+    info = describe_env("tf_metarl/Pendulum-v1")
+    learner = InGraphOffPolicyLearner(info, make_objective("td3"), OffPolicyConfig(
+        num_envs=2, warmup_steps=100, batch_size=8, sequence_length=1, hidden_sizes=(16,), graph_steps=50), 0)
+    bound, column = 1.0, slice(2, 3)
+  learner.recorder = EpisodeRecorder(str(tmp_path / "ds"), info, RUN)
+  reported = []
+  for _ in range(5):
+    reported += learner.iteration()[1].returns
+  learner.recorder.close()
+  episodes = list(read_episodes(str(tmp_path / "ds")))
+  assert len(reported) >= 2
+  recorded = [e for e in episodes if len(list(e["steps"])) - 1 > 0]
+  steps = sum(len(list(e["steps"])) - 1 for e in recorded)
+  assert steps == 5 * (2 * 64 if learner_kind == "on_policy" else 2 * 50)  # every collected step, once
+  returns = sorted(sum(float(s["reward"]) for s in e["steps"]) for e in recorded)
+  for r in reported:  # finished episodes; the ones still running at close are extra (truncated)
+    assert min(abs(r - x) for x in returns) < 1e-3, (r, returns)
+  for e in recorded:
+    first = list(e["steps"])[0]["observation"].numpy()
+    assert np.all(np.abs(first[column]) <= bound + 1e-6), first
+
+
 def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):
   """The recorder serialises columnar episodes without TFDS's per-step encoding: the bytes must
   be those of TFDS's own path (encode_example, then the serializer)."""

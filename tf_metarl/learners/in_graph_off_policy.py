@@ -7,7 +7,8 @@ whose storage is TensorFlow variables) as `OffPolicyLearner`; per vector step, i
 Gaussian exploration noise), the environments step (`tasks.BatchedTask.rollout` of length 1), the
 step is inserted into replay, and the due updates run (`updates_per_step` per environment step,
 with the same fractional credit as the gymnasium path). Python only logs, evaluates and
-checkpoints between calls. The environments' state, the replay buffer and the update credit are
+checkpoints between calls (and, with `--record`, writes each call's steps, read back from the
+replay, to the dataset). The environments' state, the replay buffer and the update credit are
 in the checkpoint, so a resumed run continues exactly. `train_agent` picks it for off-policy
 objectives on `tf_metarl/<id>` environments with continuous actions.
 """
@@ -108,6 +109,8 @@ class InGraphOffPolicyLearner(OffPolicyLearner):
 
   def iteration(self):
     sums, counts, returns, lengths, finished = self._call_graph(self._seed())
+    if self.recorder is not None:  # train_agent --record: the call's steps, read back from the replay
+      self.recorder.add(self.replay.latest(self.config.graph_steps))
     metrics = {k: float(sums[k] / counts[k]) for k in sums if float(counts[k]) > 0}
     ended = finished.numpy() > 0
     return metrics, EpisodeStats(returns=returns.numpy()[ended].tolist(),

@@ -202,11 +202,13 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
 
   def _iteration_step(self, seed, learning_rate):
     """Collect, then `epochs` × `minibatches` updates of every member. Returns (metrics averaged
-    over updates and members, episodes)."""
+    over updates and members, episodes, and, when a recorder is attached at the first call, the
+    rollout [members · num_envs, T, ...] with the environment's rewards; else ())."""
     cfg, members = self.config, self.members
     rollout_seed, shuffle_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     state = self._read_members()
     env_state, trajectory, episodes = self._rollout_graph(self.env_state.read(), state.policy, rollout_seed)
+    recorded = trajectory if self.recorder is not None else ()  # decided when traced: see `iteration`
     if self.reward_transform is not None:  # a learned reward; episodes keep the environment's returns
       trajectory = self.reward_transform(trajectory)
     trajectory = tf.nest.map_structure(lambda x: tf.reshape(x, [members, cfg.num_envs] + x.shape[1:].as_list()),
@@ -223,7 +225,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
       self.guard.record(skipped[k])
     self._assign_members(state)
     self.env_state.assign(env_state)
-    return mean_of_sums(sums, counts), episodes
+    return mean_of_sums(sums, counts), episodes, recorded
 
   def _updates(self, state, shuffled, learning_rate):
     """Every member's `minibatch_updates`, in a separate graph so that XLA (`jit_compile`)
@@ -243,7 +245,12 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     cfg = self.config
     self._anneal_learning_rate()
     seed = tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
-    metrics, episodes = self._iteration_graph(seed, self.learning_rate)
+    metrics, episodes, recorded = self._iteration_graph(seed, self.learning_rate)
+    if self.recorder is not None:  # train_agent --record
+      if not recorded:
+        raise RuntimeError("a recorder was attached after the iteration graph was traced; attach it before the "
+                           "first iteration")
+      self.recorder.add(tf.nest.map_structure(lambda x: x.numpy(), recorded))
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
     ended = episodes.finished.numpy() > 0
     returns, lengths = episodes.returns.numpy()[ended], episodes.lengths.numpy()[ended]

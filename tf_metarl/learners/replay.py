@@ -110,6 +110,15 @@ class SequenceReplay(tf.Module):
     """Adds every time step of a collected trajectory [num_envs, T, ...], in order."""
     self._add_graph({k: tf.constant(np.asarray(getattr(trajectory, k), np.float32)) for k in _FIELDS})
 
+  def latest(self, steps: int) -> Trajectory:
+    """The last `steps` steps of every copy, in time order: NumPy `Trajectory` [num_envs, steps,
+    ...] (`log_probs` zeros, `policy_outputs` the actions, as `sample_sequences` gives them)."""
+    if not 0 < steps <= self.size:
+      raise ValueError(f"replay holds {self.size} steps per copy; cannot read the last {steps}")
+    rows = (self.position - steps + np.arange(steps)) % self.capacity
+    data = {k: v[rows].swapaxes(0, 1) for k, v in self.data.items()}  # [steps, num_envs, ...] -> [num_envs, steps, ...]
+    return Trajectory(policy_outputs=data["actions"], log_probs=np.zeros_like(data["rewards"]), **data)
+
   def _checked_sample(self, rng, batch_size: int, length: int, per_copy: bool) -> Trajectory:
     if self.size < length:
       raise ValueError(f"replay holds {self.size} steps per copy, fewer than the sequence length {length}")

@@ -177,11 +177,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     learner.replay_source = replay_streams(replay_from, env_info, learner.config.num_envs)
     identity["replay_from"] = os.path.abspath(replay_from)
   record = config.get("record", "") or ""
-  if record:
+  if record:  # in-graph learners hand their rollouts (on-policy) or replay rows (off-policy) back to it
     from tf_metarl.recording import EpisodeRecorder
-    if in_graph:
-      raise errors.ConfigError(f"config.record needs a gymnasium environment stepped in Python; {env_id} trains in "
-                               f"graph, where experience never leaves it (use {env_id.split('/')[-1]})")
     learner.recorder = EpisodeRecorder(record, env_info, dict(identity, logdir=os.path.abspath(logdir)))
   try:
     return run_training(learner, steps, logdir, identity, run_settings, config=resolved, fresh=fresh)

@@ -10,7 +10,9 @@ only the loss differs (TD3's actor loss or L_α from export/metagenrl_lunar_chee
 loss or export/ppo's). The learned TD3 actor trains on replayed sequences (16 × 20 transitions,
 the export's own settings) and its critics on their transitions; TF-Agents' TD3 on 256 pairs.
 Every `td3_eval_every` / `ppo_eval_every` steps, `eval_episodes` episodes of the greedy policy;
-wall-clock counts collection and training, not evaluation. Writes `<out>.json`
+wall-clock counts collection and training, not evaluation. The `*_tf_metarl` rows run tf_metarl's
+own learners through `.venv/bin/train_agent` on the same budget (networks, warm-up, copies and
+rollout length matched; its other settings its defaults), a peer row for the library itself. Writes `<out>.json`
 (curves, final returns, wall-clock) and `<out>.png`.
 """
 from __future__ import annotations
@@ -38,7 +40,9 @@ from tf_metarl.interop import tf_agents_adapter as adapter  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "docs/tf_agents_peer", "Output path without extension (.json and .png are written).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
-flags.DEFINE_list("runs", ["td3", "td3_metagenrl", "ppo", "ppo_export"], "Which agent variants to run.")
+flags.DEFINE_list("runs", ["td3", "td3_metagenrl", "td3_tf_metarl", "ppo", "ppo_export", "ppo_tf_metarl"],
+                  "Which agent variants to run.")
+flags.DEFINE_string("tf_metarl_bin", ".venv/bin/train_agent", "tf_metarl's train_agent (its own environment).")
 flags.DEFINE_integer("td3_steps", 10_000, "Environment steps per TD3 run (Pendulum-v1).")
 flags.DEFINE_integer("td3_random_steps", 1_000, "Steps of a uniform random policy before TD3 trains.")
 flags.DEFINE_integer("ppo_steps", 50_000, "Environment steps per PPO run (CartPole-v1).")
@@ -149,10 +153,41 @@ def _loop(total_steps, first_step, steps_per_call, eval_every, step_fn, eval_fn)
   return {"curve": curve, "final": curve[-1][1], "seconds": seconds}
 
 
+def tf_metarl_run(seed, preset):
+  """tf_metarl's own learner on the same budget, through `train_agent` in tf_metarl's environment
+  (TensorFlow 2.21, `.venv`): a peer row for the library itself. Its wall-clock is the run's
+  (`summary.json`), evaluations included."""
+  import csv
+  import subprocess
+  import tempfile
+  logdir = tempfile.mkdtemp(prefix=f"peer_{preset}_s{seed}_")
+  if preset == "td3":
+    args = ["--config=configs/train_agent.py:td3", "--env=Pendulum-v1", f"--config.steps={FLAGS.td3_steps}",
+            f"--config.off_policy.warmup_steps={FLAGS.td3_random_steps}", "--config.off_policy.hidden_sizes=(128,128)",
+            f"--config.eval_every={FLAGS.td3_eval_every}"]
+  else:
+    args = ["--env=CartPole-v1", f"--config.steps={FLAGS.ppo_steps}", f"--config.on_policy.num_envs={FLAGS.ppo_envs}",
+            f"--config.on_policy.rollout_length={FLAGS.ppo_rollout}", "--config.on_policy.minibatches=1",
+            f"--config.eval_every={FLAGS.ppo_eval_every}"]
+  env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")}
+  done = subprocess.run([FLAGS.tf_metarl_bin, *args, f"--config.eval_episodes={FLAGS.eval_episodes}", f"--seed={seed}",
+                         f"--logdir={logdir}", "--noplot"], capture_output=True, text=True, env=env)
+  if done.returncode != 0:
+    raise RuntimeError(f"train_agent failed: {done.stderr.strip().splitlines()[-1:]}")
+  summary = json.loads(done.stdout.strip().splitlines()[-1])
+  with open(os.path.join(logdir, "learning_curve.csv")) as f:
+    curve = [(int(r["env_steps"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_return"]]
+  return {"curve": curve, "final": summary["final_eval_return"], "seconds": summary["wall_time_s"]}
+
+
 RUNS = {"td3": lambda s: td3_run(s, False), "td3_metagenrl": lambda s: td3_run(s, True),
-        "ppo": lambda s: ppo_run(s, False), "ppo_export": lambda s: ppo_run(s, True)}
+        "td3_tf_metarl": lambda s: tf_metarl_run(s, "td3"),
+        "ppo": lambda s: ppo_run(s, False), "ppo_export": lambda s: ppo_run(s, True),
+        "ppo_tf_metarl": lambda s: tf_metarl_run(s, "ppo")}
 LABELS = {"td3": "TF-Agents TD3", "td3_metagenrl": "TF-Agents TD3, actor loss = MetaGenRL export",
-          "ppo": "TF-Agents PPO (clip)", "ppo_export": "TF-Agents PPO, loss = export/ppo"}
+          "td3_tf_metarl": "tf_metarl TD3 (train_agent, TF 2.21)",
+          "ppo": "TF-Agents PPO (clip)", "ppo_export": "TF-Agents PPO, loss = export/ppo",
+          "ppo_tf_metarl": "tf_metarl PPO (train_agent, TF 2.21)"}
 
 
 def plot(results, path):
@@ -164,8 +199,9 @@ def plot(results, path):
     for name, runs in results.items():
       if not name.startswith(family):
         continue
-      steps = np.array([s for s, _ in runs[0]["curve"]])
-      returns = np.array([[r for _, r in run["curve"]] for run in runs])
+      length = min(len(run["curve"]) for run in runs)
+      steps = np.array([s for s, _ in runs[0]["curve"][:length]])
+      returns = np.array([[r for _, r in run["curve"][:length]] for run in runs])
       mean, std = returns.mean(0), returns.std(0)
       ax.plot(steps, mean, label=LABELS[name])
       ax.fill_between(steps, mean - std, mean + std, alpha=0.2)

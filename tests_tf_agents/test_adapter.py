@@ -109,10 +109,10 @@ def test_metagenrl_export_trains_a_tf_agents_td3_agent():
   iterator = iter(dataset)
   train = tf.function(agent.train)
   actor_before = [v.numpy() for v in agent._actor_network.trainable_variables]
-  driver = dynamic_step_driver.DynamicStepDriver(env, agent.collect_policy, observers=[buffer.add_batch], num_steps=1)
+  driver = dynamic_step_driver.DynamicStepDriver(env, agent.collect_policy, observers=[buffer.add_batch], num_steps=8)
   driver.run = tf.function(driver.run)
   losses = []
-  for _ in range(200):
+  for _ in range(250):  # 2,000 more environment steps, a TD3 update every 8
     driver.run()
     experience, _ = next(iterator)
     losses.append(train(experience))

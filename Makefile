@@ -10,6 +10,8 @@ TFA_VENV ?= .venv-tf-agents
 TFA_PY := $(TFA_VENV)/bin/python
 TFA_STAMP := $(TFA_VENV)/.installed
 TFA_REQUIREMENTS := tf_metarl/interop/requirements-tf-agents.txt
+# pytest-xdist workers (one per core on the 2-core CI machine); a test file's tests stay in one worker.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: setup tf-agents-env demo demo-ppo test test-fast test-slow test-tf-agents bazel-test export-ppo clean
 
@@ -55,8 +57,8 @@ test: setup
 	else \
 	  echo "make test: bazel is not installed (apt-get install bazel-bootstrap); the Bazel build was NOT checked"; \
 	fi
-	$(PY) -m pytest -q -m "not slow" tests
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow" tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m slow tests
 	$(MAKE) --no-print-directory test-tf-agents
 
 # The adapter's tests, in the TF-Agents environment (about a minute, after about a minute of installing).
@@ -65,10 +67,10 @@ test-tf-agents: tf-agents-env
 
 # The default tier alone (what to run while developing).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow" tests
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m slow tests
 
 # The same tests through Bazel (py_test targets run pytest on their file with .venv's python).
 bazel-test: setup

@@ -204,11 +204,14 @@ def test_bad_exports_are_one_line_errors(tmp_path):
   with pytest.raises(adapter.ExportError, match="cannot be loaded as a SavedModel"):
     adapter.ExportedObjective(str(broken.parent))
   env = gym_env("Pendulum-v1")
-  with pytest.raises(adapter.ExportError, match="reads behaviour_actions, memory, observations, "
+  with pytest.raises(adapter.ExportError, match="reads behaviour_actions, memory, "
                                                 "policy_outputs, which a PPO agent does not provide"):
     ppo_agent(env, objective=EPG)
   with pytest.raises(adapter.ExportError, match="a on_policy objective \\(ppo\\) cannot be the loss of a TD3 agent"):
     td3_agent(env, objective=PPO)
+  frodo = adapter.ExportedObjective(os.path.join(REPO, "export", "frodo_catch"))  # Catch's 66 observations
+  with pytest.raises(adapter.ExportError, match="made for observation_dim 66, the agent's is 4"):
+    ppo_agent(gym_env("CartPole-v1"), objective=frodo)
   continuous_only = adapter.ExportedObjective(METAGENRL)  # as if it were on-policy: only the action kind is wrong
   continuous_only.metadata = dict(continuous_only.metadata, learner="on_policy")
   continuous_only.input_names = ("rewards",)

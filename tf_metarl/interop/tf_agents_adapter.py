@@ -14,8 +14,9 @@ tf_metarl's TensorFlow 2.21), with `TF_USE_LEGACY_KERAS=1` set before TensorFlow
   the time within the episode. The critics keep TD3's own loss, on every transition of the
   sequences that does not cross an episode boundary.
 - `LearnedObjectivePPOAgent`: a `PPOAgent` whose `get_loss` is an exported on-policy objective
-  (PPO's, or any export whose inputs are log-probabilities, entropies, values and rewards). If
-  the objective does not train the critic itself, TF-Agents' value loss is added.
+  (PPO's, FRODO's, or any export whose inputs are among log-probabilities, entropies, values,
+  rewards and observations). If the objective does not train the critic itself, TF-Agents' value
+  loss is added. (EPG's losses also read the policy's outputs and memory unit: not supported.)
 
 Mapping of TF-Agents' batched data `[B, T]` onto the objective's named inputs (tf_metarl's
 conventions: `docs/ARCHITECTURE.md`, `objectives/base.py`):
@@ -24,7 +25,8 @@ conventions: `docs/ARCHITECTURE.md`, `objectives/base.py`):
   episode_ends         1 where the next step is LAST, at the between-episode step (LAST → FIRST)
                        and where the window ends (so no return reaches past what was sampled);
   values, next_values  V(s_t) and V(s'_t) (PPO: the value network; TD3: Q1(s, π(s)), held constant);
-  time                 the episode step over `episode_step_limit`, clipped to [0, 1].
+  time                 the episode step over `episode_step_limit`, clipped to [0, 1];
+  observations         the observation, flattened to [B, T, O] (PPO).
 Steps the data cannot say anything about (the between-episode step; PPO's last step) get weight 0
 in the mean of the objective's per-step losses.
 """
@@ -50,7 +52,7 @@ SUPPORTED_FORMATS = ("tf_metarl.objective/1",)
 OFF_POLICY_INPUTS = frozenset({"rewards", "discounts", "episode_ends", "values", "next_values", "time", "actions",
                                "behaviour_actions"})
 ON_POLICY_INPUTS = frozenset({"rewards", "discounts", "episode_ends", "values", "next_values", "log_probs",
-                              "behaviour_log_probs", "entropies"})
+                              "behaviour_log_probs", "entropies", "observations"})
 
 
 class ExportError(ValueError):
@@ -101,8 +103,8 @@ class ExportedObjective:
   def trains_critic(self) -> bool:
     return bool(self.metadata.get("trains_critic", False))
 
-  def require(self, learner: str, available: Iterable[str], agent: str, action_kind: str) -> None:
-    """Refuses, in one line, an objective `agent` cannot feed or that is for other actions."""
+  def require(self, learner: str, available: Iterable[str], agent: str, time_step_spec, action_spec) -> None:
+    """Refuses, in one line, an objective `agent` cannot feed or that was made for other spaces."""
     if self.metadata.get("learner") != learner:
       raise ExportError(f"{self.path}: a {self.metadata.get('learner')} objective ({self.metadata.get('kind')}) "
                         f"cannot be the loss of a {agent} agent, which needs a {learner} objective")
@@ -110,9 +112,17 @@ class ExportedObjective:
     if missing:
       raise ExportError(f"{self.path}: the objective reads {', '.join(missing)}, which a {agent} agent does not "
                         f"provide (it provides {', '.join(sorted(available))})")
+    action = tf.nest.flatten(action_spec)[0]
+    action_kind = "continuous" if action.dtype.is_floating else "discrete"
     kinds = self.metadata.get("action_kinds", [])
     if action_kind not in kinds:
       raise ExportError(f"{self.path}: the objective was made for {' or '.join(kinds)} actions, not {action_kind}")
+    constraints = self.metadata.get("constraints", {})
+    sizes = {"observation_dim": int(tf.nest.flatten(time_step_spec.observation)[0].shape.num_elements()),
+             "action_dim": int(action.shape.num_elements()) if action_kind == "continuous" else None}
+    for name, size in sizes.items():
+      if constraints.get(name) is not None and size is not None and constraints[name] != size:
+        raise ExportError(f"{self.path}: the objective was made for {name} {constraints[name]}, the agent's is {size}")
 
   def per_step(self, inputs) -> tf.Tensor:
     inputs = {n: tf.cast(inputs[n], tf.float32) for n in self.input_names}
@@ -121,13 +131,15 @@ class ExportedObjective:
     return self._eager_per_step(inputs)
 
 
-def _action_kind(action_spec) -> str:
-  return "continuous" if tf.nest.flatten(action_spec)[0].dtype.is_floating else "discrete"
-
-
 def _masked_mean(per_step, weights):
   weights = tf.cast(weights, per_step.dtype)
   return tf.reduce_sum(per_step * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def _flat_observations(observation):
+  """[B, T, ...] -> [B, T, O] (float32), as the objectives' `observations` input."""
+  x = tf.cast(tf.nest.flatten(observation)[0], tf.float32)
+  return tf.reshape(x, tf.concat([tf.shape(x)[:2], [-1]], axis=0))
 
 
 def _merge_batch_time(x):
@@ -172,7 +184,7 @@ class LearnedObjectiveTd3Agent(td3_agent.Td3Agent):
     super().__init__(time_step_spec, action_spec, actor_network, critic_network, actor_optimizer, critic_optimizer,
                      **td3_kwargs)
     self._objective = objective if isinstance(objective, ExportedObjective) else ExportedObjective(objective)
-    self._objective.require("off_policy", OFF_POLICY_INPUTS, "TD3", _action_kind(action_spec))
+    self._objective.require("off_policy", OFF_POLICY_INPUTS, "TD3", time_step_spec, action_spec)
     if episode_step_limit <= 0:
       raise ValueError(f"episode_step_limit must be positive, got {episode_step_limit}")
     self._episode_step_limit = float(episode_step_limit)
@@ -267,7 +279,7 @@ class LearnedObjectivePPOAgent(ppo_agent.PPOAgent):
   def __init__(self, time_step_spec, action_spec, *, objective, **ppo_kwargs):
     super().__init__(time_step_spec, action_spec, **ppo_kwargs)
     self._objective = objective if isinstance(objective, ExportedObjective) else ExportedObjective(objective)
-    self._objective.require("on_policy", ON_POLICY_INPUTS, "PPO", _action_kind(action_spec))
+    self._objective.require("on_policy", ON_POLICY_INPUTS, "PPO", time_step_spec, action_spec)
 
   def _loss(self, experience, weights=None, training=False):
     """`agent.loss(experience)`: the loss one epoch of `train` descends, on `[B, T]` experience
@@ -310,6 +322,7 @@ class LearnedObjectivePPOAgent(ppo_agent.PPOAgent):
         "log_probs": common.log_probability(distribution, actions, self.action_spec),
         "behaviour_log_probs": tf.stop_gradient(act_log_probs),
         "entropies": common.entropy(distribution, self.action_spec),
+        "observations": _flat_observations(time_steps.observation),
     }
     objective_loss = _masked_mean(self._objective.per_step(inputs), weights)
     value_loss = tf.zeros_like(objective_loss)

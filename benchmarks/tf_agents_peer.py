@@ -3,17 +3,18 @@ r"""TF-Agents' own TD3 and PPO against the same TF-Agents agents driven by shipp
 Runs in the TF-Agents environment (TensorFlow 2.15; `make tf-agents-env`), not in tf_metarl's:
 
   TF_USE_LEGACY_KERAS=1 PYTHONPATH=. .venv-tf-agents/bin/python benchmarks/tf_agents_peer.py \
-      --out=docs/tf_agents_peer
+      --out=docs
 
 Per seed and variant: the same networks, optimisers, environment and number of environment steps;
 only the loss differs (TD3's actor loss or L_α from export/metagenrl_lunar_cheetah; PPO's clipped
 loss or export/ppo's). The learned TD3 actor trains on replayed sequences (16 × 20 transitions,
 the export's own settings) and its critics on their transitions; TF-Agents' TD3 on 256 pairs.
 Every `td3_eval_every` / `ppo_eval_every` steps, `eval_episodes` episodes of the greedy policy;
-wall-clock counts collection and training, not evaluation. The `*_tf_metarl` rows run tf_metarl's
+wall-clock counts collection and training (tracing included), not evaluation. The `*_tf_metarl` rows run tf_metarl's
 own learners through `.venv/bin/train_agent` on the same budget (networks, warm-up, copies and
-rollout length matched; its other settings its defaults), a peer row for the library itself. Writes `<out>.json`
-(curves, final returns, wall-clock) and `<out>.png`.
+rollout length matched; its other settings its defaults), a peer row for the library itself. Writes
+`<out>/results/tf_agents_peer.json` (curves, final returns, wall-clock; a rerun keeps the runs it
+holds) and `<out>/figures/tf_agents_peer.png`.
 """
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ from tf_agents.replay_buffers import tf_uniform_replay_buffer  # noqa: E402
 from tf_metarl.interop import tf_agents_adapter as adapter  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", "docs/tf_agents_peer", "Output path without extension (.json and .png are written).")
+flags.DEFINE_string("out", "docs", "Writes <out>/results/tf_agents_peer<tag>.json and <out>/figures/tf_agents_peer<tag>.png.")
+flags.DEFINE_string("tag", "", "Suffix of the result and figure names.")
+flags.DEFINE_boolean("resume", True, "Keep the (variant, seed) runs already in the result file; run the others.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_list("runs", ["td3", "td3_metagenrl", "td3_tf_metarl", "ppo", "ppo_export", "ppo_tf_metarl"],
                   "Which agent variants to run.")
@@ -156,7 +159,7 @@ def _loop(total_steps, first_step, steps_per_call, eval_every, step_fn, eval_fn)
 def tf_metarl_run(seed, preset):
   """tf_metarl's own learner on the same budget, through `train_agent` in tf_metarl's environment
   (TensorFlow 2.21, `.venv`): a peer row for the library itself. Its wall-clock is the run's
-  (`summary.json`), evaluations included."""
+  (`summary.json`) of a second, evaluation-free run."""
   import csv
   import subprocess
   import tempfile
@@ -177,7 +180,14 @@ def tf_metarl_run(seed, preset):
   summary = json.loads(done.stdout.strip().splitlines()[-1])
   with open(os.path.join(logdir, "learning_curve.csv")) as f:
     curve = [(int(r["env_steps"]), float(r["eval_return"])) for r in csv.DictReader(f) if r["eval_return"]]
-  return {"curve": curve, "final": summary["final_eval_return"], "seconds": summary["wall_time_s"]}
+  # The same run without evaluations, for the wall-clock (the TF-Agents rows time collection and
+  # training only): the run's own wall_time_s, after imports, tracing included as theirs is.
+  timed = subprocess.run([FLAGS.tf_metarl_bin, *args, "--config.eval_every=0", f"--seed={seed}",
+                          f"--logdir={logdir}_timing", "--noplot"], capture_output=True, text=True, env=env)
+  if timed.returncode != 0:
+    raise RuntimeError(f"train_agent failed: {timed.stderr.strip().splitlines()[-1:]}")
+  seconds = json.loads(timed.stdout.strip().splitlines()[-1])["wall_time_s"]
+  return {"curve": curve, "final": summary["final_eval_return"], "seconds": seconds}
 
 
 RUNS = {"td3": lambda s: td3_run(s, False), "td3_metagenrl": lambda s: td3_run(s, True),
@@ -215,14 +225,23 @@ def main(_):
   unknown = sorted(set(FLAGS.runs) - set(RUNS))
   if unknown:
     raise app.UsageError(f"--runs: unknown {', '.join(unknown)} (known: {', '.join(RUNS)})")
+  json_path = os.path.join(FLAGS.out, "results", f"tf_agents_peer{FLAGS.tag}.json")
+  png_path = os.path.join(FLAGS.out, "figures", f"tf_agents_peer{FLAGS.tag}.png")
+  for path in (json_path, png_path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+  done = {}
+  if FLAGS.resume and os.path.exists(json_path):
+    with open(json_path) as f:
+      done = {(name, run["seed"]): run for name, runs in json.load(f)["results"].items() for run in runs
+              if "seed" in run}
   results = {}
   for name in FLAGS.runs:
     results[name] = []
     for seed in map(int, FLAGS.seeds):
-      run = RUNS[name](seed)
+      run = done.get((name, seed)) or dict(RUNS[name](seed), seed=seed)
       results[name].append(run)
       print(f"{name} seed {seed}: final {run['final']:.1f} in {run['seconds']:.0f} s", flush=True)
-      with open(FLAGS.out + ".json", "w") as f:  # after every run: nothing lost if it is stopped
+      with open(json_path, "w") as f:  # after every run: nothing lost if it is stopped
         json.dump({"flags": {k: FLAGS[k].value for k in ("seeds", "td3_steps", "td3_random_steps", "ppo_steps",
                                                            "ppo_envs", "ppo_rollout", "td3_eval_every",
                                                            "ppo_eval_every", "eval_episodes",
@@ -233,7 +252,7 @@ def main(_):
     seconds = [r["seconds"] for r in runs]
     print(f"{LABELS[name]}: final {np.mean(finals):.1f} ± {np.std(finals):.1f}, {np.mean(seconds):.0f} ± "
           f"{np.std(seconds):.0f} s per run")
-  plot(results, FLAGS.out + ".png")
+  plot(results, png_path)
 
 
 if __name__ == "__main__":

@@ -243,6 +243,25 @@ def test_in_graph_learners_record_the_episodes_they_collect(tmp_path, learner_ki
     assert np.all(np.abs(first[column]) <= bound + 1e-6), first
 
 
+def test_a_recorder_joining_mid_episode_starts_at_each_copys_next_episode(tmp_path):
+  """After `join_mid_episode` (a resumed in-graph run), each copy's steps up to the end of the
+  episode it is in are dropped; what follows is recorded whole."""
+  rng = np.random.default_rng(6)
+  recorder = EpisodeRecorder(str(tmp_path / "ds"), describe_env("Pendulum-v1"), RUN)
+  recorder.join_mid_episode(2)
+  first = segment(rng, 2, 5, [(0, 1, True)])  # copy 0's old episode ends at step 1; copy 1's goes on
+  second = segment(rng, 2, 4, [(1, 0, False), (0, 3, True)])  # copy 1's old one ends at 0; copy 0's new at 3
+  recorder.add(first)
+  recorder.add(second)
+  recorder.close()  # copy 1's new episode (steps 1..3 of the second segment) is closed as truncated
+  episodes = [episode_trajectory(e) for e in read_episodes(str(tmp_path / "ds"))]
+  assert sorted(int(e.rewards.shape[1]) for e in episodes) == [3, 3 + 4]
+  copy0 = [e for e in episodes if e.rewards.shape[1] == 7][0]
+  np.testing.assert_allclose(copy0.observations.numpy()[0, :3], first.observations[0, 2:5])
+  copy1 = [e for e in episodes if e.rewards.shape[1] == 3][0]
+  np.testing.assert_allclose(copy1.observations.numpy()[0], second.observations[1, 1:4])
+
+
 def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):
   """The recorder serialises columnar episodes without TFDS's per-step encoding: the bytes must
   be those of TFDS's own path (encode_example, then the serializer)."""

@@ -122,6 +122,7 @@ class EpisodeRecorder:
     self._thread.start()
     self._discrete = discrete
     self._open: Dict[int, List[dict]] = {}  # copy -> its open episode's column chunks so far
+    self._joining: set = set()  # copies whose steps are dropped until their current episode ends
     self._last_obs: Dict[int, np.ndarray] = {}
     self.episodes_written = 0
 
@@ -134,7 +135,12 @@ class EpisodeRecorder:
     finished = []
     for b in range(copies):
       start = 0
-      for t in np.flatnonzero(ends[b]):
+      if b in self._joining:  # mid-episode: its first steps belong to an episode begun before
+        if not ends[b].any():
+          continue
+        start = int(np.flatnonzero(ends[b])[0]) + 1
+        self._joining.discard(b)
+      for t in np.flatnonzero(ends[b])[np.flatnonzero(ends[b]) >= start]:
         self._open.setdefault(b, []).append(self._columns(trajectory, b, start, t + 1))
         self._last_obs[b] = np.asarray(trajectory.next_observations[b, t], np.float32)
         finished.append(self._finish(b, terminated=bool(trajectory.terminated[b, t])))
@@ -144,6 +150,12 @@ class EpisodeRecorder:
         self._last_obs[b] = np.asarray(trajectory.next_observations[b, steps - 1], np.float32)
     if finished:
       self._put(finished)
+
+  def join_mid_episode(self, copies: int) -> None:
+    """The next segments continue episodes whose start this recorder did not see (a run resumed
+    with its environments' state restored, as the in-graph learners do): each copy's steps are
+    dropped until its current episode ends, so every recorded episode starts at a reset."""
+    self._joining = set(range(int(copies)))
 
   def _put(self, episodes) -> None:
     if self._error is not None:

@@ -55,7 +55,10 @@ class InGraphOffPolicyLearner(OffPolicyLearner):
     """The replay buffer is in the checkpoint itself."""
 
   def restore_extra(self, checkpoint_path):
-    """Environments, replay and credit are in the checkpoint: nothing to restart."""
+    """Environments, replay and credit are in the checkpoint: nothing to restart. The episodes
+    go on, so a recorder skips to each copy's next episode."""
+    if self.recorder is not None:
+      self.recorder.join_mid_episode(self.config.num_envs)
 
   def _behaviour(self, policy_params, observations, seed, explore):
     """Warm-up: uniform in the bounds; after: π(s) + exploration noise. observations [N, O]."""

@@ -162,7 +162,10 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     return dict(super().checkpoint_items(), env_state=self.env_state)
 
   def restore_extra(self, checkpoint_path):
-    """The environments' state is in the checkpoint: nothing to restart."""
+    """The environments' state is in the checkpoint: nothing to restart. Their episodes go on,
+    so a recorder skips to each copy's next episode."""
+    if self.recorder is not None:
+      self.recorder.join_mid_episode(self.members * self.config.num_envs)
 
   # --- members: every state leaf has a leading population axis inside the iteration ---
   def _read_members(self):

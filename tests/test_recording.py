@@ -229,6 +229,9 @@ def test_in_graph_learners_record_the_episodes_they_collect(tmp_path, learner_ki
   reported = []
   for _ in range(5):
     reported += learner.iteration()[1].returns
+  learner.restore_extra("unused")  # what a resume calls: the restored episodes go on, unseen by this recorder
+  assert learner.recorder._joining == {0, 1}
+  learner.recorder._joining = set()
   learner.recorder.close()
   episodes = list(read_episodes(str(tmp_path / "ds")))
   assert len(reported) >= 2

@@ -134,13 +134,15 @@ class EpisodeRecorder:
     ends = np.logical_or(np.asarray(trajectory.terminated) > 0, np.asarray(trajectory.truncated) > 0)
     finished = []
     for b in range(copies):
-      start = 0
-      if b in self._joining:  # mid-episode: its first steps belong to an episode begun before
-        if not ends[b].any():
+      end_steps = np.flatnonzero(ends[b])
+      if b in self._joining:  # mid-episode: its steps up to the first end belong to an episode begun before
+        if not len(end_steps):
           continue
-        start = int(np.flatnonzero(ends[b])[0]) + 1
         self._joining.discard(b)
-      for t in np.flatnonzero(ends[b])[np.flatnonzero(ends[b]) >= start]:
+        start, end_steps = int(end_steps[0]) + 1, end_steps[1:]
+      else:
+        start = 0
+      for t in end_steps:
         self._open.setdefault(b, []).append(self._columns(trajectory, b, start, t + 1))
         self._last_obs[b] = np.asarray(trajectory.next_observations[b, t], np.float32)
         finished.append(self._finish(b, terminated=bool(trajectory.terminated[b, t])))

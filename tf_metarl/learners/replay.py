@@ -116,7 +116,8 @@ class SequenceReplay(tf.Module):
     if not 0 < steps <= self.size:
       raise ValueError(f"replay holds {self.size} steps per copy; cannot read the last {steps}")
     rows = (self.position - steps + np.arange(steps)) % self.capacity
-    data = {k: v[rows].swapaxes(0, 1) for k, v in self.data.items()}  # [steps, num_envs, ...] -> [num_envs, steps, ...]
+    index = rows[None, :] * self.num_envs + np.arange(self.num_envs)[:, None]  # [num_envs, steps]: only these rows
+    data = {k: tf.gather(v, index).numpy() for k, v in self.buffers.items()}
     return Trajectory(policy_outputs=data["actions"], log_probs=np.zeros_like(data["rewards"]), **data)
 
   def _checked_sample(self, rng, batch_size: int, length: int, per_copy: bool) -> Trajectory:

@@ -57,9 +57,9 @@ def flat_gradient_norm(grads):
   return float(tf.linalg.global_norm([g for g in grads if g is not None]))
 
 
-@pytest.mark.parametrize("episode_limit", [5])
-def test_td3_inputs_follow_episodes(episode_limit):
+def test_td3_inputs_follow_episodes():
   """Step counts, time, episode ends, discounts and weights on a known episode layout."""
+  episode_limit = 5
   env = gym_env("Pendulum-v1", max_episode_steps=episode_limit)
   agent = td3_agent(env, episode_step_limit=episode_limit)
   buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(agent.collect_data_spec, batch_size=1, max_length=100)

@@ -230,8 +230,8 @@ def test_in_graph_learners_record_the_episodes_they_collect(tmp_path, learner_ki
   for _ in range(5):
     reported += learner.iteration()[1].returns
   learner.restore_extra("unused")  # what a resume calls: the restored episodes go on, unseen by this recorder
-  assert learner.recorder._joining == {0, 1}
-  learner.recorder._joining = set()
+  assert learner.recorder._join_next
+  learner.recorder._join_next = False
   learner.recorder.close()
   episodes = list(read_episodes(str(tmp_path / "ds")))
   assert len(reported) >= 2
@@ -251,7 +251,7 @@ def test_a_recorder_joining_mid_episode_starts_at_each_copys_next_episode(tmp_pa
   episode it is in are dropped; what follows is recorded whole."""
   rng = np.random.default_rng(6)
   recorder = EpisodeRecorder(str(tmp_path / "ds"), describe_env("Pendulum-v1"), RUN)
-  recorder.join_mid_episode(2)
+  recorder.join_mid_episode()
   first = segment(rng, 2, 5, [(0, 1, True)])  # copy 0's old episode ends at step 1; copy 1's goes on
   second = segment(rng, 2, 4, [(1, 0, False), (0, 3, True)])  # copy 1's old one ends at 0; copy 0's new at 3
   recorder.add(first)
@@ -263,6 +263,32 @@ def test_a_recorder_joining_mid_episode_starts_at_each_copys_next_episode(tmp_pa
   np.testing.assert_allclose(copy0.observations.numpy()[0, :3], first.observations[0, 2:5])
   copy1 = [e for e in episodes if e.rewards.shape[1] == 3][0]
   np.testing.assert_allclose(copy1.observations.numpy()[0], second.observations[1, 1:4])
+
+
+@pytest.mark.slow
+def test_an_in_graph_meta_run_records_what_its_task_collects(tmp_path):
+  """FRODO on Catch: its task hands every rollout out of the compiled meta-step, in collection
+  order. Copies join at their next episode (the first batch was collected before the recorder
+  was attached), and every recorded episode is a whole Catch episode: 10 steps, return ±1."""
+  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
+  trainer = OnlineMetaTrainer(OnlineMetaConfig(env="catch", num_envs=4, trajectory_length=8,
+                                               frodo=FrodoConfig(inner_steps=2)), seed=0)
+  sources = trainer.problem.recording_sources()
+  assert [(env_id, info.observation_shape, info.num_actions) for env_id, info, _ in sources] == [("catch", (66,), 3)]
+  task = sources[0][2]
+  task.recorder = EpisodeRecorder(str(tmp_path / "ds"), sources[0][1], RUN)
+  task.recorder.join_mid_episode()
+  reported = []
+  for _ in range(4):  # 2 inner batches of 4 copies × 8 steps per meta-step (the outer batch is reused)
+    reported += trainer.iteration()[1].returns
+  task.recorder.close()
+  episodes = [episode_trajectory(e) for e in read_episodes(str(tmp_path / "ds"))]
+  whole = [e for e in episodes if float(e.terminated.numpy()[0, -1]) == 1.0]
+  assert len(whole) >= 8 and len(episodes) - len(whole) <= 4  # the still-running ones, at most one a copy
+  for e in whole:  # one that started mid-episode, or a segment out of order, would not be 10 steps
+    assert e.rewards.shape[1] == 10 and abs(float(np.sum(e.rewards.numpy()))) == 1.0
+  # The trainer reported these and the ones the copies were in when the recorder joined (≤ 1 a copy).
+  assert len(reported) - 4 <= len(whole) <= len(reported)
 
 
 def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):

@@ -123,6 +123,7 @@ class EpisodeRecorder:
     self._discrete = discrete
     self._open: Dict[int, List[dict]] = {}  # copy -> its open episode's column chunks so far
     self._joining: set = set()  # copies whose steps are dropped until their current episode ends
+    self._join_next = False  # `join_mid_episode`: every copy of the next segment joins mid-episode
     self._last_obs: Dict[int, np.ndarray] = {}
     self.episodes_written = 0
 
@@ -133,6 +134,8 @@ class EpisodeRecorder:
     copies, steps = trajectory.rewards.shape[:2]
     ends = np.logical_or(np.asarray(trajectory.terminated) > 0, np.asarray(trajectory.truncated) > 0)
     finished = []
+    if self._join_next:
+      self._joining, self._join_next = set(range(copies)), False
     for b in range(copies):
       end_steps = np.flatnonzero(ends[b])
       if b in self._joining:  # mid-episode: its steps up to the first end belong to an episode begun before
@@ -153,11 +156,12 @@ class EpisodeRecorder:
     if finished:
       self._put(finished)
 
-  def join_mid_episode(self, copies: int) -> None:
+  def join_mid_episode(self) -> None:
     """The next segments continue episodes whose start this recorder did not see (a run resumed
-    with its environments' state restored, as the in-graph learners do): each copy's steps are
-    dropped until its current episode ends, so every recorded episode starts at a reset."""
-    self._joining = set(range(int(copies)))
+    with its environments' state restored, as the in-graph learners do, or in-graph copies that
+    collected before the recorder was attached): each copy's steps are dropped until its current
+    episode ends, so every recorded episode starts at a reset."""
+    self._join_next = True
 
   def _put(self, episodes) -> None:
     if self._error is not None:

@@ -22,7 +22,7 @@ from tf_metarl import errors
 from tf_metarl.collection import RolloutCollector, evaluate
 from tf_metarl.envs import batched, classic_control
 from tf_metarl.envs.catch import NUM_ACTIONS, Catch
-from tf_metarl.envs.gym_envs import DISCRETE, describe_env, make_env, make_vector_env
+from tf_metarl.envs.gym_envs import DISCRETE, EnvInfo, describe_env, make_env, make_vector_env
 from tf_metarl.envs.random_walk import NUM_STATES, RandomWalk
 from tf_metarl.meta.problem import Episodes
 from tf_metarl.trajectories import Trajectory
@@ -78,6 +78,18 @@ class BatchedTask(Task):
     self._counting = batched.EpisodeCounting(env)
     self.evaluation_steps = int(evaluation_steps)
     self._greedy_returns = tf.function(self._greedy_returns_graph)
+    # A recording.EpisodeRecorder (meta_train --record), attached before the first trace: every
+    # rollout is then handed to it from the graph (a tf.py_function; stateful, so tf.function
+    # runs the taps in program order, which is collection order). Not under XLA.
+    self.recorder = None
+
+  @property
+  def env_info(self) -> EnvInfo:
+    """The spaces a recording of this task declares (its gymnasium twin's, with this instance's sizes)."""
+    if not self.num_actions:  # continuous: a classic-control id, whose twin describes it
+      return describe_env(self.name)
+    return EnvInfo(self.name, (self.observation_size,), DISCRETE, num_actions=self.num_actions,
+                   max_episode_steps=self.evaluation_steps or None)
 
   def reset(self, seed, num_envs: int):
     return self._counting.reset(seed, num_envs)
@@ -86,7 +98,10 @@ class BatchedTask(Task):
     params = [tf.stop_gradient(p) for p in policy_params]  # collection is never differentiated
     policy = lambda observations, s: policy_fn(params, observations, s)
     env_state, time_major = batched.rollout(self._counting, env_state, policy, seed, length)
-    return env_state, to_trajectory(time_major), _flat_episodes(time_major)
+    trajectory = to_trajectory(time_major)
+    if self.recorder is not None:
+      tf.py_function(lambda *fields: self.recorder.add(Trajectory(*[f.numpy() for f in fields])), list(trajectory), [])
+    return env_state, trajectory, _flat_episodes(time_major)
 
   def _greedy_returns_graph(self, greedy_fn, policy_params, episodes: int, seed):
     """Each copy's first episode (copies that do not finish within `evaluation_steps` score 0)."""

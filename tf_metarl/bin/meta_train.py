@@ -34,9 +34,8 @@ _EXPORT = flags.DEFINE_string("export", None,
                               "export/frodo_catch).")
 _FRESH = common.define_fresh_flag()
 _RECORD = flags.DEFINE_string("record", None,
-                              "Write the episodes the inner agents collect in gymnasium environments as RLDS datasets "
-                              "(TFDS format) to this directory (one subdirectory per environment when there are "
-                              "several).")
+                              "Write the episodes the inner agents collect as RLDS datasets (TFDS format) to this "
+                              "directory (one subdirectory per environment when there are several).")
 _REPLAY_FROM = flags.DEFINE_string("replay_from", None,
                                    "MetaGenRL: warm-start every agent's replay from datasets recorded with --record "
                                    "(this directory, or one subdirectory per environment when there are several).")
@@ -107,12 +106,16 @@ def _epoch_settings(config, settings):
 
 
 def _recorders(trainer, directory, identity, logdir):
-  """An `EpisodeRecorder` on every environment the trainer's problem steps in Python."""
+  """An `EpisodeRecorder` on every environment the trainer's problem collects in (gymnasium copies
+  stepped from Python, or in-graph tasks, which hand their rollouts back from the graph)."""
   from tf_metarl.recording import EpisodeRecorder, population_dataset
   sources = trainer.problem.recording_sources()
   if not sources:
-    common.fail(f"--record needs inner agents in gymnasium environments; this run ({identity['method']}) collects in "
-                f"graph or on Ray workers, where experience never reaches this process")
+    common.fail(f"--record needs inner agents whose experience reaches this process; this run ({identity['method']}) "
+                f"trains them inside one vectorised graph or on Ray workers")
+  if trainer.jit_compile:
+    common.fail("--record hands rollouts out of the meta-step, which XLA cannot compile: set config.learner.jit_compile "
+                "to False")
   recorders = []
   for env_id, env_info, source in sources:
     path = population_dataset(directory, env_id, len(sources) > 1)

@@ -58,7 +58,7 @@ class InGraphOffPolicyLearner(OffPolicyLearner):
     """Environments, replay and credit are in the checkpoint: nothing to restart. The episodes
     go on, so a recorder skips to each copy's next episode."""
     if self.recorder is not None:
-      self.recorder.join_mid_episode(self.config.num_envs)
+      self.recorder.join_mid_episode()
 
   def _behaviour(self, policy_params, observations, seed, explore):
     """Warm-up: uniform in the bounds; after: π(s) + exploration noise. observations [N, O]."""

@@ -165,7 +165,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     """The environments' state is in the checkpoint: nothing to restart. Their episodes go on,
     so a recorder skips to each copy's next episode."""
     if self.recorder is not None:
-      self.recorder.join_mid_episode(self.members * self.config.num_envs)
+      self.recorder.join_mid_episode()
 
   # --- members: every state leaf has a leading population axis inside the iteration ---
   def _read_members(self):

@@ -69,6 +69,7 @@ class MetaTrainer(Trainable):
   def __init__(self, problem: InnerProblem, estimator, meta_model, meta_optimizer, seed: int,
                jit_compile: bool = compilation.JIT_COMPILE, max_grad_norm: Optional[float] = None,
                inner_phase: Optional[InnerPhase] = None):
+    self.jit_compile = bool(jit_compile)
     self._step = tf.function(self._step_graph, jit_compile=jit_compile)
     self._inner_step = tf.function(self._inner_step_graph, jit_compile=jit_compile)
     self.inner_phase = (inner_phase or InnerPhase()).validate()

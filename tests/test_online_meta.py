@@ -169,7 +169,7 @@ def test_meta_train_binary_runs_and_resumes(tmp_path):
   logdir = tmp_path / "run"
   base = [sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/frodo_catch.py:extension",
           "--config.frodo.inner_steps=1", "--config.eval_every=4096", "--config.eval_episodes=32",
-          "--config.checkpoint_every=2048",
+          "--config.checkpoint_every=2048", f"--record={tmp_path / 'ds'}",
           f"--logdir={logdir}"]
   first = subprocess.run(base + ["--config.steps=4096"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert first.returncode == 0, first.stderr[-3000:]
@@ -181,6 +181,14 @@ def test_meta_train_binary_runs_and_resumes(tmp_path):
   config = json.loads((logdir / "config.json").read_text())
   assert config["frodo"]["inner_steps"] == 1 and config["frodo"]["extension"] is True and config["steps"] == 8192
   assert config["learner"]["num_envs"] == 16
+  # --record: the in-graph Catch copies' episodes from both runs, each whole (10 steps, return ±1).
+  # Each of the 16 copies took 512 steps (51 episodes); per copy and run, the join skips ≤ 1 and
+  # ≤ 1 is still open at the end, and the first batch (16 steps, ≤ 2), collected at init, is not recorded.
+  from tests.test_recording import read_back
+  data = read_back(tmp_path / "ds")
+  whole = [e for e in data["episodes"] if e["terminal"]]
+  assert all(e["n"] == 10 and abs(e["return"]) == 1.0 for e in whole)
+  assert 16 * (51 - 2 * 2 - 2) <= len(whole) <= 16 * 51 and data["run"]["env"] == "catch"
   bad = subprocess.run(base[:3] + ["--config=configs/frodo_catch.py", "--config.learner.method=ppo",
                                    f"--logdir={tmp_path / 'bad'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [

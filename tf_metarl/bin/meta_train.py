@@ -109,6 +109,7 @@ def _recorders(trainer, directory, identity, logdir):
   """An `EpisodeRecorder` on every environment the trainer's problem collects in (gymnasium copies
   stepped from Python, or in-graph tasks, which hand their rollouts back from the graph)."""
   from tf_metarl.recording import EpisodeRecorder, population_dataset
+  from tf_metarl.tasks import Task
   sources = trainer.problem.recording_sources()
   if not sources:
     common.fail(f"--record needs inner agents whose experience reaches this process; this run ({identity['method']}) "
@@ -120,6 +121,8 @@ def _recorders(trainer, directory, identity, logdir):
   for env_id, env_info, source in sources:
     path = population_dataset(directory, env_id, len(sources) > 1)
     source.recorder = EpisodeRecorder(path, env_info, dict(identity, env=env_id, logdir=os.path.abspath(logdir)))
+    if isinstance(source, Task):  # its copies may be mid-episode: a first batch collected at init, or restored
+      source.recorder.join_mid_episode()
     recorders.append(source.recorder)
   return recorders
 

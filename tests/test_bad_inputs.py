@@ -228,10 +228,10 @@ def cases(base):
       ("replay_from_with_an_on_policy_objective", "train_agent",
        ["--env=CartPole-v1", f"--replay_from={base / 'recorded'}", f"--logdir={logdir('rp')}"],
        "config.replay_from warm-starts the replay buffer of the off-policy learner", [logdir("rp")]),
-      ("meta_record_on_a_vectorised_run", "meta_train",
-       [epg, f"--record={base / 'rec_meta'}", f"--logdir={logdir('mr')}"],
-       "--record needs inner agents whose experience reaches this process; this run (epg) trains them inside one "
-       "vectorised graph", [logdir("mr"), str(base / "rec_meta")]),
+      ("meta_record_on_ray", "meta_train",
+       [epg, "--backend=ray", f"--record={base / 'rec_meta'}", f"--logdir={logdir('mr')}"],
+       "--record needs inner agents whose experience reaches this process; this run (epg) trains them on Ray "
+       "workers", [logdir("mr"), str(base / "rec_meta")]),
       ("meta_record_under_xla", "meta_train",
        ["--config.learner.jit_compile=True", f"--record={base / 'rec_xla'}", f"--logdir={logdir('mx')}"],
        "--record hands rollouts out of the meta-step, which XLA cannot compile", [logdir("mx"), str(base / "rec_xla")]),
@@ -302,7 +302,7 @@ CASE_IDS = [  # the ids of `cases` (pytest needs them before the fixture builds 
     "epg_buffer_shorter_than_receptive_field", "epg_ray_address_unreachable", "epg_backend_on_a_config_without_epg",
     "epg_graph_backend_on_a_gymnasium_env", "record_into_another_runs_dataset",
     "record_into_a_directory_that_is_no_dataset", "replay_from_a_dataset_of_other_spaces",
-    "replay_from_with_an_on_policy_objective", "meta_record_on_a_vectorised_run", "meta_record_under_xla", "meta_replay_from_without_metagenrl",
+    "replay_from_with_an_on_policy_objective", "meta_record_on_ray", "meta_record_under_xla", "meta_replay_from_without_metagenrl",
     "metagenrl_replay_from_without_a_dataset_per_env", "epg_export_on_a_discrete_env", "epg_rollout_shorter_than_receptive_field",
     "serving_no_export_dir", "serving_model_without_export", "serving_dir_without_models",
     "export_unknown_objective", "export_negative_version", "export_dir_is_a_file", "export_version_exists",

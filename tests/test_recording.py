@@ -291,6 +291,27 @@ def test_an_in_graph_meta_run_records_what_its_task_collects(tmp_path):
   assert len(reported) - 4 <= len(whole) <= len(reported)
 
 
+@pytest.mark.slow
+def test_an_epg_run_in_graph_records_every_inner_run(tmp_path):
+  """EPG's V × W inner runs on random Pendulum (20-step episodes): each epoch's fresh runs start
+  new episodes (the task's reset closes the ones still open as truncated), so every copy gives
+  three 20-step episodes and one 4-step one per 64-step epoch, each from a reset state."""
+  from tests.test_epg import small_epg_config
+  from tf_metarl.algorithms.epg import EPGTrainer
+  trainer = EPGTrainer(small_epg_config(), seed=0)
+  (env_id, info, task), = trainer.problem.recording_sources()
+  assert env_id == "tf_metarl/Pendulum-v1" and info.action_dim == 1
+  task.recorder = EpisodeRecorder(str(tmp_path / "ds"), info, RUN)
+  for _ in range(2):
+    trainer.iteration()
+  task.recorder.close()
+  episodes = [episode_trajectory(e) for e in read_episodes(str(tmp_path / "ds"))]
+  lengths = sorted(int(e.rewards.shape[1]) for e in episodes)
+  assert lengths == [4] * 8 + [20] * 24 and sum(lengths) == int(trainer.env_steps.numpy())  # 4 copies, 2 epochs
+  for e in episodes:
+    assert abs(float(e.observations.numpy()[0, 0, 2])) <= 1.0 + 1e-6  # reset: angular velocity in [-1, 1]
+
+
 def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):
   """The recorder serialises columnar episodes without TFDS's per-step encoding: the bytes must
   be those of TFDS's own path (encode_example, then the serializer)."""

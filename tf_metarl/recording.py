@@ -221,13 +221,19 @@ class EpisodeRecorder:
     steps["is_first"][0], steps["is_last"][-1], steps["is_terminal"][-1] = True, True, terminated
     return {"steps": steps}
 
+  def end_open_episodes(self) -> None:
+    """Writes the episodes still running as truncated: their copies are reset (an EPG epoch's
+    fresh inner trainings) or the recording ends."""
+    partial = [self._finish(b, terminated=False) for b in sorted(self._open) if self._open[b]]
+    self._joining, self._join_next = set(), False  # whatever comes next starts at a reset
+    if partial:
+      self._put(partial)
+
   def close(self) -> None:
     """Writes the episodes still running as truncated, and closes the dataset (idempotent)."""
     if self._writer is None:
       return
-    partial = [self._finish(b, terminated=False) for b in sorted(self._open) if self._open[b]]
-    if partial:
-      self._put(partial)
+    self.end_open_episodes()
     self._queue.put(None)
     self._thread.join()
     self._writer.close_all()

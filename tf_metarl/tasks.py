@@ -92,6 +92,8 @@ class BatchedTask(Task):
                    max_episode_steps=self.evaluation_steps or None)
 
   def reset(self, seed, num_envs: int):
+    if self.recorder is not None:  # the copies restart: what they were in ends here
+      tf.py_function(self.recorder.end_open_episodes, [], [])
     return self._counting.reset(seed, num_envs)
 
   def rollout(self, env_state, policy_fn, policy_params, seed, length: int):
@@ -162,6 +164,8 @@ class GymTask(Task):
       raise errors.ConfigError(f"{self.name}: built for {self.num_envs} copies, asked for {num_envs}")
 
     def reset_copies(seed_value):
+      if self.recorder is not None:  # the copies restart: what they were in ends here
+        self.recorder.end_open_episodes()
       self.collector.reset((int(seed_value[0]) * 1_000_003 + int(seed_value[1])) % (2**31))
       return np.int32(0)
 

@@ -484,7 +484,11 @@ class EPGProblem(InnerProblem):
                       policy_outputs=outputs, log_probs=zeros, episode_steps=zeros)
 
   def recording_sources(self):
-    return []  # inner trainings run in graph or on Ray workers, never through this process's tasks
+    """The training family's task in graph: every inner run's episodes (V × W copies), each epoch's
+    fresh runs starting new ones. On Ray the experience stays on the workers: nothing to record."""
+    if self.config.backend == "ray":
+      return []
+    return [(self.task.name, self.task.env_info, self.task)]
 
   # The ES estimator only calls population_losses; these complete the interface.
   def unroll(self, eta, state, seed) -> Tuple[object, object, dict]:

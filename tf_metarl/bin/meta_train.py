@@ -113,7 +113,7 @@ def _recorders(trainer, directory, identity, logdir):
   sources = trainer.problem.recording_sources()
   if not sources:
     common.fail(f"--record needs inner agents whose experience reaches this process; this run ({identity['method']}) "
-                f"trains them inside one vectorised graph or on Ray workers")
+                f"trains them on Ray workers")
   if trainer.jit_compile:
     common.fail("--record hands rollouts out of the meta-step, which XLA cannot compile: set config.learner.jit_compile "
                 "to False")

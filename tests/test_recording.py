@@ -312,6 +312,27 @@ def test_an_epg_run_in_graph_records_every_inner_run(tmp_path):
     assert abs(float(e.observations.numpy()[0, 0, 2])) <= 1.0 + 1e-6  # reset: angular velocity in [-1, 1]
 
 
+@pytest.mark.slow
+def test_the_implicit_reward_method_in_graph_records_the_environments_rewards(tmp_path):
+  """Its inner agent trains on the learned reward r_η; the recording holds CartPole's own reward,
+  +1 a step, so every whole episode's return is its length."""
+  from tests.test_implicit_reward import small_config
+  from tf_metarl.algorithms.implicit_reward import ImplicitRewardTrainer
+  trainer = ImplicitRewardTrainer(small_config(helper="harmful"), seed=0)
+  (env_id, info, task), = trainer.problem.recording_sources()
+  assert env_id == "tf_metarl/CartPole-v1"
+  task.recorder = EpisodeRecorder(str(tmp_path / "ds"), info, RUN)
+  task.recorder.join_mid_episode()
+  for _ in range(6):
+    trainer.iteration()
+  task.recorder.close()
+  episodes = [episode_trajectory(e) for e in read_episodes(str(tmp_path / "ds"))]
+  whole = [e for e in episodes if float(e.terminated.numpy()[0, -1]) == 1.0]
+  assert whole
+  for e in whole:
+    np.testing.assert_array_equal(e.rewards.numpy(), 1.0)
+
+
 def test_the_fast_serialisation_gives_tfds_own_bytes(tmp_path):
   """The recorder serialises columnar episodes without TFDS's per-step encoding: the bytes must
   be those of TFDS's own path (encode_example, then the serializer)."""

@@ -265,6 +265,20 @@ def test_a_recorder_joining_mid_episode_starts_at_each_copys_next_episode(tmp_pa
   np.testing.assert_allclose(copy1.observations.numpy()[0], second.observations[1, 1:4])
 
 
+def record_meta_run(trainer, directory, iterations):
+  """As `meta_train --record` does: a recorder on the problem's one source, joining its copies at
+  their next episode; `iterations` meta-iterations. Returns (env id, EnvInfo, the recorded
+  episodes as Trajectories, the returns the trainer reported)."""
+  (env_id, info, task), = trainer.problem.recording_sources()
+  task.recorder = EpisodeRecorder(str(directory), info, RUN)
+  task.recorder.join_mid_episode()
+  reported = []
+  for _ in range(iterations):
+    reported += trainer.iteration()[1].returns
+  task.recorder.close()
+  return env_id, info, [episode_trajectory(e) for e in read_episodes(str(directory))], reported
+
+
 @pytest.mark.slow
 def test_an_in_graph_meta_run_records_what_its_task_collects(tmp_path):
   """FRODO on Catch: its task hands every rollout out of the compiled meta-step, in collection
@@ -273,16 +287,9 @@ def test_an_in_graph_meta_run_records_what_its_task_collects(tmp_path):
   from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
   trainer = OnlineMetaTrainer(OnlineMetaConfig(env="catch", num_envs=4, trajectory_length=8,
                                                frodo=FrodoConfig(inner_steps=2)), seed=0)
-  sources = trainer.problem.recording_sources()
-  assert [(env_id, info.observation_shape, info.num_actions) for env_id, info, _ in sources] == [("catch", (66,), 3)]
-  task = sources[0][2]
-  task.recorder = EpisodeRecorder(str(tmp_path / "ds"), sources[0][1], RUN)
-  task.recorder.join_mid_episode()
-  reported = []
-  for _ in range(4):  # 2 inner batches of 4 copies × 8 steps per meta-step (the outer batch is reused)
-    reported += trainer.iteration()[1].returns
-  task.recorder.close()
-  episodes = [episode_trajectory(e) for e in read_episodes(str(tmp_path / "ds"))]
+  # 4 meta-steps of 2 inner batches, 4 copies × 8 steps each (the outer batch is reused)
+  env_id, info, episodes, reported = record_meta_run(trainer, tmp_path / "ds", 4)
+  assert (env_id, info.observation_shape, info.num_actions) == ("catch", (66,), 3)
   whole = [e for e in episodes if float(e.terminated.numpy()[0, -1]) == 1.0]
   assert len(whole) >= 8 and len(episodes) - len(whole) <= 4  # the still-running ones, at most one a copy
   for e in whole:  # one that started mid-episode, or a segment out of order, would not be 10 steps
@@ -299,13 +306,8 @@ def test_an_epg_run_in_graph_records_every_inner_run(tmp_path):
   from tests.test_epg import small_epg_config
   from tf_metarl.algorithms.epg import EPGTrainer
   trainer = EPGTrainer(small_epg_config(), seed=0)
-  (env_id, info, task), = trainer.problem.recording_sources()
+  env_id, info, episodes, _ = record_meta_run(trainer, tmp_path / "ds", 2)
   assert env_id == "tf_metarl/Pendulum-v1" and info.action_dim == 1
-  task.recorder = EpisodeRecorder(str(tmp_path / "ds"), info, RUN)
-  for _ in range(2):
-    trainer.iteration()
-  task.recorder.close()
-  episodes = [episode_trajectory(e) for e in read_episodes(str(tmp_path / "ds"))]
   lengths = sorted(int(e.rewards.shape[1]) for e in episodes)
   assert lengths == [4] * 8 + [20] * 24 and sum(lengths) == int(trainer.env_steps.numpy())  # 4 copies, 2 epochs
   for e in episodes:
@@ -319,14 +321,8 @@ def test_the_implicit_reward_method_in_graph_records_the_environments_rewards(tm
   from tests.test_implicit_reward import small_config
   from tf_metarl.algorithms.implicit_reward import ImplicitRewardTrainer
   trainer = ImplicitRewardTrainer(small_config(helper="harmful"), seed=0)
-  (env_id, info, task), = trainer.problem.recording_sources()
+  env_id, _, episodes, _ = record_meta_run(trainer, tmp_path / "ds", 6)
   assert env_id == "tf_metarl/CartPole-v1"
-  task.recorder = EpisodeRecorder(str(tmp_path / "ds"), info, RUN)
-  task.recorder.join_mid_episode()
-  for _ in range(6):
-    trainer.iteration()
-  task.recorder.close()
-  episodes = [episode_trajectory(e) for e in read_episodes(str(tmp_path / "ds"))]
   whole = [e for e in episodes if float(e.terminated.numpy()[0, -1]) == 1.0]
   assert whole
   for e in whole:

@@ -486,9 +486,7 @@ class EPGProblem(InnerProblem):
   def recording_sources(self):
     """The training family's task in graph: every inner run's episodes (V × W copies), each epoch's
     fresh runs starting new ones. On Ray the experience stays on the workers: nothing to record."""
-    if self.config.backend == "ray":
-      return []
-    return [(self.task.name, self.task.env_info, self.task)]
+    return [] if self.config.backend == "ray" else super().recording_sources()
 
   # The ES estimator only calls population_losses; these complete the interface.
   def unroll(self, eta, state, seed) -> Tuple[object, object, dict]:

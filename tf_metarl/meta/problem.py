@@ -92,9 +92,10 @@ class InnerProblem:
     raise NotImplementedError
 
   def recording_sources(self) -> List:
-    """(env id, `EnvInfo`, source) for each environment this problem steps in Python (`meta_train
+    """(env id, `EnvInfo`, source) for each environment this problem collects in (`meta_train
     --record`); a source's `recorder` (a `recording.EpisodeRecorder`, None by default) gets every
-    trajectory it collects. Default: the problem's `task` if it is such a task (`tasks.GymTask`)."""
+    trajectory it collects. Default: the problem's `task` (`tasks.GymTask` steps its copies from
+    Python; `tasks.BatchedTask` hands its rollouts out of the graph)."""
     task = getattr(self, "task", None)
     if task is not None and hasattr(task, "recorder"):
       return [(task.name, task.env_info, task)]

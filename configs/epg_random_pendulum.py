@@ -25,12 +25,13 @@ VARIANTS = {
 }
 
 
-def get_config(variant: str = ""):
+def get_config(variant: str = "", family: dict = None):
+  """family: `epg` settings of another task family (configs/epg_random_cartpole.py), applied first."""
   if variant not in VARIANTS:
     raise ValueError(f"config variant {variant!r} is unknown; choose one of {', '.join(map(repr, VARIANTS))}")
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.epochs = 3 if variant == "quick" else 300
-  c.epg = config_from_dataclass(EPGConfig(**VARIANTS[variant]))
+  c.epg = config_from_dataclass(EPGConfig(**{**(family or {}), **VARIANTS[variant]}))
   c.update(config_from_dataclass(RunSettings(eval_every=10, eval_episodes=4, checkpoint_every=5)))
   return c

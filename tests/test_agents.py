@@ -129,12 +129,12 @@ def test_actor_critic_update_is_sgd_on_the_objective_loss():
   np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-6)
 
 
-def make_td3(seed=0, hidden=(16,)):
+def make_td3(seed=0, hidden=(16,), target_noise=0.0):
   keras.utils.set_random_seed(seed)
   policy = DeterministicPolicy(3, [-2.0], [2.0], hidden)
   critic = TwinQCritic(3, 1, hidden)
   return TD3(policy, critic, SGD(0.01), SGD(0.1), TD3Settings(gamma=0.9, tau=0.5, policy_delay=2,
-                                                              target_noise=0.0, target_noise_clip=0.5))
+                                                              target_noise=target_noise, target_noise_clip=0.5))
 
 
 def test_td3_critic_update_regresses_clipped_double_q_targets():
@@ -191,6 +191,28 @@ def test_population_update_equals_a_loop_of_single_updates():
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(metrics["critic_loss"][i].numpy(), single_metrics["critic_loss"].numpy(), rtol=1e-5)
   assert len(population.unstack(stacked, 3)) == 3
+
+
+def test_td3_population_update_is_each_agents_own_update_in_lockstep_with_the_policy_delay():
+  td3 = make_td3(target_noise=0.3)  # the smoothing noise matters
+  rng = np.random.default_rng(4)
+  batches = [random_batch(rng, 6, 1, 3, rng.uniform(-2, 2, size=(6, 1, 1)).astype(np.float32)) for _ in range(3)]
+  states = [make_td3(seed=s).init() for s in range(3)]
+  stacked, batch = population.stack(states), population.stack(batches)
+  seed = tf.constant([7, 8])
+  normal = tf.random.stateless_normal(tf.shape(batch.actions), seed)  # drawn for all agents in one op
+  first, m1 = td3.population_update(stacked, batch, seed, TD3ActorObjective())  # updates = 1: critics only
+  second, m2 = td3.population_update(first, batch, seed, TD3ActorObjective())  # updates = 2: actors too
+  assert np.isnan(m1["actor_loss"].numpy()).all() and np.isfinite(m2["actor_loss"].numpy()).all()
+  for i, (state, own) in enumerate(zip(states, batches)):
+    alone, _ = td3.critic_update(state, own, None, normal=normal[i])
+    for a, b in zip(tf.nest.flatten(population.member(first, i)), tf.nest.flatten(alone)):
+      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    alone, _ = td3.critic_update(alone, own, None, normal=normal[i])
+    alone, metrics = td3.actor_update(alone, own, TD3ActorObjective())
+    for a, b in zip(tf.nest.flatten(population.member(second, i)), tf.nest.flatten(alone)):
+      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m2["actor_loss"][i].numpy(), metrics["actor_loss"].numpy(), rtol=1e-5)
 
 
 def test_losses_by_hand():

@@ -137,7 +137,7 @@ def cases(base):
       ("seeds_zero", "train_agent", ["--env=tf_metarl/CartPole-v1", "--seeds=0", f"--logdir={logdir('s0')}"],
        "config.seeds must be a positive integer, got 0", [logdir("s0")]),
       ("seeds_on_a_gymnasium_env", "train_agent", ["--env=CartPole-v1", "--seeds=2", f"--logdir={logdir('sg')}"],
-       "needs an on-policy objective on a TensorFlow-native environment", [logdir("sg")]),
+       "trains the seeds together in one graph, which needs a TensorFlow-native environment", [logdir("sg")]),
       ("env_randomize_negative_mass", "train_agent",
        ["--env=tf_metarl/Pendulum-v1", "--config.env_randomize=mass=-1:1", f"--logdir={logdir('rn')}"],
        "Pendulum: mass must stay above 0, got the range (-1, 1)", [logdir("rn")]),

@@ -102,6 +102,25 @@ def test_replay_samples_each_copy_from_its_own_column():
   assert steps.min() >= 2 and steps.max() <= 11
 
 
+def test_replay_groups_sample_only_their_own_copies_and_cover_all_of_them():
+  from tf_metarl.learners.replay import SequenceReplay
+  replay = SequenceReplay(capacity=8, num_envs=6, observation_dim=1, action_dim=1)
+  for t in range(8):
+    copies = np.arange(6, dtype=np.float32)
+    replay.add(observations=(100 * copies + t)[:, None], actions=np.zeros((6, 1)), rewards=100 * copies + t,
+               next_observations=np.zeros((6, 1)), terminated=np.zeros(6), truncated=np.zeros(6),
+               episode_steps=np.full(6, t))
+  import tensorflow as tf
+  batch = replay.sample_sequences(tf.constant([0, 1]), 200, 3, groups=3)  # member g owns copies 2g, 2g + 1
+  copy_of = batch.rewards.numpy() // 100
+  assert copy_of.shape == (3, 200, 3)
+  for g in range(3):
+    assert set(np.unique(copy_of[g])) == {2 * g, 2 * g + 1}
+  np.testing.assert_array_equal(np.diff(batch.rewards.numpy() % 100, axis=-1), np.ones((3, 200, 2)))
+  with pytest.raises(ValueError, match="6 replay copies do not split into 4 equal groups"):
+    replay.sample_sequences(tf.constant([0, 1]), 2, 1, groups=4)
+
+
 def test_replay_save_and_load_round_trip_and_damage_is_one_line(tmp_path):
   from tf_metarl.learners.replay import SequenceReplay
   replay = SequenceReplay(capacity=4, num_envs=2, observation_dim=1, action_dim=1)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metarl import losses
+from tf_metarl.agents import population
 from tf_metarl.agents.actor_critic import ObjectiveFn
 from tf_metarl.agents.optimizers import apply_if_finite, clip_by_global_norm
 from tf_metarl.networks.functional import functional_call
@@ -45,7 +46,12 @@ class TD3Settings:
 class TD3:
   """Pure functions over `TD3State` for a `DeterministicPolicy` and a `TwinQCritic`."""
 
-  def __init__(self, policy, critic, actor_optimizer, critic_optimizer, settings: TD3Settings = TD3Settings()):
+  def __init__(self, policy, critic, actor_optimizer, critic_optimizer, settings: TD3Settings = TD3Settings(),
+               select_skips: bool = False):
+    """select_skips: skip non-finite updates with `tf.where` rather than `tf.cond`
+    (`optimizers.apply_if_finite`): for updates no tape differentiates through, vectorised
+    (populations) and XLA-compiled."""
+    self.select_skips = select_skips
     self.policy, self.critic = policy, critic
     self.actor_optimizer, self.critic_optimizer = actor_optimizer, critic_optimizer
     self.settings = settings
@@ -99,7 +105,8 @@ class TD3:
       q = self.q_values(params, batch.observations, batch.actions)
       loss = losses.twin_q_regression(q, targets)
     grads, _ = clip_by_global_norm(tape.gradient(loss, params), self.settings.max_grad_norm)
-    critic, opt_state, skipped = apply_if_finite(self.critic_optimizer, params, grads, state.critic_optimizer)
+    critic, opt_state, skipped = apply_if_finite(self.critic_optimizer, params, grads, state.critic_optimizer,
+                                                 select=self.select_skips)
     state = state._replace(critic=critic, critic_optimizer=opt_state, updates=state.updates + 1)
     return state, {"critic_loss": loss, "q_mean": tf.reduce_mean(q), "skipped_updates": tf.cast(skipped, tf.float32)}
 
@@ -125,7 +132,8 @@ class TD3:
       loss = objective_fn(self.actor_inputs(params, state.critic, batch))["loss"]
     grads = tape.gradient(loss, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     grads, _ = clip_by_global_norm(grads, self.settings.max_grad_norm)
-    policy, opt_state, skipped = apply_if_finite(self.actor_optimizer, params, grads, state.actor_optimizer)
+    policy, opt_state, skipped = apply_if_finite(self.actor_optimizer, params, grads, state.actor_optimizer,
+                                                 select=self.select_skips)
     tau = self.settings.tau
     polyak = lambda targets, sources: [(1.0 - tau) * t + tau * x for t, x in zip(targets, sources)]
     state = state._replace(policy=policy, actor_optimizer=opt_state,
@@ -153,3 +161,29 @@ class TD3:
                                                without_actor)
     skipped = tf.maximum(metrics["skipped_updates"], actor_skipped)
     return state, dict(metrics, actor_loss=actor_loss, skipped_updates=skipped)
+
+  def population_update(self, states: TD3State, batches: Trajectory, seed, objective_fn: ObjectiveFn):
+    """`update` of N agents at once: states and batches stacked on a leading N axis
+    (`agents.population`), one seed int32 [2] for all (the smoothing noise is drawn in one op).
+    The agents update in lockstep, so the policy-delay decision is taken once, from agent 0's
+    counter: a tf.cond inside vectorized_map would run both branches.
+
+    Returns (states, metrics [N]: critic_loss, q_mean, actor_loss (NaN on steps without an actor
+    update), skipped_updates)."""
+    normal = tf.random.stateless_normal(tf.shape(batches.actions), seed, dtype=batches.actions.dtype)
+    new, metrics = population.vectorize(lambda st, b, z: self.critic_update(st, b, None, normal=z))(
+        states, batches, normal)
+    actor_step = population.vectorize(lambda st, b: self.actor_update(st, b, objective_fn))
+
+    def with_actor():
+      updated, m = actor_step(new, batches)
+      return updated, m["actor_loss"], m["skipped_updates"]
+
+    def without_actor():
+      size = tf.shape(metrics["critic_loss"])
+      return new, tf.fill(size, tf.constant(np.nan, metrics["critic_loss"].dtype)), tf.zeros(size)
+
+    new, actor_loss, actor_skipped = tf.cond(new.updates[0] % self.settings.policy_delay == 0, with_actor,
+                                             without_actor)
+    return new, dict(metrics, actor_loss=actor_loss,
+                     skipped_updates=tf.maximum(metrics["skipped_updates"], actor_skipped))

@@ -241,19 +241,12 @@ class AgentGroup:
 
   # Graph side.
   def update(self, states: TD3State, batches: Trajectory, seed, objective_fn):
-    """One TD3 step of every agent (stacked states and batches): critics, then, every
-    `policy_delay`-th step, policies by `objective_fn` and the target networks. The policy-delay
-    decision is taken once for the group (its agents update in lockstep): a tf.cond inside
-    vectorized_map would run both branches. Returns (states, metrics [N]: critic_loss, q_mean,
-    objective_loss: the policies' loss, NaN on steps without a policy update)."""
-    td3 = self.td3
-    normal = tf.random.stateless_normal(tf.shape(batches.actions), seed, dtype=batches.actions.dtype)
-    new, metrics = population.vectorize(lambda st, b, z: td3.critic_update(st, b, None, normal=z))(
-        states, batches, normal)
-    actor_step = population.vectorize(lambda st, b: td3.actor_update(st, b, objective_fn))
-    skip = lambda: (new, tf.fill([self.num_agents], tf.constant(np.nan, metrics["critic_loss"].dtype)))
-    new, metrics["objective_loss"] = tf.cond(new.updates[0] % self.config.policy_delay == 0,
-                                             lambda: _with_loss(actor_step(new, batches)), skip)
+    """One TD3 step of every agent (`TD3.population_update`: critics, then, every
+    `policy_delay`-th step, policies by `objective_fn` and the target networks). Returns (states,
+    metrics [N]: critic_loss, q_mean, objective_loss: the policies' loss, NaN on steps without a
+    policy update)."""
+    new, metrics = self.td3.population_update(states, batches, seed, objective_fn)
+    metrics["objective_loss"] = metrics.pop("actor_loss")
     return new, metrics
 
   def sample_graph(self) -> Trajectory:
@@ -295,11 +288,6 @@ class AgentGroup:
       act = lambda obs: self.td3.actions(params, tf.constant(obs)).numpy()
       out += evaluate(self.eval_env, act, 1, seed=seed + k)
     return out
-
-
-def _with_loss(step_result):
-  state, metrics = step_result
-  return state, metrics["actor_loss"]
 
 
 class MetaGenRLState(NamedTuple):

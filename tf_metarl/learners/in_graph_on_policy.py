@@ -9,24 +9,19 @@ two paths train the same agent; this one also checkpoints the environments' stat
 run continues the same episodes. `train_agent` picks it for `tf_metarl/<id>` environments
 (`envs.classic_control`).
 
-Population (`members` > 1): member i is the agent of seed `seed + i`, initialised as a lone
-agent of that seed would be. Members' states are stacked on a leading axis (`agents.population`)
-and act and update through `tf.vectorized_map`; their `num_envs` copies each are one batched
-environment of `members × num_envs` copies. `env_steps` counts each member's steps.
+Population (`members` > 1): see `learners.in_graph_population`; members may also have their own
+learning rates and objective hyperparameters (`member_settings`).
 """
 from __future__ import annotations
 
-import collections
-from typing import Dict, List
+from typing import Dict
 
-import numpy as np
 import tensorflow as tf
 
 from tf_metarl import errors
-from tf_metarl.agents import population
 from tf_metarl.agents.actor_critic import ActorCritic
-from tf_metarl.collection import EpisodeStats
 from tf_metarl.envs import batched, classic_control
+from tf_metarl.learners.in_graph_population import InGraphPopulation
 from tf_metarl.learners.on_policy import (OnPolicyLearner, as_units, has_rollout_extras, make_networks,
                                           minibatch_units, minibatch_update, rollout_extras)
 from tf_metarl.state_variables import StateVariables
@@ -109,16 +104,14 @@ def agent_iteration_updates(agent: ActorCritic, objective, config, state, trajec
   return tf.nest.map_structure(lambda x: x[0], stacked), mean_of_sums(sums, counts), skipped
 
 
-class InGraphOnPolicyLearner(OnPolicyLearner):
+class InGraphOnPolicyLearner(InGraphPopulation, OnPolicyLearner):
   """`OnPolicyLearner` on TensorFlow-native batched copies, for `members` agents (see the module
   docstring). `env_info.env_id` must be a `tf_metarl/<id>` of `envs.classic_control`;
   `env_randomize` ({parameter: (low, high)}) trains on that randomised task family."""
 
   def __init__(self, env_info, objective, config, seed: int, total_steps: int, members: int = 1,
                env_randomize=None, member_settings=None, reward_transform=None):
-    if int(members) < 1:
-      raise errors.ConfigError(f"a population needs at least 1 member, got {members}")
-    self.members = int(members)
+    self._init_members(members)
     self.env_randomize = dict(env_randomize or {})
     self.member_settings = {k: [float(v) for v in vs] for k, vs in (member_settings or {}).items()}
     for name, values in self.member_settings.items():
@@ -130,13 +123,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     self._settings = {k: tf.constant(v, tf.float32) for k, v in sorted(self.member_settings.items())}
     super().__init__(env_info, objective, config, seed, total_steps, reward_transform)
     self.agent.select_skips = True  # never differentiated through; vectorised and XLA-compilable
-    if self.members > 1:  # the Keras models stay member 0's structure; the state is the stack
-      self.state = StateVariables(population.stack([self.agent.init()] + [self._fresh_state(seed + i)
-                                                                          for i in range(1, self.members)]),
-                                  name="population_state")
-    self._recent = [collections.deque(maxlen=100) for _ in range(self.members)]
-    self.member_eval_returns: List[float] = [float("nan")] * self.members
-    self.last_member_returns: List[List[float]] = [[] for _ in range(self.members)]  # the last iteration's episodes
+    self._stack_members(seed)
 
   def _fresh_state(self, seed: int):
     """The initial state a lone agent of `seed` would start from."""
@@ -167,30 +154,16 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     if self.recorder is not None:
       self.recorder.join_mid_episode()
 
-  # --- members: every state leaf has a leading population axis inside the iteration ---
-  def _read_members(self):
-    state = self.state.read()
-    return state if self.members > 1 else tf.nest.map_structure(lambda x: x[None], state)
-
-  def _assign_members(self, state):
-    self.state.assign(state if self.members > 1 else tf.nest.map_structure(lambda x: x[0], state))
-
-  def _per_member(self, fn):
-    """fn over one member's arguments -> over stacked arguments (no vectorisation for one member)."""
-    if self.members > 1:
-      return population.vectorize(fn)
-    return lambda *args: tf.nest.map_structure(lambda x: x[None], fn(*tf.nest.map_structure(lambda x: x[0], args)))
+  def _member_greedy(self, policy, observations):
+    return self.agent.greedy(policy, observations)
 
   def _act(self, policy_params, observations, seed):
     """All members act: observations [members · num_envs, O] -> outputs [members · num_envs, ...].
     The members' networks run vectorised; their actions are sampled in one op: stateless sampling
     has no `tf.vectorized_map` converter (measured without XLA, 64 steps of 5 members: 23 ms
     sampled per member, 18 ms in one op)."""
-    size = self.config.num_envs
-    split = tf.reshape(observations, [self.members, size, -1])
-    outputs = self._per_member(self.agent.policy_outputs)(policy_params, split)
-    # Static shapes: XLA needs them for the rollout's TensorArrays.
-    return self.agent.act_from_outputs(tf.reshape(outputs, [self.members * size, outputs.shape[-1]]), seed)
+    outputs = self._per_member(self.agent.policy_outputs)(policy_params, self._split_copies(observations))
+    return self.agent.act_from_outputs(self._merge_copies(outputs), seed)
 
   def _member(self, settings, learning_rate):
     """(objective, learning rate) of one member given its `member_settings` (scalars): the shared
@@ -214,8 +187,7 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
     recorded = trajectory if self.recorder is not None else ()  # decided when traced: see `iteration`
     if self.reward_transform is not None:  # a learned reward; episodes keep the environment's returns
       trajectory = self.reward_transform(trajectory)
-    trajectory = tf.nest.map_structure(lambda x: tf.reshape(x, [members, cfg.num_envs] + x.shape[1:].as_list()),
-                                       trajectory)
+    trajectory = tf.nest.map_structure(self._split_copies, trajectory)
     extras = ()
     if has_rollout_extras(cfg):
       extras = self._per_member(lambda critic, rollout, settings: rollout_extras(
@@ -255,44 +227,8 @@ class InGraphOnPolicyLearner(OnPolicyLearner):
                            "first iteration")
       self.recorder.add(tf.nest.map_structure(lambda x: x.numpy(), recorded))
     self.env_steps.assign_add(cfg.num_envs * cfg.rollout_length)
-    ended = episodes.finished.numpy() > 0
-    returns, lengths = episodes.returns.numpy()[ended], episodes.lengths.numpy()[ended]
-    member = (np.flatnonzero(ended) % (self.members * cfg.num_envs)) // cfg.num_envs  # episodes are [T · copies]
     metrics = {k: float(v) for k, v in metrics.items()}
     metrics["charts/learning_rate"] = float(self.learning_rate.numpy())
-    self.last_member_returns = [returns[member == i].tolist() for i in range(self.members)]
-    if self.members > 1:
-      for i in range(self.members):
-        self._recent[i].extend(returns[member == i].tolist())
-        if np.any(member == i):
-          metrics[f"population/episodic_return_seed{self.seed + i}"] = float(returns[member == i].mean())
-    return metrics, EpisodeStats(returns=returns.tolist(), lengths=lengths.astype(int).tolist())
-
-  def summary_extra(self):
-    """For a population, per member (in seed order): the seeds, the last evaluation's mean return
-    and the mean of the last 100 training episodes (None where there are none)."""
-    if self.members == 1:
-      return {}
-    nan_to_none = lambda xs: [None if x != x else round(x, 2) for x in xs]
-    recent = [float(np.mean(r)) if r else float("nan") for r in self._recent]
-    return {"seeds": [self.seed + i for i in range(self.members)], "member_settings": self.member_settings,
-            "member_final_eval_return": nan_to_none(self.member_eval_returns),
-            "member_train_return_last100": nan_to_none(recent)}
-
-  def _greedy_members(self, stacked_policy, observations):
-    """Every member's greedy actions on its share of observations [members · episodes, O]."""
-    split = tf.reshape(observations, [self.members, -1, observations.shape[-1]])
-    actions = self._per_member(self.agent.greedy)(stacked_policy, split)
-    return tf.reshape(actions, [-1] + actions.shape[2:].as_list())
-
-  def evaluate(self, episodes: int):
-    """Greedy episodes of every member (concatenated in seed order), all members in one graph."""
-    self._evaluations += 1
-    seed = 10_000 * (self.seed + 1) + 100 * self._evaluations
-    returns = self.task.evaluate(self._greedy_fn, self._read_members().policy, episodes * self.members, seed=seed)
-    if not returns:
-      return []
-    for i in range(self.members):
-      own = returns[i * episodes:(i + 1) * episodes]
-      self.member_eval_returns[i] = float(np.mean(own)) if own else float("nan")
-    return returns
+    stats = self._member_episodes(episodes.returns.numpy(), episodes.lengths.numpy(), episodes.finished.numpy(),
+                                  metrics)
+    return metrics, stats

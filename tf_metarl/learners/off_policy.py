@@ -73,15 +73,9 @@ class OffPolicyLearner(Trainable):
     config.validate()
     self.env_kwargs = dict(env_kwargs or {})
     self.env_info, self.objective, self.config, self.seed = env_info, objective, config, seed
-    keras.utils.set_random_seed(seed)
     obs_dim = int(np.prod(env_info.observation_shape))
     act_dim = env_info.action_dim
-    make_actor = lambda name: DeterministicPolicy(obs_dim, env_info.action_low, env_info.action_high,
-                                                  config.hidden_sizes, config.activation, config.layer_norm, name=name)
-    make_critic = lambda name: TwinQCritic(obs_dim, act_dim, config.hidden_sizes, config.activation,
-                                           config.layer_norm, name=name)
-    self.policy, self.target_policy = make_actor("policy"), make_actor("target_policy")
-    self.critic, self.target_critic = make_critic("critic"), make_critic("target_critic")
+    self.policy, self.target_policy, self.critic, self.target_critic = self._networks(seed)
     self.target_policy.set_weights(self.policy.get_weights())
     self.target_critic.set_weights(self.critic.get_weights())
     settings = TD3Settings(gamma=config.gamma, tau=config.tau, policy_delay=config.policy_delay,
@@ -100,13 +94,27 @@ class OffPolicyLearner(Trainable):
     self.np_rng = np.random.default_rng(seed)
     self.env_steps = tf.Variable(0, dtype=tf.int64, name="env_steps")
     self.guard = UpdateGuard()
-    self.replay = SequenceReplay(config.replay_capacity, config.num_envs, obs_dim, act_dim, name="replay")
+    self.replay = SequenceReplay(config.replay_capacity, config.num_envs * self.members, obs_dim, act_dim,
+                                 name="replay")
     self._evaluations = 0
     self._update_credit = 0.0
     self.recorder = None  # a recording.EpisodeRecorder, set by learners.train
     self._replayed = 0  # transitions a warm start put in the replay buffer
     self.replay_source = None  # recorded streams to warm-start from (learners.train: config.replay_from)
     self._make_environments()
+
+  members = 1  # agents trained together (`InGraphOffPolicyLearner` trains populations)
+
+  def _networks(self, seed: int):
+    """Fresh policy, target policy, critic and target critic, initialised from `seed`."""
+    env_info, config = self.env_info, self.config
+    keras.utils.set_random_seed(seed)
+    obs_dim = int(np.prod(env_info.observation_shape))
+    make_actor = lambda name: DeterministicPolicy(obs_dim, env_info.action_low, env_info.action_high,
+                                                  config.hidden_sizes, config.activation, config.layer_norm, name=name)
+    make_critic = lambda name: TwinQCritic(obs_dim, env_info.action_dim, config.hidden_sizes, config.activation,
+                                           config.layer_norm, name=name)
+    return make_actor("policy"), make_actor("target_policy"), make_critic("critic"), make_critic("target_critic")
 
   def _make_environments(self):
     """Gymnasium copies stepped from Python (`InGraphOffPolicyLearner` replaces them)."""

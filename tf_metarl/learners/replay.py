@@ -72,27 +72,30 @@ class SequenceReplay(tf.Module):
     self.next_row.assign((row + 1) % self.capacity)
     self.rows_filled.assign(tf.minimum(self.rows_filled + 1, self.capacity))
 
-  def sample_sequences(self, seed, batch_size: int, length: int, per_copy: bool = False) -> Trajectory:
+  def sample_sequences(self, seed, batch_size: int, length: int, per_copy: bool = False, groups: int = 0) -> Trajectory:
     """Samples sequences of `length` consecutive steps of one copy each (graph-safe; the buffer must
     hold at least `length` steps per copy). seed: int32 [2].
 
-    Returns a Trajectory of float32 tensors [batch_size, length, ...] (copies drawn uniformly), or
-    with `per_copy` [num_envs, batch_size, length, ...] (`batch_size` sequences of every copy: a
-    population whose agent i owns copy i trains on its own experience). `policy_outputs` holds the
-    stored actions and `log_probs` zeros (deterministic behaviour).
+    Returns a Trajectory of float32 tensors [batch_size, length, ...] (copies drawn uniformly); with
+    `groups` = G > 0, [G, batch_size, length, ...]: group g's sequences come from its own copies
+    (the g-th of G equal consecutive runs of copies: a population whose member g owns them trains
+    on its own experience); `per_copy` is `groups` = num_envs. `policy_outputs` holds the stored
+    actions and `log_probs` zeros (deterministic behaviour).
     """
+    groups = self.num_envs if per_copy else int(groups)
+    if groups and self.num_envs % groups:
+      raise ValueError(f"{self.num_envs} replay copies do not split into {groups} equal groups")
     start_seed, copy_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     size = self.rows_filled.read_value()
     oldest = tf.where(size == self.capacity, self.next_row.read_value(), 0)
-    shape = [self.num_envs, batch_size] if per_copy else [batch_size]
+    shape = [groups, batch_size] if groups else [batch_size]
     starts = (oldest + tf.random.stateless_uniform(shape, start_seed, 0, size - length + 1, tf.int32)) % self.capacity
     rows = (starts[..., None] + tf.range(length)) % self.capacity  # [..., T]
-    if per_copy:
-      copies = tf.broadcast_to(tf.range(self.num_envs)[:, None, None], tf.shape(rows))
-    else:
-      copies = tf.broadcast_to(
-          tf.random.stateless_uniform([batch_size], copy_seed, 0, self.num_envs, tf.int32)[:, None], tf.shape(rows))
-    index = rows * self.num_envs + copies
+    own = self.num_envs // groups if groups else self.num_envs  # copies each group draws from
+    copies = tf.random.stateless_uniform(shape, copy_seed, 0, own, tf.int32)
+    if groups:
+      copies += own * tf.range(groups)[:, None]
+    index = rows * self.num_envs + tf.broadcast_to(copies[..., None], tf.shape(rows))
     batch = {k: tf.gather(self.buffers[k], index) for k in _FIELDS}
     return Trajectory(policy_outputs=batch["actions"], log_probs=tf.zeros_like(batch["rewards"]), **batch)
 

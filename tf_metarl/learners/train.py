@@ -89,8 +89,8 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
     objective_spec: "ppo", "reinforce", "a2c", "td3", or a path to an exported objective.
     fresh: move an existing `logdir` aside and start over instead of resuming it.
     config: a mapping (ml_collections ConfigDict or dict) with `steps` (per seed), `seeds` (how
-      many agents, of seeds seed, seed + 1, ..., train together in one graph; > 1 needs an
-      on-policy objective on a TensorFlow-native environment), `env_randomize` (a randomised
+      many agents, of seeds seed, seed + 1, ..., train together in one graph; > 1 needs a
+      TensorFlow-native environment), `env_randomize` (a randomised
       task family of a TensorFlow-native environment: "mass=0.5:2.0,length=0.5:1.5", each copy's
       parameters drawn uniformly at every reset; or the ranges of a randomised MuJoCo family such
       as `tf_metarl/RandomHopper-v5`, which draws a task at each seeded reset), `member_settings` (per-member learning rates
@@ -141,16 +141,17 @@ def train(env_id: str, objective_spec: str, seed: int, logdir: str, config: Mapp
   if member_settings and not (in_graph and objective.learner == ON_POLICY):
     raise errors.ConfigError(f"config.member_settings needs a population trained in one graph (an on-policy objective "
                              f"on a TensorFlow-native environment); got {objective_spec} on {env_id}")
-  if members > 1 and not (in_graph and objective.learner == ON_POLICY):
+  if members > 1 and not in_graph:
     raise errors.ConfigError(
-        f"config.seeds = {members} trains the seeds together in one graph, which needs an on-policy objective on a "
-        f"TensorFlow-native environment ({', '.join(classic_control.ENVIRONMENTS)}); got {objective_spec} on {env_id}")
+        f"config.seeds = {members} trains the seeds together in one graph, which needs a TensorFlow-native "
+        f"environment ({', '.join(classic_control.ENVIRONMENTS)}); got {env_id}")
   if in_graph and objective.learner == ON_POLICY:  # TensorFlow-native environment: each iteration is one graph
     learner = InGraphOnPolicyLearner(env_info, objective, learner_config, seed, steps, members=members,
                                      env_randomize=randomize, member_settings=member_settings,
                                      reward_transform=reward_transform)
   elif in_graph:
-    learner = InGraphOffPolicyLearner(env_info, objective, learner_config, seed, env_randomize=randomize)
+    learner = InGraphOffPolicyLearner(env_info, objective, learner_config, seed, env_randomize=randomize,
+                                      members=members)
   elif objective.learner == ON_POLICY:
     learner = OnPolicyLearner(env_info, objective, learner_config, seed, steps, reward_transform=reward_transform,
                               env_kwargs=env_kwargs)

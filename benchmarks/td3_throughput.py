@@ -2,6 +2,7 @@ r"""TD3 on Pendulum-v1 with one update per environment step: environment steps p
 gymnasium path and on the TensorFlow-native path, measured in one process.
 
   .venv/bin/python benchmarks/td3_throughput.py --steps=3000
+  .venv/bin/python benchmarks/td3_throughput.py --steps=0 --members=1,2,4,8   # populations only
 
 Both run the learner `train_agent` picks (the `td3` preset of configs/train_agent.py: one copy,
 256×256 ReLU networks, batch 256, one update per step): `OffPolicyLearner` on `Pendulum-v1`
@@ -9,7 +10,10 @@ Both run the learner `train_agent` picks (the `td3` preset of configs/train_agen
 `tf_metarl/Pendulum-v1` (`graph_steps` vector steps with their updates per compiled call), also
 with XLA. Each is warmed up past the warm-up phase first, then timed over --steps steps with
 updates. The same update alone (`agents.TD3.update` on a sampled batch, repeated inside one
-`tf.function`) gives the floor any path pays. Writes docs/results/td3_throughput.json.
+`tf.function`) gives the floor any path pays. With --members, populations of N agents trained
+together in one graph (`InGraphOffPolicyLearner(members=N)`, what `train_agent --seeds=N` runs, XLA
+on) are timed over --population_steps steps per member: agent steps per second in all, and per
+agent against N = 1 of the same run. Writes docs/results/td3_throughput<tag>.json.
 """
 import os
 import sys
@@ -23,6 +27,10 @@ from benchmarks.results_io import write_result  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 3_000, "Timed environment steps per path (after warm-up).")
 _XLA = flags.DEFINE_bool("xla", True, "Also time the in-graph path with jit_compile=True.")
+_MEMBERS = flags.DEFINE_list("members", [], "Population sizes to time in one graph (e.g. 1,2,4,8).")
+_POPULATION_STEPS = flags.DEFINE_integer("population_steps", 750, "Timed steps per member of each population.")
+_HIDDEN = flags.DEFINE_list("hidden_sizes", [], "Override the preset's 256,256 (e.g. 64,64).")
+_TAG = flags.DEFINE_string("tag", "", "Suffix of the result file.")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ goes.")
 
 
@@ -30,6 +38,8 @@ def td3_config(**overrides):
   from configs import train_agent as train_agent_config
   from tf_metarl.config_utils import dataclass_from_config
   from tf_metarl.learners.off_policy import OffPolicyConfig
+  if _HIDDEN.value:
+    overrides.setdefault("hidden_sizes", tuple(int(h) for h in _HIDDEN.value))
   values = dict(train_agent_config.get_config("td3").off_policy.to_dict(), **overrides)
   return dataclass_from_config(OffPolicyConfig, values, "off_policy")
 
@@ -70,19 +80,35 @@ def main(_):
   from tf_metarl.learners.off_policy import OffPolicyLearner
   from tf_metarl.objectives.registry import make_objective
   steps = _STEPS.value
-  result = dict(command=" ".join(sys.argv), config="configs/train_agent.py:td3", timed_steps=steps)
-  gym = OffPolicyLearner(describe_env("Pendulum-v1"), make_objective("td3", {}), td3_config(), 0)
-  result["gymnasium_steps_per_second"] = round(timed_rate(gym, steps), 1)
-  native = InGraphOffPolicyLearner(describe_env("tf_metarl/Pendulum-v1"), make_objective("td3", {}), td3_config(), 0)
-  result["in_graph_steps_per_second"] = round(timed_rate(native, steps), 1)
-  result["update_alone_ms"] = round(1e3 * update_floor(native), 3)
-  if _XLA.value:
-    xla = InGraphOffPolicyLearner(describe_env("tf_metarl/Pendulum-v1"), make_objective("td3", {}),
-                                  td3_config(jit_compile=True), 0)
-    result["in_graph_xla_steps_per_second"] = round(timed_rate(xla, steps), 1)
-  result["in_graph_vs_gymnasium"] = round(result["in_graph_steps_per_second"] / result["gymnasium_steps_per_second"], 2)
+  result = dict(command=" ".join(sys.argv), config="configs/train_agent.py:td3", timed_steps=steps,
+                hidden_sizes=list(td3_config().hidden_sizes))
+  if steps:
+    gym = OffPolicyLearner(describe_env("Pendulum-v1"), make_objective("td3", {}), td3_config(), 0)
+    result["gymnasium_steps_per_second"] = round(timed_rate(gym, steps), 1)
+    native = InGraphOffPolicyLearner(describe_env("tf_metarl/Pendulum-v1"), make_objective("td3", {}),
+                                     td3_config(jit_compile=False), 0)
+    result["in_graph_steps_per_second"] = round(timed_rate(native, steps), 1)
+    result["update_alone_ms"] = round(1e3 * update_floor(native), 3)
+    if _XLA.value:
+      xla = InGraphOffPolicyLearner(describe_env("tf_metarl/Pendulum-v1"), make_objective("td3", {}),
+                                    td3_config(jit_compile=True), 0)
+      result["in_graph_xla_steps_per_second"] = round(timed_rate(xla, steps), 1)
+    result["in_graph_vs_gymnasium"] = round(result["in_graph_steps_per_second"] / result["gymnasium_steps_per_second"],
+                                            2)
+  if _MEMBERS.value:
+    rates = {}
+    for members in map(int, _MEMBERS.value):
+      team = InGraphOffPolicyLearner(describe_env("tf_metarl/Pendulum-v1"), make_objective("td3", {}),
+                                     td3_config(jit_compile=True), 0, members=members)
+      rates[members] = members * timed_rate(team, _POPULATION_STEPS.value)  # agent steps/s in all
+      print(f"{members} members: {rates[members]:.0f} agent steps/s", flush=True)
+    first = min(rates)
+    result["population_agent_steps_per_second"] = {str(n): round(r, 1) for n, r in rates.items()}
+    result["population_speedup_per_agent"] = {str(n): round((r / n) / (rates[first] / first), 2)
+                                              for n, r in rates.items()}
+    result["population_timed_steps_per_member"] = _POPULATION_STEPS.value
   result["target_steps_per_second"] = 5000
-  write_result(os.path.join(_OUT.value, "results", "td3_throughput.json"), result)
+  write_result(os.path.join(_OUT.value, "results", f"td3_throughput{_TAG.value}.json"), result)
 
 
 if __name__ == "__main__":

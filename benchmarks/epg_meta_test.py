@@ -1,16 +1,17 @@
-r"""Meta-test of an evolved EPG loss on random Pendulum (issue 12): fresh agents trained by the
-loss alone (α = 0, no reward reaches their updates) against PPO with rewards (α = 1) and a
-randomly initialised loss, on draws from the training family and from the held-out one.
+r"""Meta-test of an evolved EPG loss on its random task family (issue 12; random Pendulum, random
+CartPole): fresh agents trained by the loss alone (α = 0, no reward reaches their updates) against
+PPO with rewards (α = 1) and a randomly initialised loss, on draws from the training family and
+from the held-out one.
 
-  .venv/bin/python benchmarks/epg_random_pendulum.py --logdir=runs/epg-Pendulum-v1-s0 --runs=5
-  .venv/bin/python benchmarks/epg_random_pendulum.py --logdir=runs/s0,runs/s1,runs/s2 --runs=5   # seeds
+  .venv/bin/python benchmarks/epg_meta_test.py --logdir=runs/epg-Pendulum-v1-s0 --runs=5
+  .venv/bin/python benchmarks/epg_meta_test.py --logdir=runs/s0,runs/s1,runs/s2 --runs=5   # seeds
 
 Every method trains the same agents in the same way: `EPGProblem.meta_test`, the inner training of
 meta-training (U updates, one after every M steps), with the same fresh agents, tasks and action
 noise (common random numbers), so the methods differ only in the loss. The evolved φ and its input
 statistics come from the meta_train run's latest checkpoint; the random loss is a freshly
-initialised one (identity statistics). Writes docs/results/epg_random_pendulum<tag>.json and
-docs/figures/epg_random_pendulum<tag>.png: learning curves (the mean return of the episodes
+initialised one (identity statistics). Writes docs/results/epg_random_<env><tag>.json and
+docs/figures/epg_random_<env><tag>.png (<env>: the family's environment, `pendulum`, `cartpole`): learning curves (the mean return of the episodes
 finished in each collection, mean ± std over all runs of all seeds) and, from each run's
 learning_curve.csv, meta-training over epochs. With several runs (comma-separated logdirs, one
 per meta-training seed) each gets its own meta-test draws, and the summary is the mean ± std over
@@ -64,13 +65,13 @@ def main(argv):
   summary = {key: {"last_return": [float(np.mean(v)), float(np.std(v))], "per_seed": v, "wall_time_s": wall[key]}
              for key, v in per_seed.items()}
   c = trainer.config
-  record = {"command": "benchmarks/epg_random_pendulum.py " + " ".join(sys.argv[1:]), "checkpoints": checkpoints,
+  record = {"command": "benchmarks/epg_meta_test.py " + " ".join(sys.argv[1:]), "checkpoints": checkpoints,
             "seeds": len(logdirs), "runs": _RUNS.value, "seed": _SEED.value, "epg": config["epg"],
             "epochs_trained": int(trainer.env_steps.numpy()) // c.epoch_steps, "summary": summary, "curves": curves,
             "meta_training": meta_training}
-  figure = plot(record, os.path.join(_OUT.value, "figures", f"epg_random_pendulum{_TAG.value}.png"))
-  record["figure"] = figure
-  write_result(os.path.join(_OUT.value, "results", f"epg_random_pendulum{_TAG.value}.json"), record)
+  name = "epg_random_" + config["epg"]["env"].split("/")[-1].split("-")[0].lower() + _TAG.value
+  record["figure"] = plot(record, os.path.join(_OUT.value, "figures", f"{name}.png"))
+  write_result(os.path.join(_OUT.value, "results", f"{name}.json"), record)
 
 
 def plot(record, path):

@@ -45,27 +45,16 @@ _REPLOT = flags.DEFINE_string("replot", None, "Only redraw the figure of this re
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 
 
-def variant(run: str, helper: str, actions: str) -> str:
-  method, _, solver = run.partition(":")
-  helper = "none" if method == "ppo" else helper
-  return ",".join(filter(None, [method, solver, helper, actions]))
-
-
 def one_run(job):
   """Trains one run in this process; returns its record."""
-  import ast
   import numpy as np
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
-  from configs.implicit_reward_cartpole import get_config
+  from configs.implicit_reward_cartpole import run_section
   from tf_metarl.algorithms.implicit_reward import ImplicitRewardTrainer, config_from_section
   run, helper, actions, seed, steps, eval_episodes, overrides = job
-  values = get_config(variant(run, helper, actions)).implicit_reward.to_dict()
-  for item in overrides:
-    key, _, text = item.partition("=")
-    values[key] = ast.literal_eval(text)
-  trainer = ImplicitRewardTrainer(config_from_section(values), seed)
+  trainer = ImplicitRewardTrainer(config_from_section(run_section(run, helper, actions, overrides)), seed)
   rows, start = [], time.time()
   while int(trainer.env_steps.numpy()) < steps:
     metrics, stats = trainer.iteration()

@@ -33,6 +33,20 @@ def parse_variant(variant: str) -> dict:
   return chosen
 
 
+def run_section(run: str, helper: str, actions: str = "discrete", overrides=()) -> dict:
+  """The `implicit_reward` section of a benchmark's run ("implicit:cg", "bipars", "ppo", ...) with a
+  helper and action space ("ppo" always trains without a helper); `overrides`: "key=value"
+  strings (Python literals)."""
+  import ast
+  method, _, solver = run.partition(":")
+  helper = "none" if method == "ppo" else helper
+  values = get_config(",".join(filter(None, [method, solver, helper, actions]))).implicit_reward.to_dict()
+  for item in overrides:
+    key, _, text = item.partition("=")
+    values[key] = ast.literal_eval(text)
+  return values
+
+
 def get_config(variant: str = ""):
   c = ml_collections.ConfigDict()
   c.seed = 0

@@ -113,8 +113,10 @@ class EPGConfig:
                                f"{self.env} keeps its registered time limit")
     if self.ray_workers < 0 or self.member_timeout_s < 0:
       raise errors.ConfigError("epg.ray_workers and epg.member_timeout_s must be >= 0")
-    classic_control.parse_ranges(self.randomize)
-    classic_control.parse_ranges(self.held_out)
+    for ranges in (self.randomize, self.held_out):
+      parsed = classic_control.parse_ranges(ranges)
+      if classic_control.is_native(self.env):  # names and bounds the environment has: a one-line error now
+        classic_control.make_native(self.env, randomize=parsed)
     if self.shaping not in SHAPINGS:
       raise errors.ConfigError(f"epg.shaping must be one of {', '.join(SHAPINGS)}, got {self.shaping!r}")
     if self.meta_optimizer not in META_OPTIMIZERS:

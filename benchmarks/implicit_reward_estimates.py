@@ -17,7 +17,8 @@ the same batches. Reported per estimator and point:
   that is the right way;
 - cosine_with_z: the mean cosine between g_i and J;
 - cosine_with_first: the mean cosine between g_i and the first estimator's g_i on the same batches;
-- rejected: the fraction of solves the meta-trainer would reject (`max_residual`).
+- rejected: the fraction of solves the meta-trainer would reject (`max_residual`); the statistics
+  above use only the samples that neither this estimator nor the first rejected (`kept`).
 Writes docs/results/implicit_reward_estimates<tag>.json and a figure of the same name.
 """
 import os
@@ -102,11 +103,14 @@ def main(_):
     rows = {}
     for run, estimate in estimates.items():
       draws = [estimate(eta, state, tf.constant([_SEED.value, 10_000 + i])) for i in range(_SAMPLES.value)]
-      rows[run] = (np.stack([g.numpy() for g, _ in draws]), np.mean([bool(r) for _, r in draws]))
-    first = rows[_ESTIMATORS.value[0]][0]
+      rows[run] = (np.stack([g.numpy() for g, _ in draws]), np.array([bool(r) for _, r in draws]))
+    first, first_rejected = rows[_ESTIMATORS.value[0]]
     entry = {"meta_iterations": point, "env_steps": int(trainer.env_steps.numpy()), "mean_z": float(z_mean),
-             "estimators": {run: dict(statistics(samples, first, direction.numpy()), rejected=float(rejected))
-                            for run, (samples, rejected) in rows.items()}}
+             "estimators": {}}
+    for run, (samples, rejected) in rows.items():
+      kept = ~rejected & ~first_rejected  # the estimates a meta-step would take (and the reference's on the same seeds)
+      stats = statistics(samples[kept], first[kept], direction.numpy()) if kept.sum() >= 2 else {}
+      entry["estimators"][run] = dict(stats, rejected=float(rejected.mean()), kept=int(kept.sum()))
     record["points"].append(entry)
     print(f"point {point} (mean z {float(z_mean):.3f}, {time.time() - start:.0f} s):", flush=True)
     for run, stats in entry["estimators"].items():
@@ -127,7 +131,7 @@ def plot(record, path):
   width = 0.8 / len(runs)
   for ax, key in zip(axes, keys):
     for k, run in enumerate(runs):
-      values = [p["estimators"][run][key] for p in record["points"]]
+      values = [p["estimators"][run].get(key, float("nan")) for p in record["points"]]
       ax.bar(np.arange(len(values)) + k * width, values, width, label=run)
     ax.set_xticks(np.arange(len(record["points"])) + 0.4 - width / 2)
     ax.set_xticklabels([f"{p['meta_iterations']} it.\nz={p['mean_z']:.2f}" for p in record["points"]], fontsize=8)

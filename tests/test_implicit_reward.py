@@ -308,13 +308,15 @@ def eta_values(trainer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["tf_metarl/CartPole-v1", "tf_metarl/ContinuousCartPole-v1"])
-def test_meta_iterations_move_eta_count_steps_and_log_the_helper_weight(env):
-  trainer = ImplicitRewardTrainer(small_config(helper="random", env=env), seed=0)
+@pytest.mark.parametrize("env, held_out", [("tf_metarl/CartPole-v1", 1), ("tf_metarl/ContinuousCartPole-v1", 1),
+                                           ("tf_metarl/CartPole-v1", 3)])
+def test_meta_iterations_move_eta_count_steps_and_log_the_helper_weight(env, held_out):
+  trainer = ImplicitRewardTrainer(small_config(helper="random", env=env, held_out_batches=held_out), seed=0)
   before = eta_values(trainer)
   for _ in range(2):
     metrics, _ = trainer.iteration()
-  assert int(trainer.env_steps.numpy()) == 2 * 2 * 32  # (K + 1) batches of 2 × 16 per iteration
+  # (K + fresh) batches of 2 × 16 per iteration
+  assert int(trainer.env_steps.numpy()) == 2 * (1 + held_out) * 32 == 2 * trainer.steps_per_iteration
   assert any(np.abs(a - b).max() > 0 for a, b in zip(before, eta_values(trainer)))
   for key in ("meta/helper_weight", "meta/gamma", "solver_residual", "meta/rejected_estimates"):
     assert np.isfinite(metrics[key]), key

@@ -90,6 +90,43 @@ def test_unrolled_backprop_through_many_steps_matches_the_hypergradient():
   assert relative_error(short, problem.analytic(ETA)) > 0.05
 
 
+class NoisyTargetProblem(QuadraticProblem):
+  """The outer target t + ξ with ξ ~ N(0, I) drawn by each held-out batch (recorded when eager)."""
+
+  def __init__(self):
+    super().__init__()
+    self.drawn = []
+
+  def meta_batch(self, state, seed):
+    noise = tf.random.stateless_normal([N_THETA], seed, dtype=tf.float64)
+    self.drawn.append(noise.numpy())
+    return state, noise, {"env_steps": tf.constant(1, tf.int64)}
+
+  def meta_loss(self, eta, state, batch, inner_batches=()):
+    target = self.t + batch
+    return 0.5 * tf.reduce_sum(tf.square(state[0] - target)) + 0.5 * self.rho * tf.reduce_sum(tf.square(eta[0])), {}
+
+  def analytic_for(self, noise):
+    """The hypergradient with the outer target t + noise."""
+    t = self.t
+    self.t = t + noise
+    try:
+      return self.analytic(ETA)
+    finally:
+      self.t = t
+
+
+@pytest.mark.parametrize("batches", [1, 4])
+def test_implicit_estimate_averages_the_outer_loss_over_its_held_out_batches(batches):
+  problem = NoisyTargetProblem()
+  state = converged_state(problem)
+  grads, _, metrics = estimate(ImplicitEstimator(solver=ExactSolver(), unroll_steps=1, held_out_batches=batches),
+                               problem, state)
+  assert len(problem.drawn) == batches and int(metrics["env_steps"]) == 1 + batches  # one inner step
+  assert len({tuple(d) for d in problem.drawn}) == batches  # independent batches
+  np.testing.assert_allclose(grads, problem.analytic_for(np.mean(problem.drawn, 0)), rtol=1e-8)
+
+
 @pytest.mark.parametrize("solver, tolerance", [(ExactSolver(), 1e-9), (ConjugateGradientSolver(steps=N_THETA), 1e-7)])
 def test_implicit_with_exact_and_cg_solves_matches_the_hypergradient(solver, tolerance):
   problem = QuadraticProblem()

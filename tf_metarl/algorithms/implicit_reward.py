@@ -91,6 +91,7 @@ class ImplicitRewardConfig:
   hessian_batch: str = "inner"         # "inner" (reweighted, Remark 2) or "held_out"
   max_residual: float = 10.0           # a solve further off than this has diverged: the meta-step is skipped
   bipars_step: float = 1.0             # α of BiPaRS's one-step approximation
+  held_out_batches: int = 1            # fresh batches per meta-step, L_out averaged over them (less variance, more steps)
   # the outer objective
   outer_gamma: float = 0.99
   outer_lambda: float = 0.95
@@ -113,7 +114,7 @@ class ImplicitRewardConfig:
     if self.inner_objective not in INNER_OBJECTIVES:
       raise errors.ConfigError(f"implicit_reward.inner_objective must be one of {', '.join(INNER_OBJECTIVES)}, "
                                f"got {self.inner_objective!r}")
-    for name in ("inner_iterations", "neumann_steps", "cg_steps", "diagonal_probes"):
+    for name in ("inner_iterations", "neumann_steps", "cg_steps", "diagonal_probes", "held_out_batches"):
       if int(getattr(self, name)) < 1:
         raise errors.ConfigError(f"implicit_reward.{name} must be >= 1, got {getattr(self, name)}")
     if self.neumann_power_iterations < 0:
@@ -369,7 +370,7 @@ def make_estimator(config: ImplicitRewardConfig):
   relative = 0.0 if config.method == "bipars" else config.relative_damping
   return ImplicitEstimator(solver=solver, unroll_steps=k, hvp=config.hvp, damping=damping, relative_damping=relative,
                            max_residual=None if config.method == "bipars" else config.max_residual,
-                           hessian_batch=config.hessian_batch)
+                           hessian_batch=config.hessian_batch, held_out_batches=config.held_out_batches)
 
 
 class ImplicitRewardTrainer(MetaTrainer):
@@ -414,7 +415,8 @@ class ImplicitRewardTrainer(MetaTrainer):
                              config.inner_phase_tolerance)
     super().__init__(problem, make_estimator(config), self.reward_model, Adam(config.meta_learning_rate), seed,
                      jit_compile=jit_compile, max_grad_norm=config.max_meta_grad_norm, inner_phase=inner_phase)
-    self.steps_per_iteration = problem.steps_per_batch * (config.inner_iterations + 1)
+    fresh = config.held_out_batches if config.method in ("implicit", "bipars") else 1
+    self.steps_per_iteration = problem.steps_per_batch * (config.inner_iterations + fresh)
 
   def export_reward(self, model_dir: str, training_config=None, provenance=None) -> str:
     """Exports r_η, γ_η (`export.learned_reward`), naming the helper and environment."""

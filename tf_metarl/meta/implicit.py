@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_metarl import errors
 from tf_metarl.meta.linear_solvers import NeumannSolver, largest_eigenvalue
-from tf_metarl.meta.problem import unroll_and_hold_out
+from tf_metarl.meta.problem import merge_metrics, unroll_and_hold_out
 
 HVP_MODES = ("exact", "finite_difference")
 
@@ -79,6 +79,10 @@ class ImplicitEstimator:
     hessian_batch: the batch of the inner loss's second derivatives: "inner" (the last of the
       K inner batches, independent of the held-out batch; an RL inner loss reweights it to the
       current policy) or "held_out" (the outer loss's batch; with K = 0 the only one).
+    held_out_batches: fresh batches the outer loss L_out averages over (collected one after
+      another after the K inner steps): its gradients ∂_θ L_out and ∂_η L_out are the means of
+      the per-batch ones, so the estimate's variance falls with their number, at the price of
+      their environment steps.
   """
   solver: object = NeumannSolver()
   unroll_steps: int = 1
@@ -89,6 +93,7 @@ class ImplicitEstimator:
   damping_power_iterations: int = 10
   max_residual: float | None = None
   hessian_batch: str = "inner"
+  held_out_batches: int = 1
 
   def estimate(self, problem, eta, state, seed):
     if self.hvp not in HVP_MODES:
@@ -97,7 +102,15 @@ class ImplicitEstimator:
       raise errors.ConfigError(f"hessian_batch must be one of {', '.join(HESSIAN_BATCHES)}, got {self.hessian_batch!r}")
     if not (self.damping >= 0 and self.relative_damping >= 0):
       raise errors.ConfigError(f"damping and relative damping must be >= 0, got {self.damping}, {self.relative_damping}")
+    if int(self.held_out_batches) < 1:
+      raise errors.ConfigError(f"held_out_batches must be >= 1, got {self.held_out_batches}")
     state, batches, held_out, metrics = unroll_and_hold_out(problem, eta, state, seed, self.unroll_steps)
+    held, parts = [held_out], [metrics]
+    for j in range(1, self.held_out_batches):
+      state, batch, extra = problem.meta_batch(state, tf.random.experimental.stateless_fold_in(seed, 1000 + j))
+      held.append(batch)
+      parts.append(extra)
+    metrics = merge_metrics(parts) if len(parts) > 1 else metrics
     state = tf.nest.map_structure(tf.stop_gradient, state)
     theta = problem.params(state)
     inner_batch = batches[-1] if batches and self.hessian_batch == "inner" else held_out
@@ -105,7 +118,11 @@ class ImplicitEstimator:
     with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
       tape.watch(theta)
       tape.watch(eta)
-      outer, meta_metrics = problem.meta_loss(eta, problem.with_params(state, theta), held_out, batches)
+      losses = [problem.meta_loss(eta, problem.with_params(state, theta), batch, batches) for batch in held]
+      outer = tf.add_n([loss for loss, _ in losses]) / len(losses)
+      meta_metrics = losses[0][1]
+      if len(losses) > 1:  # scalars averaged over the batches
+        meta_metrics = {k: v for k, v in merge_metrics([m for _, m in losses]).items() if k != "env_steps"}
     b = flatten(tape.gradient(outer, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO))
     direct = tape.gradient(outer, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     del tape

@@ -106,7 +106,7 @@ class InGraphOffPolicyLearner(InGraphPopulation, OffPolicyLearner):
 
   def _call(self, seed):
     """`graph_steps` vector steps with their updates. Returns (metrics summed and counted over
-    updates, finished-episode returns, lengths and flags [graph_steps · num_envs])."""
+    updates, finished-episode returns, lengths and flags [graph_steps · members · num_envs])."""
     cfg = self.config
     seeds = tf.random.experimental.stateless_split(seed, num=cfg.graph_steps)
     zero = {"critic_loss": 0.0, "q_mean": 0.0, "actor_loss": 0.0}

@@ -22,7 +22,7 @@ import os
 
 from absl import flags
 
-from tf_metarl.bin import common
+from tf_metarl.bin import common, meta_runs
 
 _CONFIG = common.define_config("frodo_catch.py", "ml_collections config file (optionally :variant).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed (default: config.seed).")
@@ -45,54 +45,6 @@ _BACKEND = flags.DEFINE_enum("backend", None, ["graph", "ray"],
 _RAY_ADDRESS = flags.DEFINE_string("ray_address", None,
                                    "EPG with --backend=ray: a cluster to join (auto, host:port or ray://host:port; "
                                    "overrides config.epg.ray_address; default: start Ray on this machine).")
-
-
-def _frodo_run(config, seed):
-  """(trainer factory, run name, identity, exportable?) for the online meta-gradient configs."""
-  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
-  from tf_metarl.config_utils import dataclass_from_config
-  frodo = dataclass_from_config(FrodoConfig, config.frodo.to_dict(), "frodo")
-  learner_config = dataclass_from_config(OnlineMetaConfig, dict(config.learner.to_dict(), frodo=frodo), "learner")
-  learner_config.validate()
-  name = f"{learner_config.method}{'-ext' if frodo.extension else ''}-{learner_config.env}"
-  identity = dict(method=learner_config.method, extension=frodo.extension, env=learner_config.env, seed=seed)
-  exportable = None if learner_config.method == "frodo" else (
-      f"--export needs the frodo method; this config trains {learner_config.method!r}")
-  return lambda: OnlineMetaTrainer(learner_config, seed), name, identity, exportable
-
-
-def _metagenrl_run(config, seed):
-  """The same for MetaGenRL configs (a `metagenrl` section)."""
-  from tf_metarl.algorithms.metagenrl import MetaGenRLConfig, MetaGenRLTrainer
-  from tf_metarl.config_utils import dataclass_from_config
-  metagenrl = dataclass_from_config(MetaGenRLConfig, config.metagenrl.to_dict(), "metagenrl").validate()
-  name = f"metagenrl-{'+'.join(metagenrl.envs)}"
-  identity = dict(method="metagenrl", objective=metagenrl.objective, envs=list(metagenrl.envs),
-                  num_agents=metagenrl.num_agents, seed=seed)
-  exportable = None if metagenrl.objective == "learned" else (
-      f"--export needs the learned objective; this config trains with the fixed {metagenrl.objective!r}")
-  return lambda: MetaGenRLTrainer(metagenrl, seed), name, identity, exportable
-
-
-def _implicit_reward_run(config, seed):
-  """The same for the implicit reward method and its baselines (an `implicit_reward` section)."""
-  from tf_metarl.algorithms.implicit_reward import ImplicitRewardTrainer, config_from_section
-  section = config_from_section(config.implicit_reward.to_dict())
-  name = f"{section.method}-{section.helper}-{section.env.split('/')[-1]}"
-  identity = dict(method=section.method, helper=section.helper, env=section.env, solver=section.solver, seed=seed)
-  exportable = None if section.method in ("implicit", "bipars") else (
-      f"--export needs a learned reward (method implicit or bipars); this config trains {section.method!r}")
-  return lambda: ImplicitRewardTrainer(section, seed), name, identity, exportable
-
-
-def _epg_run(config, seed):
-  """The same for Evolved Policy Gradients (an `epg` section)."""
-  from tf_metarl.algorithms.epg import EPGTrainer, config_from_section
-  section = config_from_section(config.epg.to_dict())
-  name = f"epg-{section.env.split('/')[-1]}"
-  identity = dict(method="epg", env=section.env, randomize=section.randomize, population=section.population,
-                  runs_per_member=section.runs_per_member, seed=seed)
-  return lambda: EPGTrainer(section, seed), name, identity, None
 
 
 def _epoch_settings(config, settings):
@@ -146,9 +98,7 @@ def main(argv):
     steps, settings = _epoch_settings(config, settings)
   else:
     steps = positive_int(config.steps, "config.steps")
-  run = (_metagenrl_run if "metagenrl" in config else _implicit_reward_run if "implicit_reward" in config else
-         _epg_run if "epg" in config else _frodo_run)
-  make_trainer, name, identity, not_exportable = run(config, seed)
+  make_trainer, name, identity, not_exportable = meta_runs.method_run(config, seed)
   logdir = _LOGDIR.value or os.path.join("runs", f"{name}-s{seed}")
   loop.check_logdir(logdir)
   if _EXPORT.value:  # checked now, not after hours of training

@@ -27,6 +27,7 @@ class InGraphPopulation:
   agent of `seed` would start from) and `_member_greedy(policy, observations)`."""
 
   members = 1
+  member_settings: dict = {}  # per-member hyperparameters (the on-policy learner's `member_settings`)
 
   def _init_members(self, members) -> None:
     if int(members) < 1:
@@ -90,7 +91,7 @@ class InGraphPopulation:
     nan_to_none = lambda xs: [None if x != x else round(x, 2) for x in xs]
     recent = [float(np.mean(r)) if r else float("nan") for r in self._recent]
     return {"seeds": [self.seed + i for i in range(self.members)],
-            "member_settings": getattr(self, "member_settings", {}),
+            "member_settings": self.member_settings,
             "member_final_eval_return": nan_to_none(self.member_eval_returns),
             "member_train_return_last100": nan_to_none(recent)}
 

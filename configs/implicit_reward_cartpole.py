@@ -6,7 +6,7 @@ The variant is a comma-separated choice, in any order, of
   helper:   harmful (default), random, helpful, none   (`envs.helper_rewards`)
   actions:  discrete (tf_metarl/CartPole-v1, default), continuous (tf_metarl/ContinuousCartPole-v1)
   solver:   neumann (default), cg, diagonal            (the inverse-Hessian-vector solve)
-  method:   implicit (default), bipars, ppo, ppo_helper, dpba
+  method:   implicit (default), bipars, bipars_em (discrete actions only), ppo, ppo_helper, dpba
 The `implicit_reward` section comes from `tf_metarl.algorithms.implicit_reward.ImplicitRewardConfig`
 (with its `on_policy` inner learner) and the run settings from `RunSettings`: defaults live there.
 """

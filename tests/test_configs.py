@@ -14,7 +14,7 @@ CONFIGS = [
     ("frodo_catch", [""]),
     ("frodo_random_walk", [""]),
     ("mgrl_catch", ["mgrl"]),
-    ("implicit_reward_cartpole", ["", "random,continuous,cg", "bipars,helpful", "dpba,harmful", "ppo,none"]),
+    ("implicit_reward_cartpole", ["", "random,continuous,cg", "bipars,helpful", "bipars_em,random", "dpba,harmful", "ppo,none"]),
     ("metagenrl_lunar", ["learned", "td3", "learned,cpu", "learned,cpu,no_time"]),
     ("metagenrl_lunar_cheetah", ["learned", "learned,cpu"]),
     ("metagenrl_quick", [None]),

@@ -471,3 +471,52 @@ def test_dpba_shapes_with_the_potential_difference_and_learns_its_potential_by_t
   np.testing.assert_allclose(shaped.numpy(), t.rewards.numpy() + following - phi, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(targets.numpy(), -batch.helper_rewards.numpy() + following, rtol=1e-5, atol=1e-6)
   assert trainer.eta.leaves == [] and all(np.isfinite(losses_seen))
+
+
+@pytest.mark.slow
+def test_bipars_explicit_mapping_feeds_z_to_the_policy_and_its_meta_gradient_runs_through_that_input():
+  from tf_metarl.meta.problem import unroll_and_hold_out
+  trainer = ImplicitRewardTrainer(small_config(method="bipars_em", helper="random"), seed=0)
+  problem, eta = trainer.problem, trainer.eta.read()
+  state = trainer.state.read()
+  # The agent's inputs: the observation and z_η(s, a) of both actions, from the η of the last unroll.
+  _, batch, _ = problem.collect(state, tf.constant([1, 2]))
+  obs = batch.trajectory.observations.numpy()
+  assert obs.shape[-1] == 4 + 2
+  z = trainer.reward_model.helper_weights(state.policy_eta, obs[..., :4]).numpy()
+  np.testing.assert_allclose(obs[..., 4:], z, rtol=1e-6)
+  taken = problem.shaped(eta, batch)[2].numpy()  # z_η(s, a_t) of the taken action, from the raw observation
+  np.testing.assert_allclose(taken, np.take_along_axis(z, batch.trajectory.actions.numpy()[..., None], -1)[..., 0],
+                             rtol=1e-5)
+
+  # The estimate is exactly ∂_η L_out on the fresh batch: the K inner iterations carry no η-dependence.
+  seed = tf.constant([5, 6])
+  grads, _, _ = trainer.estimator.estimate(problem, eta, state, seed)
+  after, _, held_out, _ = unroll_and_hold_out(problem, eta, state, seed, 1)
+  with tf.GradientTape() as tape:
+    tape.watch(eta)
+    loss, _ = problem.meta_loss(eta, after, held_out)
+  direct = tape.gradient(loss, eta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  for a, b in zip(grads, direct):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-7)
+  flat = flatten(direct).numpy()
+  z_params = [i for i, v in enumerate(trainer.reward_model.trainable_variables) if "discount" not in v.name]
+  assert max(np.abs(direct[i].numpy()).max() for i in z_params) > 0  # it reaches z_η's parameters
+
+  # ... and it is L_out's derivative: central differences along a random direction of η.
+  direction = [tf.random.stateless_normal(tf.shape(e), [7, i]) for i, e in enumerate(eta)]
+  step = 1e-2
+  moved = lambda s: float(problem.meta_loss([e + s * d for e, d in zip(eta, direction)], after, held_out)[0])
+  numeric = (moved(step) - moved(-step)) / (2 * step)
+  analytic = float(np.dot(flat, flatten(direction).numpy()))
+  assert abs(analytic) > 1e-4
+  assert abs(numeric - analytic) <= 0.05 * abs(analytic)
+
+  # A meta-iteration moves η; its unroll's policy read the η before the step.
+  before = eta_values(trainer)
+  trainer.iteration()
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(before, eta_values(trainer)))
+  for a, b in zip(before, trainer.state.read().policy_eta):
+    np.testing.assert_array_equal(a, b.numpy())
+  with pytest.raises(errors.ConfigError, match="needs discrete actions"):
+    ImplicitRewardTrainer(small_config(method="bipars_em", helper="random", env="tf_metarl/ContinuousCartPole-v1"), 0)

@@ -20,7 +20,11 @@ agent's critic learns r_η).
 
 Methods (`method`): implicit (above); bipars (Hu et al. 2020's MGA: the gradient of L_out after
 one SGD step of size α on L_in, which is the implicit estimate with a one-term Neumann series,
-x = α b); ppo (no helper, no meta-learning) and ppo_helper (r_p + r_h at face value): baselines
+x = α b); bipars_em (Hu et al.'s explicit mapping, discrete actions: the policy also takes
+z_η(s, a) for every action as input, π_θ(a | s, z_η(s, ·)), and the meta-gradient is the policy
+gradient of r_p through that input, ∇_η E[log π_θ(a | s, z_η(s, ·)) Â_p], with θ held
+independent of η: `UnrolledEstimator`, whose unroll carries no η-dependence, gives exactly this
+term); ppo (no helper, no meta-learning) and ppo_helper (r_p + r_h at face value): baselines
 on the same inner learner; dpba (Harutyunyan et al. 2015: a potential Φ(s, a) learned by TD on
 −r_h, the agent trained on r_p + γΦ(s', a') − Φ(s, a), nothing meta-learned).
 """
@@ -53,7 +57,7 @@ from tf_metarl.objectives import make_objective
 from tf_metarl.tasks import make_task
 from tf_metarl.trajectories import Trajectory
 
-METHODS = ("implicit", "bipars", "ppo", "ppo_helper", "dpba")
+METHODS = ("implicit", "bipars", "bipars_em", "ppo", "ppo_helper", "dpba")
 SOLVERS = ("neumann", "cg", "diagonal")
 INNER_OBJECTIVES = ("ppo", "reinforce")
 
@@ -157,13 +161,15 @@ class ImplicitRewardState(NamedTuple):
   """agent: the policy, the critic of r_η and their optimizer state; primary_critic,
   primary_optimizer: the critic of r_p (for V(θ; r_p, γ)) and its optimizer state; env: the
   task's state; potential, potential_optimizer: DPBA's Φ and its optimizer state (empty for the
-  other methods)."""
+  other methods); policy_eta: the η whose z_η(s, ·) the policy reads as inputs (BiPaRS's explicit
+  mapping; the η of the last unroll, held constant; empty for the other methods)."""
   agent: ActorCriticState
   primary_critic: list
   primary_optimizer: tuple
   env: object
   potential: list
   potential_optimizer: tuple
+  policy_eta: list
 
 
 class RewardBatch(NamedTuple):
@@ -193,22 +199,47 @@ class ImplicitRewardProblem(InnerProblem):
     self.primary_optimizer = Adam(on_policy.learning_rate, epsilon=1e-5)
     self.steps_per_batch = on_policy.num_envs * on_policy.rollout_length
     self._greedy_fn = self._greedy
+    self.explicit_mapping = config.method == "bipars_em"
+    self._num_policy_params = len(agent.policy.trainable_variables)
+
+  # --- the policy's inputs (BiPaRS's explicit mapping) ----------------------------------------
+  def policy_inputs(self, eta, observations):
+    """The policy's and critics' inputs [..., O (+ num_actions)] for raw observations [..., O]:
+    with the explicit mapping, z_η(s, a) of every action appended."""
+    if not self.explicit_mapping:
+      return observations
+    return tf.concat([observations, self.reward_model.helper_weights(eta, observations)], -1)
+
+  def raw_observations(self, observations):
+    """The environment's observations [..., O] inside (possibly augmented) policy inputs."""
+    return observations[..., :self.reward_model.observation_dim] if self.explicit_mapping else observations
 
   # --- collection ----------------------------------------------------------------------------
-  def _policy(self, policy_params, observations, seed):
-    return self.agent.act(policy_params, observations, seed)
+  # The rollout's and evaluation's `policy_params` are the policy's parameters followed by
+  # `policy_eta` (empty unless the policy reads z_η).
+  def _policy(self, params, observations, seed):
+    n = self._num_policy_params
+    return self.agent.act(params[:n], self.policy_inputs(params[n:], observations), seed)
 
-  def _greedy(self, policy_params, observations):
-    return self.agent.greedy(policy_params, observations)
+  def _greedy(self, params, observations):
+    n = self._num_policy_params
+    return self.agent.greedy(params[:n], self.policy_inputs(params[n:], observations))
+
+  def _collection_params(self, state: ImplicitRewardState):
+    return list(state.agent.policy) + list(state.policy_eta)
 
   def collect(self, state: ImplicitRewardState, seed):
-    env, trajectory, episodes = self.task.rollout(state.env, self._policy, state.agent.policy, seed,
+    env, trajectory, episodes = self.task.rollout(state.env, self._policy, self._collection_params(state), seed,
                                                   self.on_policy.rollout_length)
     if self.helper is None:
       helper = tf.zeros_like(trajectory.rewards)
     else:
       helper = helper_rewards.helper_rewards(self.helper, trajectory.observations, trajectory.actions,
                                              trajectory.next_observations)
+    if self.explicit_mapping:  # the agent's inputs, as its policy saw them
+      eta = [tf.stop_gradient(e) for e in state.policy_eta]
+      trajectory = trajectory._replace(observations=self.policy_inputs(eta, trajectory.observations),
+                                       next_observations=self.policy_inputs(eta, trajectory.next_observations))
     values = self.agent.rollout_values(state.agent.critic, trajectory)
     primary = self.agent.rollout_values(state.primary_critic, trajectory)
     batch = RewardBatch(trajectory, tf.stop_gradient(helper), values.values, values.next_values, primary.values,
@@ -220,13 +251,15 @@ class ImplicitRewardProblem(InnerProblem):
     return ImplicitRewardState(self.agent.init(), [tf.identity(v) for v in self._primary_init],
                                self.primary_optimizer.init(self._primary_init),
                                self.task.reset(seed, self.on_policy.num_envs), list(self._potential_init),
-                               self.primary_optimizer.init(self._potential_init) if self.potential else ())
+                               self.primary_optimizer.init(self._potential_init) if self.potential else (),
+                               [tf.stop_gradient(e) for e in eta] if self.explicit_mapping else [])
 
   # --- the learned reward --------------------------------------------------------------------
   def shaped(self, eta, batch: RewardBatch):
     """(r_η [B, T], γ_η, z_η [B, T]) of a batch, differentiable in η."""
     t = batch.trajectory
-    rewards, gamma, z, _ = self.reward_model.shaped(eta, t.observations, t.actions, t.rewards, batch.helper_rewards)
+    rewards, gamma, z, _ = self.reward_model.shaped(eta, self.raw_observations(t.observations), t.actions, t.rewards,
+                                                    batch.helper_rewards)
     if not self.config.learn_discount:  # γ_η stays in η, unused: its meta-gradient is 0
       gamma = tf.constant(self.config.initial_discount)
     return rewards, gamma, z
@@ -282,6 +315,8 @@ class ImplicitRewardProblem(InnerProblem):
     """One on-policy iteration on r_η (η held constant; DPBA: on r_p + F). Returns (state, the
     batch, metrics)."""
     collect_seed, update_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    if self.explicit_mapping:  # the policy reads this η's z_η until the next unroll
+      state = state._replace(policy_eta=[tf.stop_gradient(e) for e in eta])
     state, batch, collected = self.collect(state, collect_seed)
     eta = [tf.stop_gradient(e) for e in eta]
     rewards, gamma, _ = self.shaped(eta, batch)
@@ -324,12 +359,13 @@ class ImplicitRewardProblem(InnerProblem):
     return tf.reduce_mean(per_step) - self.objective.entropy_coef * entropy
 
   def meta_loss(self, eta, state: ImplicitRewardState, batch: RewardBatch, inner_batches: Sequence = ()):
-    """L_out = −V(θ; r_p, γ) + λ_γ γ_η² + λ_r |f_η|² on the fresh batch."""
+    """L_out = −V(θ; r_p, γ) + λ_γ γ_η² + λ_r |f_η|² on the fresh batch. With the explicit
+    mapping the policy's z_η inputs are recomputed from η, so L_out's η-gradient runs through them."""
     c, t = self.config, batch.trajectory
     advantages = returns.generalized_advantage_estimates(t.rewards, t.discounts, t.episode_ends, batch.primary_values,
                                                          batch.primary_next_values, c.outer_gamma, c.outer_lambda)
-    log_probs = self.agent.policy.log_prob(functional_call(self.agent.policy, state.agent.policy, t.observations),
-                                           t.actions)
+    inputs = self.policy_inputs(eta, self.raw_observations(t.observations)) if self.explicit_mapping else t.observations
+    log_probs = self.agent.policy.log_prob(functional_call(self.agent.policy, state.agent.policy, inputs), t.actions)
     primary = tf.reduce_mean(losses.score_function_surrogate(log_probs, t.log_probs, advantages, t.episode_ends, 0.0))
     _, gamma, z = self.shaped(eta, batch)
     regularizer = c.gamma_regularization * tf.square(gamma)
@@ -349,14 +385,14 @@ class ImplicitRewardProblem(InnerProblem):
 
   # --- reporting -------------------------------------------------------------------------------
   def evaluate(self, state: ImplicitRewardState, episodes: int, seed: int):
-    return self.task.evaluate(self._greedy_fn, state.agent.policy, episodes, seed)
+    return self.task.evaluate(self._greedy_fn, self._collection_params(state), episodes, seed)
 
 
 def make_estimator(config: ImplicitRewardConfig):
   """The outer-gradient estimator of a method (the baselines' only advances the inner problem)."""
   k = config.inner_iterations
-  if config.method in ("ppo", "ppo_helper", "dpba"):
-    return UnrolledEstimator(k)
+  if config.method in ("ppo", "ppo_helper", "dpba", "bipars_em"):
+    return UnrolledEstimator(k)  # bipars_em: η reaches L_out only through the policy's inputs
   if config.method == "bipars":
     solver = NeumannSolver(steps=1, alpha=config.bipars_step)
   elif config.solver == "neumann":
@@ -387,6 +423,12 @@ class ImplicitRewardTrainer(MetaTrainer):
                                              config.helper_scale)
     objective = make_objective(config.inner_objective)
     on_policy = resolve_minibatch_unit(config.on_policy, objective)
+    if config.method == "bipars_em":
+      if not env_info.num_actions:
+        raise errors.ConfigError(f"implicit_reward.method 'bipars_em' feeds z_η(s, a) of every action to the policy "
+                                 f"and needs discrete actions; {config.env} has continuous actions")
+      obs_size = int(np.prod(env_info.observation_shape))  # the agent's inputs: s and z_η(s, ·)
+      env_info = dataclasses.replace(env_info, observation_shape=(obs_size + env_info.num_actions,))
     self.policy, self.critic = make_networks(env_info, on_policy, seed)
     _, primary_critic = make_networks(env_info, on_policy, seed + 7919)
     agent = ActorCritic(self.policy, self.critic, Adam(on_policy.learning_rate, epsilon=1e-5),
@@ -403,9 +445,9 @@ class ImplicitRewardTrainer(MetaTrainer):
       self.reward_model.trainable = False  # η = []: nothing to meta-learn
     primary_init = [tf.convert_to_tensor(v.value) for v in primary_critic.trainable_variables]
     potential = None
+    if config.method in ("dpba", "bipars_em") and self.helper is None:
+      raise errors.ConfigError(f"implicit_reward.method {config.method!r} shapes with a helper; helper is 'none'")
     if config.method == "dpba":
-      if self.helper is None:
-        raise errors.ConfigError("implicit_reward.method 'dpba' shapes with a helper; helper is 'none'")
       features = int(self.reward_model.features(tf.zeros([1, obs_dim]), tf.zeros([1] + ([] if num_actions else
                                                                                        [action_dim]))).shape[-1])
       potential = ValueCritic(features, on_policy.hidden_sizes, on_policy.activation, name="potential")

@@ -102,6 +102,16 @@ class LearnedReward(keras.Model):
     z, f = tf.reshape(out[:, 0], batch_shape), tf.reshape(out[:, 1], batch_shape)
     return rewards + z * helper_rewards + f, gamma, z, f
 
+  def helper_weights(self, eta, observations):
+    """z_η(s, a) for every discrete action a: observations [..., O] -> [..., num_actions]
+    (BiPaRS's explicit mapping feeds these to the policy as inputs)."""
+    if not self.num_actions:
+      raise ValueError("helper_weights needs discrete actions (z_η(s, a) for every action a)")
+    flat = tf.reshape(tf.cast(observations, tf.float32), [-1, self.observation_dim])
+    rows = tf.shape(flat)[:1]
+    weights = [functional_call(self, eta, self.features(flat, tf.fill(rows, a)))[:, 0] for a in range(self.num_actions)]
+    return tf.reshape(tf.stack(weights, -1), tf.concat([tf.shape(observations)[:-1], [self.num_actions]], 0))
+
   def discount_logit_of(self, eta):
     """The discount logit inside η."""
     return eta[self._discount_index]

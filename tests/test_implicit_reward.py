@@ -520,3 +520,28 @@ def test_bipars_explicit_mapping_feeds_z_to_the_policy_and_its_meta_gradient_run
     np.testing.assert_array_equal(a, b.numpy())
   with pytest.raises(errors.ConfigError, match="needs discrete actions"):
     ImplicitRewardTrainer(small_config(method="bipars_em", helper="random", env="tf_metarl/ContinuousCartPole-v1"), 0)
+
+
+@pytest.mark.slow
+def test_a_resumed_meta_training_equals_an_uninterrupted_one(tmp_path):
+  """The inner state (agent, both critics, environment, the η the policy reads), η, the
+  meta-optimizer and the seed counter are checkpointed: stopping half-way and resuming writes
+  the same learning curve and ends at the same η as one uninterrupted run."""
+  from tf_metarl.learners.loop import RunSettings, read_learning_curve, run_training
+
+  def train(logdir, steps):
+    trainer = ImplicitRewardTrainer(small_config(method="bipars_em", helper="random"), seed=3)
+    summary = run_training(trainer, steps, str(logdir), {"m": "resume"},
+                           RunSettings(eval_every=64, eval_episodes=2, checkpoint_every=64, log_every_seconds=60))
+    return summary, eta_values(trainer)
+
+  _, whole_eta = train(tmp_path / "whole", 320)
+  train(tmp_path / "split", 128)
+  resumed, split_eta = train(tmp_path / "split", 320)
+  assert resumed["resumed_from"] >= 128
+  columns = ("env_steps", "train_return", "train_episodes", "eval_return")
+  whole, split = (read_learning_curve(str(tmp_path / d / "learning_curve.csv")) for d in ("whole", "split"))
+  assert len(whole) == len(split) >= 4
+  np.testing.assert_array_equal([[r[c] for c in columns] for r in whole], [[r[c] for c in columns] for r in split])
+  for a, b in zip(whole_eta, split_eta):
+    np.testing.assert_array_equal(a, b)

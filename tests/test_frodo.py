@@ -182,10 +182,12 @@ def test_semi_gradient_constants_are_replayed():
   np.testing.assert_allclose(again.numpy(), first.numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("entropy_coef, value_coef, negative", [(2.0, 0.5, True), (0.0, 5.0, False)])
-def test_extension_weight_is_b1_over_the_outer_loss_magnitude(entropy_coef, value_coef, negative):
+@pytest.mark.parametrize("entropy_coef, value_coef, negative, floor", [(2.0, 0.5, True, 0.0), (0.0, 5.0, False, 0.0),
+                                                                     (2.0, 0.5, True, 1e3)])
+def test_extension_weight_is_b1_over_the_outer_loss_magnitude(entropy_coef, value_coef, negative, floor):
   config = FrodoConfig(inner_steps=2, inner_optimizer="sgd", inner_learning_rate=0.05, extension=True,
-                       extension_coef=0.3, entropy_coef=entropy_coef, value_coef=value_coef)
+                       extension_coef=0.3, entropy_coef=entropy_coef, value_coef=value_coef,
+                       extension_scale_floor=floor)
   problem, model = make_problem(config)
   eta = eta_of(model)
   state = problem.init(eta, tf.constant([0, 0]))
@@ -198,7 +200,8 @@ def test_extension_weight_is_b1_over_the_outer_loss_magnitude(entropy_coef, valu
   revised = np.mean([float(problem.canonical_loss(state.agent, b, "r", outer=False)) for b in inner_batches])
   assert (outer < 0) == negative
   # rtol 1e-8: the implementation guards the division with |L_outer| + 1e-8.
-  np.testing.assert_allclose(float(meta), outer + 0.3 / abs(outer) * revised, rtol=1e-8)
+  assert abs(outer) < 1e3  # so the floor of the third case binds
+  np.testing.assert_allclose(float(meta), outer + 0.3 / max(abs(outer), floor) * revised, rtol=1e-8)
 
 
 def test_outer_coefficients_override_the_inner_ones():

@@ -50,6 +50,10 @@ class FrodoConfig:
   n_step: int = 5                   # n of the canonical return
   extension: bool = False
   extension_coef: float = 0.1       # b1
+  # The extension's weight is b1 / max(|L_outer|, this). With 0 (the paper's form) the weight grows
+  # without bound as L_outer nears 0, and on Catch the revised term then takes over the meta-gradient
+  # (seeds 9 and 14 stall; docs/RESULTS.md, FRODO).
+  extension_scale_floor: float = 0.0
   outer_value_coef: Optional[float] = None    # c1 of the outer loss (None: value_coef)
   outer_entropy_coef: Optional[float] = None  # c2 of the outer loss (None: entropy_coef)
 
@@ -92,6 +96,8 @@ class OnlineMetaConfig:
       raise errors.ConfigError(f"jit_compile needs an in-graph task (catch, random_walk); {self.env} is stepped in Python")
     if self.frodo.inner_steps < 1:
       raise errors.ConfigError(f"frodo.inner_steps (M) must be >= 1, got {self.frodo.inner_steps}")
+    if not self.frodo.extension_scale_floor >= 0:
+      raise errors.ConfigError(f"frodo.extension_scale_floor must be >= 0, got {self.frodo.extension_scale_floor}")
     if self.frodo.inner_optimizer not in ("sgd", "rmsprop"):
       raise errors.ConfigError(f"frodo.inner_optimizer must be 'sgd' or 'rmsprop', got {self.frodo.inner_optimizer!r}")
 
@@ -259,7 +265,8 @@ class FrodoProblem(InnerProblem):
                           for k, b in enumerate(inner_batches)]) / len(inner_batches)
       # |L_outer|: the actor-critic loss is often negative (log-probability and entropy terms);
       # dividing by a negative L_outer would flip the revised term into one to maximise.
-      scale = self.config.extension_coef / (tf.abs(self._constant("outer_loss", outer)) + 1e-8)
+      magnitude = tf.maximum(tf.abs(self._constant("outer_loss", outer)), self.config.extension_scale_floor)
+      scale = self.config.extension_coef / (magnitude + 1e-8)
       meta = outer + scale * revised
     return meta, {"outer_loss": outer}
 

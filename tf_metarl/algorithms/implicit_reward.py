@@ -364,7 +364,7 @@ class ImplicitRewardProblem(InnerProblem):
     c, t = self.config, batch.trajectory
     advantages = returns.generalized_advantage_estimates(t.rewards, t.discounts, t.episode_ends, batch.primary_values,
                                                          batch.primary_next_values, c.outer_gamma, c.outer_lambda)
-    inputs = self.policy_inputs(eta, self.raw_observations(t.observations)) if self.explicit_mapping else t.observations
+    inputs = self.policy_inputs(eta, self.raw_observations(t.observations))  # t.observations unless explicit mapping
     log_probs = self.agent.policy.log_prob(functional_call(self.agent.policy, state.agent.policy, inputs), t.actions)
     primary = tf.reduce_mean(losses.score_function_surrogate(log_probs, t.log_probs, advantages, t.episode_ends, 0.0))
     _, gamma, z = self.shaped(eta, batch)

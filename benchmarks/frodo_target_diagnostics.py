@@ -26,7 +26,8 @@ _SEED = flags.DEFINE_integer("seed", 14, "Seed of the run.")
 _STEPS = flags.DEFINE_integer("steps", 2_500_000, "Environment steps.")
 _EVERY = flags.DEFINE_integer("every", 100_000, "Steps between diagnostic rows.")
 _EXTENSION = flags.DEFINE_bool("extension", True, "FRODO + extension (else plain FRODO).")
-_FLOOR = flags.DEFINE_float("extension_scale_floor", 0.0, "frodo.extension_scale_floor.")
+_FLOOR = flags.DEFINE_float("extension_scale_floor", 0.0, "frodo.extension_scale_floor (default here 0: the "
+                            "paper's unbounded weight b1/|L_outer|, whose stalls this measures; the library's is 0.1).")
 _TAG = flags.DEFINE_string("tag", "", "Suffix of the result name.")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ goes.")
 

@@ -11,7 +11,6 @@ with the same noise, through `EPGProblem.meta_test` with α = 1 (the inner train
 runs). Reports the mean return of the episodes finished in the first and the last quarter of the
 runs, and each run's last episode. Writes docs/results/epg_inner_ppo_<env><tag>.json.
 """
-import importlib.util
 import os
 import sys
 import time
@@ -21,8 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from benchmarks.results_io import write_result  # noqa: E402
+from tf_metarl.bin.common import define_config  # noqa: E402
 
-_CONFIG = flags.DEFINE_string("config", "configs/epg_random_pendulum.py", "The family's meta_train config.")
+_CONFIG = define_config("epg_random_pendulum.py", "The family's meta_train config (overrides: --config.epg.*).")
 _SETTINGS = flags.DEFINE_list("settings", ["256:4:1e-3", "1024:4:1e-3"], "updates:gradient_steps:learning_rate.")
 _RUNS = flags.DEFINE_integer("runs", 8, "Fresh agents (and task draws) per setting.")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the agents, tasks and noise.")
@@ -34,10 +34,7 @@ def main(argv):
   del argv
   import numpy as np
   from tf_metarl.algorithms.epg import EPGTrainer, config_from_section
-  spec = importlib.util.spec_from_file_location("family_config", _CONFIG.value)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  base = module.get_config().epg.to_dict()
+  base = _CONFIG.value.epg.to_dict()
   rows = []
   for setting in _SETTINGS.value:
     updates, gradient_steps, learning_rate = setting.split(":")
@@ -55,8 +52,8 @@ def main(argv):
     print(rows[-1], flush=True)
   name = config.env.split("/")[-1].split("-")[0].lower()
   write_result(os.path.join(_OUT.value, "results", f"epg_inner_ppo_{name}{_TAG.value}.json"),
-               {"command": " ".join(["benchmarks/epg_inner_ppo.py"] + sys.argv[1:]), "config": _CONFIG.value,
-                "runs": _RUNS.value, "family": {"randomize": config.randomize}, "rows": rows})
+               {"command": " ".join(["benchmarks/epg_inner_ppo.py"] + sys.argv[1:]), "epg": base,
+                "runs": _RUNS.value, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -61,14 +61,11 @@ def main(argv):
   del argv
   import numpy as np
   from configs.meta_train_common import base_config
-  from tf_metarl.algorithms.frodo import FrodoConfig, OnlineMetaConfig, OnlineMetaTrainer
-  from tf_metarl.config_utils import dataclass_from_config
+  from tf_metarl.bin.meta_runs import method_run
   base = base_config("catch", "frodo")
   base.frodo.extension = _EXTENSION.value
   base.frodo.extension_scale_floor = _FLOOR.value
-  frodo = dataclass_from_config(FrodoConfig, base.frodo.to_dict(), "frodo")
-  trainer = OnlineMetaTrainer(dataclass_from_config(OnlineMetaConfig, dict(base.learner.to_dict(), frodo=frodo),
-                                                    "learner"), _SEED.value)
+  trainer = method_run(base, _SEED.value)[0]()  # the trainer meta_train builds for this config
   rows, outer, next_row = [], [], 0
   while int(trainer.env_steps.numpy()) < _STEPS.value:
     metrics, _ = trainer.iteration()

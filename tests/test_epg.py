@@ -237,8 +237,28 @@ def test_an_es_epoch_moves_phi_and_the_meta_test_trains_fresh_agents_without_rew
   assert len(trainer.evaluate(2)) == 2  # another number of runs, another compiled meta-test
 
 
+@pytest.mark.slow
+def test_an_xla_compiled_es_epoch_trains_the_same_population_and_steps_phi():
+  # XLA draws other numbers from the same stateless seeds (compilation.py), so the two epochs are two
+  # samples of one epoch: equal step counts, fitness of the same size, φ moved by an ES step of the same size.
+  results = {}
+  initial = [v.numpy() for v in epg.build_objective(small_epg_config(), 3).network.trainable_variables]
+  for jit in (False, True):
+    trainer = epg.EPGTrainer(small_epg_config(jit_compile=jit), seed=3)
+    assert trainer._step._jit_compile == jit  # pylint: disable=protected-access
+    metrics, _ = trainer.iteration()
+    step = np.sqrt(sum(np.sum((v.numpy() - w) ** 2)
+                       for v, w in zip(trainer.objective().network.trainable_variables, initial)))
+    results[jit] = (metrics["epg/fitness"], step, int(trainer.env_steps.numpy()))
+  (plain_fitness, plain_step, plain_steps), (xla_fitness, xla_step, xla_steps) = results[False], results[True]
+  assert xla_steps == plain_steps == 2 * 2 * 2 * 32
+  assert np.isfinite(xla_fitness) and abs(xla_fitness - plain_fitness) < 0.5 * abs(plain_fitness)
+  assert plain_step > 1e-4 and 0.5 < xla_step / plain_step < 2.0
+
+
 @pytest.mark.parametrize("values, message", [
     (dict(sigma=0.0), "sigma must be > 0"),
+    (dict(jit_compile=True, backend="ray", env="Pendulum-v1"), "jit_compile applies to the in-graph path"),
     (dict(population=1, antithetic=True), "population must be >= 2"),
     (dict(buffer_size=16, update_every=16), "receptive field"),
     (dict(buffer_size=32, update_every=64), "must be >= epg.update_every"),

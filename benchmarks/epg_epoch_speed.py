@@ -9,8 +9,9 @@ compiled graph, as a per-member worker would run it). Both compiled once before 
 of --repeats calls, interleaved. With --ray, also whole ES epochs (`EPGTrainer.iteration`, what
 `meta_train` runs: inner trainings and the ES step) on the in-graph backend and on Ray with 1
 and 2 worker processes started on this machine (one task per member; a first epoch, which
-compiles each worker's graph, is not timed), and the bytes each Ray epoch moved. Writes
-docs/results/epg_epoch_speed<tag>.json.
+compiles each worker's graph, is not timed), and the bytes each Ray epoch moved. With --xla, also
+whole ES epochs in graph with and without `epg.jit_compile` (the first, compiling epoch timed
+apart). Writes docs/results/epg_epoch_speed<tag>.json.
 """
 import os
 import sys
@@ -25,18 +26,43 @@ from benchmarks.results_io import write_result  # noqa: E402
 _POPULATION = flags.DEFINE_integer("population", 16, "V perturbations.")
 _RUNS = flags.DEFINE_integer("runs_per_member", 2, "W inner runs per perturbation.")
 _UPDATES = flags.DEFINE_integer("updates", 32, "U updates per inner run.")
+_GRADIENT_STEPS = flags.DEFINE_integer("gradient_steps", 1, "Gradient steps on the inner loss per update.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls of each (medians).")
 _RAY = flags.DEFINE_boolean("ray", False, "Also time whole epochs in graph and on Ray with 1 and 2 workers.")
+_XLA = flags.DEFINE_boolean("xla", False, "Also time whole epochs in graph with and without XLA (epg.jit_compile).")
+_SKIP_LOOP = flags.DEFINE_boolean("skip_loop", False, "Skip the one-graph against per-agent loop timing.")
 _TAG = flags.DEFINE_string("tag", "", "Suffix of the result name.")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ goes.")
 
 
 def main(argv):
   del argv
+  from tf_metarl.algorithms.epg import EPGConfig
+  config = EPGConfig(population=_POPULATION.value, runs_per_member=_RUNS.value, updates=_UPDATES.value,
+                     gradient_steps=_GRADIENT_STEPS.value)
+  steps = config.epoch_steps
+  result = {"command": "benchmarks/epg_epoch_speed.py " + " ".join(sys.argv[1:]), "population": config.population,
+            "runs_per_member": config.runs_per_member, "updates": config.updates,
+            "update_every": config.update_every, "gradient_steps": config.gradient_steps,
+            "env_steps_per_epoch": steps}
+  if not _SKIP_LOOP.value:
+    result.update(graph_against_loop(config))
+  backends = []
+  if _RAY.value:
+    backends += [("graph", {}), ("ray, 1 worker", dict(backend="ray", ray_workers=1)),
+                 ("ray, 2 workers", dict(backend="ray", ray_workers=2))]
+  if _XLA.value:
+    backends += [("graph", {})] * (not _RAY.value) + [("graph, XLA", dict(jit_compile=True))]
+  if backends:
+    result["whole_epochs"] = whole_epochs(config, backends)
+  write_result(os.path.join(_OUT.value, "results", f"epg_epoch_speed{_TAG.value}.json"), result)
+
+
+def graph_against_loop(config):
+  """`train_population` for all V × W agents stacked against V × W one-agent calls (medians)."""
   import numpy as np
   import tensorflow as tf
-  from tf_metarl.algorithms.epg import EPGConfig, EPGTrainer
-  config = EPGConfig(population=_POPULATION.value, runs_per_member=_RUNS.value, updates=_UPDATES.value)
+  from tf_metarl.algorithms.epg import EPGTrainer
   trainer = EPGTrainer(config, seed=0)
   problem = trainer.problem
   phi = [tf.convert_to_tensor(v) for v in trainer.objective().network.trainable_variables]
@@ -63,35 +89,33 @@ def main(argv):
       out = fn(tf.constant([r, 2]))
       tf.nest.map_structure(lambda x: x.numpy(), out)
       timings[name].append(time.perf_counter() - start)
-  steps = members * runs * config.updates * config.update_every
   medians = {k: float(np.median(v)) for k, v in timings.items()}
-  result = {"command": "benchmarks/epg_epoch_speed.py " + " ".join(sys.argv[1:]), "population": members,
-            "runs_per_member": runs, "updates": config.updates, "update_every": config.update_every,
-            "env_steps_per_epoch": steps, "seconds": timings, "median_s": medians,
-            "env_steps_per_s": {k: steps / v for k, v in medians.items()},
-            "loop_over_one_graph": medians["loop"] / medians["one graph"],
-            "compile_s": {"one graph": compile_whole, "one agent": compile_single}}
-  if _RAY.value:
-    result["whole_epochs"] = whole_epochs(config)
-  write_result(os.path.join(_OUT.value, "results", f"epg_epoch_speed{_TAG.value}.json"), result)
+  return {"seconds": timings, "median_s": medians,
+          "env_steps_per_s": {k: config.epoch_steps / v for k, v in medians.items()},
+          "loop_over_one_graph": medians["loop"] / medians["one graph"],
+          "compile_s": {"one graph": compile_whole, "one agent": compile_single}}
 
 
-def whole_epochs(config):
-  """Seconds per ES epoch (median of --repeats after one untimed epoch) on each backend."""
+def whole_epochs(config, backends):
+  """Seconds per ES epoch (median of --repeats after one epoch, timed apart as `first_epoch_s`,
+  that compiles) for each (name, EPGConfig overrides) of `backends`."""
   import dataclasses
   import numpy as np
   from tf_metarl.algorithms.epg import EPGTrainer
   from tf_metarl.meta.remote import RayMembers
   out = {}
-  for name, backend, workers in (("graph", "graph", 0), ("ray, 1 worker", "ray", 1), ("ray, 2 workers", "ray", 2)):
-    trainer = EPGTrainer(dataclasses.replace(config, backend=backend, ray_workers=workers), seed=0)
+  for name, overrides in backends:
+    trainer = EPGTrainer(dataclasses.replace(config, **overrides), seed=0)
+    start = time.perf_counter()
     trainer.iteration()
+    first = time.perf_counter() - start
     seconds, metrics = [], {}
     for _ in range(_REPEATS.value):
       start = time.perf_counter()
       metrics, _ = trainer.iteration()
       seconds.append(time.perf_counter() - start)
-    out[name] = {"seconds": seconds, "median_s": float(np.median(seconds)),
+    out[name] = {"seconds": seconds, "median_s": float(np.median(seconds)), "first_epoch_s": first,
+                 "env_steps_per_s": config.epoch_steps / float(np.median(seconds)),
                  "bytes_sent": metrics.get("epg/bytes_sent"), "bytes_received": metrics.get("epg/bytes_received")}
     print(name, out[name], flush=True)
     RayMembers.shutdown()

@@ -250,6 +250,9 @@ def test_an_xla_compiled_es_epoch_trains_the_same_population_and_steps_phi():
     step = np.sqrt(sum(np.sum((v.numpy() - w) ** 2)
                        for v, w in zip(trainer.objective().network.trainable_variables, initial)))
     results[jit] = (metrics["epg/fitness"], step, int(trainer.env_steps.numpy()))
+    returns = trainer.evaluate(2)  # the meta-test, compiled as the epoch
+    assert len(returns) == 2 and np.all(np.isfinite(returns))
+    assert trainer.problem._meta_test_graphs[(2, False)]._jit_compile == jit  # pylint: disable=protected-access
   (plain_fitness, plain_step, plain_steps), (xla_fitness, xla_step, xla_steps) = results[False], results[True]
   assert xla_steps == plain_steps == 2 * 2 * 2 * 32
   assert np.isfinite(xla_fitness) and abs(xla_fitness - plain_fitness) < 0.5 * abs(plain_fitness)

@@ -463,10 +463,12 @@ class EPGProblem(InnerProblem):
 
   def compiled_meta_test(self, runs: int, held_out: bool = False):
     """`meta_test` compiled once per number of runs and family: (seed, ppo_weight) -> RunResults
-    (α is a tensor argument, so the learned loss and PPO share one graph)."""
+    (α is a tensor argument, so the learned loss and PPO share one graph), with XLA under
+    `epg.jit_compile`."""
     key = (runs, held_out)
     if key not in self._meta_test_graphs:
-      self._meta_test_graphs[key] = tf.function(lambda s, a: self.meta_test(runs, s, held_out, a))
+      self._meta_test_graphs[key] = tf.function(lambda s, a: self.meta_test(runs, s, held_out, a),
+                                                jit_compile=self.config.jit_compile)
     graph = self._meta_test_graphs[key]
     return lambda seed, ppo_weight=0.0: graph(tf.convert_to_tensor(seed, tf.int32), tf.constant(ppo_weight, tf.float32))
 

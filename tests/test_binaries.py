@@ -163,12 +163,15 @@ def test_an_epg_loss_meta_trained_exported_trained_with_and_analysed_from_fresh_
            "--config.epg.updates=2", "--config.epg.update_every=32", "--config.epg.buffer_size=32",
            "--config.epg.hidden_sizes=(16,)", "--config.eval_every=0"]
   meta = run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/epg_random_pendulum.py",
-              f"--logdir={tmp_path / 'meta'}", f"--export={tmp_path / 'loss'}"] + small)
+              f"--logdir={tmp_path / 'meta'}", f"--export={tmp_path / 'loss'}", "--seed=3"] + small)
   assert meta.returncode == 0, meta.stderr[-3000:]
   summary = json.loads(meta.stdout.strip().splitlines()[-1])
   assert summary["exported"].endswith(os.path.join("loss", "1")) and summary["env_steps"] == 2 * 2 * 32
   config = json.loads((tmp_path / "meta" / "config.json").read_text())
   assert config["epg"]["population"] == 2 and config["epg"]["hidden_sizes"] == [16]
+  metadata = json.loads((tmp_path / "loss" / "1" / "assets" / "objective.json").read_text())
+  resolved = {k: v for k, v in config.items() if k != "identity"}  # config.json adds the run's identity
+  assert metadata["training_config"] == resolved and resolved["seed"] == 3  # the resolved config, --seed included
   trained = run(BIN + ["--env=tf_metarl/Pendulum-v1", f"--objective={tmp_path / 'loss'}", "--config.steps=256",
                        "--config.eval_every=0", f"--logdir={tmp_path / 'agent'}"])
   assert trained.returncode == 0, trained.stderr[-3000:]

@@ -92,7 +92,7 @@ class EPGConfig:
   ray_address: str = ""                # "": start Ray on this machine; auto, host:port or ray://host:port
   ray_workers: int = 0                 # worker processes when Ray starts here (0: one per core)
   member_timeout_s: float = 0.0        # a member not back this long after its epoch began is lost (0: no limit)
-  jit_compile: bool = False            # compile the in-graph epoch with XLA (graph backend only): about 3.4x
+  jit_compile: bool = False            # compile the in-graph epoch with XLA (graph backend only): 5.3x
   #                                      faster on random Pendulum (RESULTS.md), at a longer first call
 
   def validate(self) -> "EPGConfig":

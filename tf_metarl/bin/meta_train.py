@@ -114,10 +114,9 @@ def main(argv):
   if _REPLAY_FROM.value:
     trainer.problem.warm_start(_REPLAY_FROM.value)  # before any checkpoint restore, which replaces the replays
   recorders = _recorders(trainer, _RECORD.value, identity, logdir) if _RECORD.value else []
+  resolved = dict(config.to_dict(), seed=seed, record=_RECORD.value or "", replay_from=_REPLAY_FROM.value or "")
   try:
-    summary = loop.run_training(trainer, steps, logdir, identity, settings,
-                                config=dict(config.to_dict(), seed=seed, record=_RECORD.value or "",
-                                            replay_from=_REPLAY_FROM.value or ""), fresh=_FRESH.value)
+    summary = loop.run_training(trainer, steps, logdir, identity, settings, config=resolved, fresh=_FRESH.value)
   finally:
     for recorder in recorders:
       recorder.close()
@@ -125,9 +124,9 @@ def main(argv):
     from tf_metarl.export import export_objective
     export = trainer.export_reward if "implicit_reward" in config else (
         lambda path, **kwargs: export_objective(trainer.objective(), path, **kwargs))
-    summary["exported"] = export(_EXPORT.value, training_config=config.to_dict(),
-                                           provenance={"source": "meta_train", "logdir": logdir,
-                                                       "env_steps": summary["env_steps"], "seed": seed})
+    summary["exported"] = export(_EXPORT.value, training_config=resolved,
+                                 provenance={"source": "meta_train", "logdir": logdir,
+                                             "env_steps": summary["env_steps"], "seed": seed})
   if _PLOT.value:
     summary["plot"] = common.plot_run(logdir, name, f"{name}, seed {seed}")
   print(json.dumps(summary, sort_keys=True), flush=True)

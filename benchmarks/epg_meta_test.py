@@ -93,7 +93,7 @@ def plot(record, path):
       ax.plot(steps[ok], mean[ok], label=name)
       ax.fill_between(steps[ok], (mean - std)[ok], (mean + std)[ok], alpha=0.2)
     ax.set_title(f"meta-test, {'training family' if family == 'train' else 'held-out draws'} "
-                 f"({record['seeds']} seeds × {record['runs']} runs)")
+                 f"({record['seeds']} seed{'s' * (record['seeds'] != 1)} × {record['runs']} runs)")
     ax.set_xlabel("environment steps of the fresh agent")
     ax.set_ylabel("episode return")
     ax.legend(fontsize=8)

@@ -13,7 +13,9 @@ The code path `MetaGenRLProblem.unroll` and `meta_loss` run, on LunarLanderConti
 
 Both in one process, interleaved over rounds; medians. Then, with --loop_iterations > 0, the whole
 loop (`MetaGenRLTrainer.iteration`: environment steps, replay, updates, meta-update) on
-LunarLanderContinuous-v3 for each N after a short warm-up: agent-steps per second. Writes
+LunarLanderContinuous-v3 for each N after a short warm-up: agent-steps per second, with the copies
+stepping in this process before the update (--env_modes=sync) and/or in worker processes overlapped
+with it (async, `MetaGenRLConfig.async_envs`). Writes
 docs/results/metagenrl_population.json.
 """
 import os
@@ -31,10 +33,15 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (medi
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Interleaved rounds.")
 _HIDDEN = flags.DEFINE_list("hidden", ["350", "350", "350"], "Hidden layer sizes of policies and critics.")
 _LOOP_ITERATIONS = flags.DEFINE_integer("loop_iterations", 0, "Timed whole-loop iterations per N (0: skip).")
+_ENV_MODES = flags.DEFINE_list("env_modes", ["sync"], "How the whole loop's copies step: sync (in this process, "
+                               "before the update) and/or async (worker processes, overlapped with the update).")
 _OUT = flags.DEFINE_string("out", "docs/results/metagenrl_population.json", "Result file.")
 
 
 def main(_):
+  unknown = sorted(set(_ENV_MODES.value) - {"sync", "async"})
+  if unknown:
+    raise app.UsageError(f"--env_modes: unknown mode(s) {', '.join(unknown)}; expected sync and/or async")
   import numpy as np
   import tensorflow as tf
 
@@ -98,17 +105,21 @@ def main(_):
     from tf_metarl.algorithms.metagenrl import MetaGenRLTrainer
     out["loop"] = []
     for n in sizes:
-      loop_config = MetaGenRLConfig(envs=("LunarLanderContinuous-v3",), num_agents=n, warmup_steps=config.sequence_length,
-                                    hidden_sizes=config.hidden_sizes, replay_capacity=10_000)
-      trainer = MetaGenRLTrainer(loop_config, seed=0)
-      while int(trainer.env_steps.numpy()) < n * 2 * loop_config.warmup_steps:  # warm-up and tracing, untimed
-        trainer.iteration()
-      start, steps = time.perf_counter(), int(trainer.env_steps.numpy())
-      for _ in range(_LOOP_ITERATIONS.value):
-        trainer.iteration()
-      elapsed = time.perf_counter() - start
-      out["loop"].append({"agents": n, "agent_steps_per_second": round((int(trainer.env_steps.numpy()) - steps) / elapsed, 1),
-                          "seconds_per_iteration": round(elapsed / _LOOP_ITERATIONS.value, 3)})
+      for mode in _ENV_MODES.value:
+        loop_config = MetaGenRLConfig(envs=("LunarLanderContinuous-v3",), num_agents=n,
+                                      warmup_steps=config.sequence_length, hidden_sizes=config.hidden_sizes,
+                                      replay_capacity=10_000, async_envs=mode == "async")
+        trainer = MetaGenRLTrainer(loop_config, seed=0)
+        while int(trainer.env_steps.numpy()) < n * 2 * loop_config.warmup_steps:  # warm-up and tracing, untimed
+          trainer.iteration()
+        start, steps = time.perf_counter(), int(trainer.env_steps.numpy())
+        for _ in range(_LOOP_ITERATIONS.value):
+          trainer.iteration()
+        elapsed = time.perf_counter() - start
+        trainer.problem.groups[0].collector.env.close()
+        out["loop"].append({"agents": n, "envs": mode,
+                            "agent_steps_per_second": round((int(trainer.env_steps.numpy()) - steps) / elapsed, 1),
+                            "seconds_per_iteration": round(elapsed / _LOOP_ITERATIONS.value, 3)})
   write_result(_OUT.value, out)
 
 

@@ -107,3 +107,26 @@ def test_mujoco_warnings_go_to_the_log_once_and_leave_no_file(tmp_path, monkeypa
   make_vector_env("HalfCheetah-v5", 2).close()
   make_env("HalfCheetah-v5").close()
   assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's default handler writes it here
+
+
+def test_an_asynchronous_vector_env_collects_the_same_steps_through_send_and_receive():
+  """Worker-process copies (stepped by `send` / `receive`, as MetaGenRL overlaps them with its
+  update) give the synchronous copies' trajectory and episodes exactly."""
+  env = make_vector_env("ScriptedEnv-v0", num_envs=2, seed=0, asynchronous=True)
+  try:
+    collector = RolloutCollector(env, seed=0)
+    act = scripted_act([0])
+    steps = []
+    for _ in range(6):
+      collector.send(act(collector.observations))
+      steps.append(collector.receive())
+    with pytest.raises(RuntimeError, match="without send"):
+      collector.receive()
+  finally:
+    env.close()
+  expected, returns, lengths, _ = collect_in_two_segments()
+  for name in Trajectory._fields:
+    np.testing.assert_array_equal(np.stack([getattr(s, name) for s, _ in steps], axis=1), getattr(expected, name),
+                                  err_msg=name)
+  assert [r for _, stats in steps for r in stats.returns] == returns
+  assert [n for _, stats in steps for n in stats.lengths] == lengths

@@ -1,6 +1,7 @@
 """MetaGenRL's meta-gradient (issue 9): ∇_α of the population's future policy value, through K
 inner policy steps, against central finite differences in float64; the population's vectorised
 evaluation against a loop; the config's checks."""
+import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -222,3 +223,30 @@ def test_a_fixed_objective_population_is_the_baseline_and_meta_learns_nothing(tm
   assert trainer.eta.leaves == []
   with pytest.raises(errors.ConfigError, match="nothing meta-learned to export"):
     trainer.objective()
+
+
+@pytest.mark.slow
+def test_asynchronous_copies_step_beside_the_update_and_store_the_same_warm_up():
+  """`async_envs`: the copies step in worker processes while the update runs. During warm-up (uniform
+  random actions from the same stateless seeds) the replays hold exactly what synchronous copies
+  store; past it, the population keeps training (the replay grows by one step per agent per step)."""
+  from tf_metarl.algorithms.metagenrl import MetaGenRLTrainer
+  from tf_metarl.learners.loop import fit
+  replays = {}
+  for async_envs in (False, True):
+    # Warm-up as long as a segment: the first update samples a replay of exactly one segment.
+    config = MetaGenRLConfig(envs=("Pendulum-v1",), num_agents=2, hidden_sizes=(8,), batch_size=2, sequence_length=12,
+                             warmup_steps=12, anneal_steps=4, replay_capacity=100, objective_units=4,
+                             async_envs=async_envs)
+    trainer = MetaGenRLTrainer(config, seed=0)
+    group = trainer.problem.groups[0]
+    assert isinstance(group.collector.env, gym.vector.AsyncVectorEnv) == async_envs
+    fit(trainer, 24)  # 12 steps per agent: all warm-up
+    replays[async_envs] = {k: v.numpy() for k, v in group.replay.buffers.items()}
+    if async_envs:
+      metrics, _ = trainer.iteration()  # past warm-up: TD3 and the meta-update run while the copies step
+      assert np.isfinite(metrics["meta_grad_norm"]) and np.isfinite(metrics["critic_loss"])
+      assert group.replay.size == 14
+      group.collector.env.close()
+  for name, expected in replays[False].items():
+    np.testing.assert_array_equal(replays[True][name], expected, err_msg=name)

@@ -67,6 +67,7 @@ class RolloutCollector:
     self.observations = np.asarray(obs, np.float32)
     self._running_return = np.zeros(self.num_envs, np.float64)
     self._running_length = np.zeros(self.num_envs, np.int64)
+    self._pending = None  # the actions `send` handed over, until `receive`
 
   def env_actions(self, actions: np.ndarray) -> np.ndarray:
     """Maps policy actions to what the environment accepts (clipped to a Box's bounds)."""
@@ -80,39 +81,65 @@ class RolloutCollector:
     Returns:
       (trajectory [num_envs, num_steps, ...] of numpy arrays, EpisodeStats of finished episodes).
     """
-    fields = {k: [] for k in Trajectory._fields}
-    stats = EpisodeStats()
+    steps, stats = [], EpisodeStats()
     for t in range(num_steps):
-      out = act_fn(self.observations)
-      actions = np.asarray(out["actions"])
-      next_obs, rewards, terminated, truncated, infos = self.env.step(self.env_actions(actions))
-      next_obs = np.asarray(next_obs, np.float32)
-      true_next = next_obs.copy()
-      ended = np.logical_or(terminated, truncated)
-      if "final_obs" in infos:
-        for i in np.flatnonzero(infos.get("_final_obs", ended)):
-          true_next[i] = np.asarray(infos["final_obs"][i], np.float32)
-      fields["observations"].append(self.observations)
-      fields["actions"].append(actions.astype(np.int32 if self._discrete else np.float32))
-      fields["rewards"].append(np.asarray(rewards, np.float32))
-      fields["next_observations"].append(true_next)
-      fields["terminated"].append(np.asarray(terminated, np.float32))
-      fields["truncated"].append(np.asarray(truncated, np.float32))
-      fields["policy_outputs"].append(np.asarray(out["policy_outputs"], np.float32))
-      fields["log_probs"].append(np.asarray(out["log_probs"], np.float32))
-      fields["episode_steps"].append(self._running_length.astype(np.float32))
-      self._running_return += rewards
-      self._running_length += 1
-      for i in np.flatnonzero(ended):
-        stats.returns.append(float(self._running_return[i]))
-        stats.lengths.append(int(self._running_length[i]))
-        stats.positions.append((int(i), t))
-        self._running_return[i] = 0.0
-        self._running_length[i] = 0
-      self.observations = next_obs
-      self.total_steps += self.num_envs
-    trajectory = Trajectory(**{k: np.stack(v, axis=1) for k, v in fields.items()})
+      self.send(act_fn(self.observations))
+      step, step_stats = self.receive()
+      steps.append(step)
+      stats.returns += step_stats.returns
+      stats.lengths += step_stats.lengths
+      stats.positions += [(i, t) for i, _ in step_stats.positions]
+    trajectory = Trajectory(*(np.stack(v, axis=1) for v in zip(*steps)))
     return trajectory, stats
+
+  def send(self, out: Dict[str, np.ndarray]) -> None:
+    """First half of one step of every copy: hands the actions of `out` (an ActFn's result for
+    `self.observations`) to the environment. An asynchronous vector environment
+    (`make_vector_env(..., asynchronous=True)`) starts stepping its worker processes and returns at
+    once, so the caller can compute (a TD3 update) while they step; `receive` waits for them."""
+    if self._pending is not None:
+      raise RuntimeError("RolloutCollector.send called twice without receive")
+    actions = np.asarray(out["actions"])
+    if isinstance(self.env, gym.vector.AsyncVectorEnv):
+      self.env.step_async(self.env_actions(actions))
+    self._pending = out
+
+  def receive(self) -> Tuple[Trajectory, EpisodeStats]:
+    """Second half of the step `send` began: (one step, Trajectory fields [num_envs], EpisodeStats
+    of the episodes that ended in it, positions (copy, 0))."""
+    out, self._pending = self._pending, None
+    if out is None:
+      raise RuntimeError("RolloutCollector.receive called without send")
+    actions = np.asarray(out["actions"])
+    if isinstance(self.env, gym.vector.AsyncVectorEnv):
+      next_obs, rewards, terminated, truncated, infos = self.env.step_wait()
+    else:
+      next_obs, rewards, terminated, truncated, infos = self.env.step(self.env_actions(actions))
+    next_obs = np.asarray(next_obs, np.float32)
+    true_next = next_obs.copy()
+    ended = np.logical_or(terminated, truncated)
+    if "final_obs" in infos:
+      for i in np.flatnonzero(infos.get("_final_obs", ended)):
+        true_next[i] = np.asarray(infos["final_obs"][i], np.float32)
+    step = Trajectory(observations=self.observations,
+                      actions=actions.astype(np.int32 if self._discrete else np.float32),
+                      rewards=np.asarray(rewards, np.float32), next_observations=true_next,
+                      terminated=np.asarray(terminated, np.float32), truncated=np.asarray(truncated, np.float32),
+                      policy_outputs=np.asarray(out["policy_outputs"], np.float32),
+                      log_probs=np.asarray(out["log_probs"], np.float32),
+                      episode_steps=self._running_length.astype(np.float32))
+    stats = EpisodeStats()
+    self._running_return += rewards
+    self._running_length += 1
+    for i in np.flatnonzero(ended):
+      stats.returns.append(float(self._running_return[i]))
+      stats.lengths.append(int(self._running_length[i]))
+      stats.positions.append((int(i), 0))
+      self._running_return[i] = 0.0
+      self._running_length[i] = 0
+    self.observations = next_obs
+    self.total_steps += self.num_envs
+    return step, stats
 
 
 def evaluate(env: gym.Env, act_fn: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> List[float]:

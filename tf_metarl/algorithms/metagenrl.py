@@ -55,6 +55,9 @@ class MetaGenRLConfig:
   objective: `learned` (MetaGenRL: L_α, meta-trained), or a fixed built-in objective the same
     population trains with and nothing is meta-learned: `reinforce_offpolicy` (off-policy
     REINFORCE with GAE, the paper's baseline) or `td3` (the DDPG gradient).
+  async_envs: each environment's copies step in worker processes, overlapped with the agents'
+    TD3 update (the update then samples a replay without the step in flight); otherwise they
+    step in this process before the update.
   """
   envs: Tuple[str, ...] = ("LunarLanderContinuous-v3", "HalfCheetah-v5")
   num_agents: int = 20
@@ -79,6 +82,7 @@ class MetaGenRLConfig:
   scalar_features: Tuple[str, ...] = SCALAR_FEATURES
   replay_capacity: int = 1_000_000
   objective: str = "learned"
+  async_envs: bool = False
 
   def validate(self):
     if self.num_agents < 1:
@@ -201,7 +205,7 @@ class AgentGroup:
                            max_grad_norm=config.max_grad_norm)
     self.td3 = TD3(self.make_policy(), self.make_critic(), Adam(config.learning_rate), Adam(config.learning_rate),
                    settings)
-    self.collector = RolloutCollector(make_vector_env(env_id, self.num_agents, seed), seed)
+    self.collector = RolloutCollector(make_vector_env(env_id, self.num_agents, seed, config.async_envs), seed)
     self.replay = SequenceReplay(config.replay_capacity, self.num_agents, self.observation_dim, self.action_dim)
     self.rng = np.random.default_rng(seed)
     self.eval_env = make_env(env_id)
@@ -222,12 +226,18 @@ class AgentGroup:
   def observations(self):
     return self.collector.observations
 
-  def step(self, actions):
-    """One step of every copy with the given actions [N, A]; stores it. Returns (finished [N],
-    returns [N], lengths [N]) of episodes that ended at this step."""
+  def send(self, actions):
+    """Hands the actions [N, A] to every copy (`RolloutCollector.send`): with asynchronous copies
+    they step while the caller computes; `receive` completes the step."""
     actions = np.asarray(actions, np.float32)
-    out = {"actions": actions, "log_probs": np.zeros(len(actions), np.float32), "policy_outputs": actions}
-    trajectory, stats = self.collector.collect(lambda obs: out, 1)
+    self.collector.send({"actions": actions, "log_probs": np.zeros(len(actions), np.float32),
+                         "policy_outputs": actions})
+
+  def receive(self):
+    """Completes the step `send` began and stores it. Returns (finished [N], returns [N], lengths
+    [N]) of episodes that ended at this step."""
+    step, stats = self.collector.receive()
+    trajectory = Trajectory(*(x[:, None] for x in step))  # [N, 1, ...]
     if self.recorder is not None:  # meta_train --record
       self.recorder.add(trajectory)
     self.replay.add_trajectory(trajectory)
@@ -259,8 +269,9 @@ class AgentGroup:
       x.set_shape(shapes.get(name, [n, b, t]))
     return Trajectory(*outputs)
 
-  def act_and_step(self, state: TD3State, steps, seed):
-    """Exploration actions (uniform random during warm-up) for every copy, one environment step."""
+  def act_and_send(self, state: TD3State, steps, seed):
+    """Exploration actions (uniform random during warm-up) for every copy, handed to the copies
+    (`send`); `receive_graph` completes the step. Returns the op that sent them."""
     observations = tf.py_function(self.observations, [], tf.float32)
     observations.set_shape([self.num_agents, self.observation_dim])
     low, high = tf.constant(self.info.action_low, tf.float32), tf.constant(self.info.action_high, tf.float32)
@@ -275,7 +286,11 @@ class AgentGroup:
 
     actions = tf.cond(steps < self.config.warmup_steps, random_actions,
                       lambda: explore(state.policy, observations, normal))
-    finished, returns, lengths = tf.py_function(self.step, [actions], [tf.float32, tf.float32, tf.int32])
+    return tf.py_function(self.send, [actions], [])
+
+  def receive_graph(self):
+    """`receive` from the graph: (finished [N], returns [N], lengths [N])."""
+    finished, returns, lengths = tf.py_function(self.receive, [], [tf.float32, tf.float32, tf.int32])
     for x in (finished, returns, lengths):
       x.set_shape([self.num_agents])
     return finished, returns, lengths
@@ -359,17 +374,25 @@ class MetaGenRLProblem(InnerProblem):
     for t in range(cfg.policy_delay):
       for k, group in enumerate(self.groups):
         s1, s2 = seeds[2 * (t * len(self.groups) + k)], seeds[2 * (t * len(self.groups) + k) + 1]
-        done, ret, length = group.act_and_step(groups[k], self._warmup_steps(steps), s1)
-        finished.append(done), returns.append(ret), lengths.append(length)
+        group.act_and_send(groups[k], self._warmup_steps(steps), s1)
+        if not cfg.async_envs:  # the step completes before the update samples the replay
+          received = group.receive_graph()
 
         def update(group=group, current=groups[k], s2=s2):
           new, metrics = group.update(current, group.sample_graph(), s2, objective_fn)
           return new, tf.reduce_mean(metrics["critic_loss"]), tf.reduce_mean(metrics["objective_loss"])
 
         nan = tf.constant(float("nan"))
-        groups[k], loss, policy_loss = tf.cond(self._warmup_steps(steps) + 1 >= cfg.warmup_steps, update,
+        # Steps in this agent's replay when the update samples it (with asynchronous copies, this
+        # step is still in flight); the update needs warm-up done and one whole segment.
+        stored = self._warmup_steps(steps) + (0 if cfg.async_envs else 1)
+        groups[k], loss, policy_loss = tf.cond(stored >= max(cfg.warmup_steps, cfg.sequence_length), update,
                                                lambda current=groups[k]: (current, nan, nan))
         losses.append(loss), policy_losses.append(policy_loss)
+        if cfg.async_envs:  # the copies stepped in their processes while the update ran
+          received = group.receive_graph()
+        for out, x in zip((finished, returns, lengths), received):
+          out.append(x)
       steps = steps + 1
     new_state = tf.nest.map_structure(tf.stop_gradient, MetaGenRLState(tuple(groups), steps))
     metrics = {"env_steps": tf.constant(cfg.policy_delay * self.total_agents, tf.int64),

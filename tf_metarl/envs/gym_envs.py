@@ -84,8 +84,13 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     raise errors.UnknownEnvironmentError(f"environment {env_id!r} needs an extra that is not installed: {e}") from None
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int = 0, **kwargs) -> gym.vector.VectorEnv:
-  """Creates `num_envs` synchronous copies that reset in the same step (final observation in infos).
+def make_vector_env(env_id: str, num_envs: int, seed: int = 0, asynchronous: bool = False,
+                    **kwargs) -> gym.vector.VectorEnv:
+  """Creates `num_envs` copies that reset in the same step (final observation in infos).
+
+  `asynchronous`: the copies step in worker processes (gymnasium's `AsyncVectorEnv`), so a caller
+  can compute between `step_async` and `step_wait` (`RolloutCollector.send` / `receive`);
+  otherwise they step one after the other in this process.
 
   With `SAME_STEP` autoreset, `step` returns the first observation of the next episode for copies
   whose episode ended, and the true last observation under `infos["final_obs"]`; collection uses
@@ -96,7 +101,7 @@ def make_vector_env(env_id: str, num_envs: int, seed: int = 0, **kwargs) -> gym.
     raise errors.ConfigError(f"num_envs must be >= 1, got {num_envs}")
   _route_mujoco_warnings()
   try:
-    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="async" if asynchronous else "sync",
                        vector_kwargs=dict(autoreset_mode=gym.vector.AutoresetMode.SAME_STEP), **kwargs)
   except gym.error.DependencyNotInstalled as e:
     raise errors.UnknownEnvironmentError(f"environment {env_id!r} needs an extra that is not installed: {e}") from None

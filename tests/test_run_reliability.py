@@ -210,3 +210,12 @@ def test_run_settings_from_a_config_check_types():
   with pytest.raises(errors.ConfigError, match="config.eval_every must be int, got 'often'"):
     RunSettings.from_config({"eval_every": "often", "steps": 5})
   assert RunSettings.from_config({"checkpoint_every": 7, "other": 1}).checkpoint_every == 7
+
+
+def test_a_resume_with_another_eval_every_evaluates_on_its_multiples(tmp_path):
+  """Evaluated at 70 and 140 (eval_every=70), stopped at 150; resumed with eval_every=100: the next
+  evaluations fall at 200 and 300 (the multiples), not at 240 (the old last one + 100) and 300."""
+  train(tmp_path, 150)
+  train(tmp_path, 300, eval_every=100)
+  evaluated = [row[0] for row in curve(tmp_path) if not np.isnan(row[3])]
+  assert evaluated == [70, 140, 150, 200, 300]

@@ -164,6 +164,13 @@ def _check_run_identity(logdir: str, identity: Dict):
     os.replace(tmp, path)
 
 
+def evaluation_due(steps: int, last_eval: int, eval_every: int) -> bool:
+  """Whether `steps` crossed a multiple of `eval_every` since the last evaluation (at `last_eval`
+  environment steps). Evaluations fall on the multiples' crossings, also after a resume that
+  changed `eval_every` (the last one is then at a multiple of the old value)."""
+  return steps // eval_every > last_eval // eval_every
+
+
 def _mean(xs):
   return float(np.mean(xs)) if len(xs) else float("nan")
 
@@ -354,7 +361,7 @@ def run_training(learner: Trainable, total_steps: int, logdir: str, identity: Di
             f"stopped at {steps:,} environment steps: the last {int(guard.consecutive.numpy())} updates had non-finite "
             f"gradients or parameters and were skipped; last good checkpoint: {store.latest or 'none'}")
       row = None
-      if eval_every and (steps - st.last_eval >= eval_every or steps >= total_steps):
+      if eval_every and (evaluation_due(steps, st.last_eval, eval_every) or steps >= total_steps):
         st.last_eval = steps // eval_every * eval_every
         st.eval_return = _mean(learner.evaluate(settings.eval_episodes))
         st.best_eval = max(st.best_eval, st.eval_return)

@@ -14,24 +14,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.results_io import write_result  # noqa: E402
+from benchmarks.results_io import read_scalars, write_result  # noqa: E402
 
 _LOGDIR = flags.DEFINE_string("logdir", None, "A meta_train logdir of a MetaGenRL run.", required=True)
 _NAME = flags.DEFINE_string("name", "metagenrl_meta_training", "Result and figure file name.")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 _POINTS = flags.DEFINE_integer("points", 200, "At most this many points per curve in the JSON.")
 TAGS = ("charts/return_", "losses/future_policy_value", "meta/anneal_weight")
-
-
-def read_scalars(tb_dir, prefixes):
-  """{tag: [(step, value)]} for the tags starting with one of `prefixes` (scalar summaries are
-  written as tensors by TF2's summary API)."""
-  import tensorflow as tf
-  from tensorboard.backend.event_processing import event_accumulator
-  acc = event_accumulator.EventAccumulator(tb_dir, size_guidance={"tensors": 0})
-  acc.Reload()
-  return {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
-          for tag in acc.Tags()["tensors"] if tag.startswith(prefixes)}
 
 
 def main(_):

@@ -11,6 +11,17 @@ def write_result(path: str, result: dict) -> None:
   print(json.dumps(result))
 
 
+def read_scalars(tb_dir: str, prefixes) -> dict:
+  """{tag: [(step, value)]} of a TensorBoard directory's scalar summaries whose tags start with one
+  of `prefixes` (TF2's summary API writes scalars as tensors)."""
+  import tensorflow as tf
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(tb_dir, size_guidance={"tensors": 0})
+  acc.Reload()
+  return {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+          for tag in acc.Tags()["tensors"] if tag.startswith(tuple(prefixes))}
+
+
 def define_meta_test_flags(seed: int):
   """The flags of a command that meta-tests a meta_train run: (logdir, runs, seed, tag, out)."""
   from absl import flags

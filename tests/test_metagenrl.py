@@ -93,6 +93,28 @@ def test_vectorised_population_equals_a_loop_of_agents():
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-10)
 
 
+def test_the_objective_ddpg_alignment_is_the_cosine_of_the_two_policy_gradients():
+  """The diagnostic `meta/objective_ddpg_alignment` per agent equals cos(−∇_φ Σ L_α, ∇_φ mean Q(s, π_φ(s)))
+  computed agent by agent with plain tapes on the first inner step's part of the batch."""
+  from tf_metarl.algorithms.metagenrl import future_policy_values, objective_values
+  td3, objective, states, batches = small_population(seed=4)
+  eta = list(objective.network.trainable_variables)
+  _, alignment = future_policy_values(td3, objective, eta, states, batches, 1, 0.05, with_alignment=True)
+  for n in range(N):
+    state = population.member(states, n)
+    part = tf.nest.map_structure(lambda x: x[:B // 2], population.member(batches, n))
+    policy = [tf.identity(p) for p in state.policy]
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(policy)
+      objective_sum = tf.reduce_sum(objective_values(objective, eta, td3.actor_inputs(policy, state.critic, part)))
+      q_mean = tf.reduce_mean(td3.q_values(state.critic, part.observations, td3.actions(policy, part.observations))[0])
+    down = np.concatenate([-g.numpy().ravel() for g in tape.gradient(objective_sum, policy)])
+    up = np.concatenate([g.numpy().ravel() for g in tape.gradient(q_mean, policy)])
+    expected = down @ up / (np.linalg.norm(down) * np.linalg.norm(up))
+    np.testing.assert_allclose(float(alignment[n]), expected, rtol=1e-6)
+    assert abs(expected) > 1e-3
+
+
 def test_annealing_moves_from_the_ddpg_gradient_to_the_objective():
   td3, objective, states, batches = small_population(seed=3)
   eta = list(objective.network.trainable_variables)
@@ -163,6 +185,13 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
     assert data["run"]["env"] == env_id and data["run"]["method"] == "metagenrl"
     recorded += sum(e["n"] for e in data["episodes"])
   assert recorded == summary["env_steps"]
+  # The ablation comparison reads the run's TensorBoard summaries (no episode has ended in 150 steps per agent).
+  result = subprocess.run([sys.executable, "benchmarks/metagenrl_ablations.py", f"--runs=quick:{tmp_path / 'meta'}",
+                           f"--out={tmp_path / 'docs'}"], capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  row = json.loads((tmp_path / "docs" / "results" / "metagenrl_ablations.json").read_text())["rows"]["quick"]
+  assert row["env_steps"] == 600 and np.isfinite(row["meta_grad_norm"]) and row["future_policy_value"] != 0
+  assert -1 <= row["objective_ddpg_alignment"] <= 1
   metadata = load_metadata(summary["exported"])
   assert metadata["kind"] == "metagenrl" and metadata["constraints"]["action_dim"] is None
   assert metadata["training_config"]["metagenrl"]["envs"] == ["Pendulum-v1", "MountainCarContinuous-v0"]
@@ -198,7 +227,8 @@ def test_meta_training_moves_alpha_and_resumes_with_its_replays(tmp_path):
   sizes = [g.replay.size for g in trainer.problem.groups]
   assert sizes == [40, 40]  # 80 steps over 2 agents
   metrics, _ = trainer.iteration()  # past warm-up: every loss TensorBoard shows is a number
-  for name in ("critic_loss", "policy_objective_loss", "future_policy_value", "meta_grad_norm"):
+  for name in ("critic_loss", "policy_objective_loss", "future_policy_value", "meta_grad_norm",
+               "meta/objective_ddpg_alignment"):
     assert np.isfinite(metrics[name]), (name, metrics)
   resumed = MetaGenRLTrainer(config, seed=0)
   summary = run_training(resumed, 120, str(tmp_path), {"run": "metagenrl"}, settings)

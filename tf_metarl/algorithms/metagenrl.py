@@ -132,12 +132,16 @@ def annealed_objective(objective: MetaGenRLObjective, eta, progress) -> Callable
 
 
 def future_policy_values(td3: TD3, objective: MetaGenRLObjective, eta, states: TD3State, batches: Trajectory,
-                         inner_steps: int, inner_learning_rate: float) -> tf.Tensor:
+                         inner_steps: int, inner_learning_rate: float, with_alignment: bool = False):
   """Eq. 6 / 8 for a population of N agents of one environment (`states`, `batches` stacked on a
   leading N axis; batches [N, B, T, ...]): K differentiable SGD steps of every policy on Σ L_α
   over disjoint parts of its batch (split on the B axis into K + 1), then each agent's mean of
   Q_θ1(s, π_{φ_K}(s)) over its whole batch. Returns [N], differentiable in η (critics and batches
   are constants here).
+
+  `with_alignment`: also returns, per agent [N], the cosine between the first inner step's
+  direction −∇_φ Σ L_α and the DDPG direction ∇_φ mean Q_θ1(s, π_φ(s)) on the same part (a
+  diagnostic, gradients stopped: near 0 or below, L_α does not yet move the policy uphill on Q).
 
   The agents' policy and critic evaluations are vectorised (`tf.vectorized_map`); L_α runs once
   on all agents' inputs (a leading N axis, normalised per agent), because vectorising a gradient
@@ -158,12 +162,35 @@ def future_policy_values(td3: TD3, objective: MetaGenRLObjective, eta, states: T
       inner_loss = tf.reduce_sum(objective_values(objective, eta, actor_inputs(policies, critics, part)))
     grads = tape.gradient(inner_loss, policies, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     # Through vectorized_map the gradients arrive as IndexedSlices (per-agent gathers): densify.
-    policies = [p - inner_learning_rate * tf.convert_to_tensor(g) for p, g in zip(policies, grads)]
+    grads = [tf.convert_to_tensor(g) for g in grads]
+    if k == 0 and with_alignment:
+      alignment = _cosine_per_agent([-tf.stop_gradient(g) for g in grads],
+                                    _ddpg_directions(td3, [tf.stop_gradient(p) for p in policies], critics, part))
+    policies = [p - inner_learning_rate * g for p, g in zip(policies, grads)]
 
-  def value(policy, critic, batch):
-    return tf.reduce_mean(td3.q_values(critic, batch.observations, td3.actions(policy, batch.observations))[0])
+  values = population.vectorize(lambda p, c, b: _mean_q(td3, p, c, b))(policies, critics, batches)
+  return (values, alignment) if with_alignment else values
 
-  return population.vectorize(value)(policies, critics, batches)
+
+def _mean_q(td3: TD3, policy, critic, batch: Trajectory) -> tf.Tensor:
+  """One agent's mean of Q_θ1(s, π_φ(s)) over a batch's states."""
+  return tf.reduce_mean(td3.q_values(critic, batch.observations, td3.actions(policy, batch.observations))[0])
+
+
+def _ddpg_directions(td3: TD3, policies, critics, batches: Trajectory):
+  """∇_φ mean Q_θ1(s, π_φ(s)) of every agent (stacked [N, ...] like `policies`)."""
+  with tf.GradientTape(watch_accessed_variables=False) as tape:
+    tape.watch(policies)
+    total = tf.reduce_sum(population.vectorize(lambda p, c, b: _mean_q(td3, p, c, b))(policies, critics, batches))
+  return [tf.convert_to_tensor(g) for g in tape.gradient(total, policies,
+                                                         unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+
+
+def _cosine_per_agent(a, b) -> tf.Tensor:
+  """Cosine [N] between two parameter lists stacked on a leading agent axis."""
+  flat = lambda xs: tf.concat([tf.reshape(x, [tf.shape(x)[0], -1]) for x in xs], axis=1)
+  a, b = flat(a), flat(b)
+  return tf.reduce_sum(a * b, 1) / tf.maximum(tf.norm(a, axis=1) * tf.norm(b, axis=1), 1e-12)
 
 
 def population_meta_loss(td3: TD3, objective: MetaGenRLObjective, eta, states: TD3State, batches: Trajectory,
@@ -415,12 +442,14 @@ class MetaGenRLProblem(InnerProblem):
       return tf.constant(0.0), {}
 
     def loss():
-      values = [future_policy_values(g.td3, self.objective, eta, s, b, cfg.inner_steps, cfg.inner_learning_rate)
-                for g, s, b in zip(self.groups, state.groups, batches)]
-      return -tf.reduce_mean(tf.concat(values, 0))  # the mean over all agents
+      values, alignments = zip(*[future_policy_values(g.td3, self.objective, eta, s, b, cfg.inner_steps,
+                                                      cfg.inner_learning_rate, with_alignment=True)
+                                 for g, s, b in zip(self.groups, state.groups, batches)])
+      # Means over all agents.
+      return -tf.reduce_mean(tf.concat(values, 0)), tf.reduce_mean(tf.concat(alignments, 0))
 
-    value = tf.cond(ready, loss, lambda: tf.constant(0.0))
-    return value, {"future_policy_value": -value}
+    value, alignment = tf.cond(ready, loss, lambda: (tf.constant(0.0), tf.constant(float("nan"))))
+    return value, {"future_policy_value": -value, "meta/objective_ddpg_alignment": alignment}
 
   def params(self, state: MetaGenRLState):
     """Every agent's policy and critic parameters (what the trainer checks for non-finite values)."""

@@ -1,0 +1,111 @@
+r"""Compares MetaGenRL meta-training runs of the same budget (the paper's section 5.2 ablations):
+the population's training return per environment over the runs' last quarter, the meta-objective,
+the meta-gradient norm, the alignment of L_α's policy gradient with the DDPG gradient (runs that
+log it), and, where given, each export's meta-test (a `metagenrl_metatest` JSON).
+
+  .venv/bin/python benchmarks/metagenrl_ablations.py \
+      --runs=full:runs/abl/full,no_time:runs/abl/no_time,no_values:runs/abl/no_values,k3:runs/abl/k3,td3:runs/abl/td3 \
+      --metatests=full:docs/results/metagenrl_metatest_ablation_full.json,...
+
+Writes docs/results/<name>.json and docs/figures/<name>.png (the population return per training
+environment, one curve per run) and prints a markdown table.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from benchmarks.results_io import read_scalars, save_figure, write_result  # noqa: E402
+
+_RUNS = flags.DEFINE_list("runs", None, "label:logdir of each meta_train run.", required=True)
+_METATESTS = flags.DEFINE_list("metatests", [], "label:metagenrl_metatest JSON of a run's export (optional).")
+_NAME = flags.DEFINE_string("name", "metagenrl_ablations", "Result and figure file name.")
+_OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
+_LAST = flags.DEFINE_float("last", 0.25, "The final fraction of each run's steps that the table averages.")
+
+
+def labelled(items, flag):
+  """['label:path', ...] -> {label: path} (one-line errors)."""
+  out = {}
+  for item in items:
+    label, sep, path = item.partition(":")
+    if not sep or not label or not path:
+      raise SystemExit(f"error: --{flag} entry {item!r}: expected <label>:<path>")
+    if not os.path.exists(path):
+      raise SystemExit(f"error: --{flag} {label}: {path} does not exist")
+    out[label] = path
+  return out
+
+
+def tail_mean(points, fraction):
+  """Mean of the values whose step lies in the final `fraction` of the steps (points: [(step, value)])."""
+  last = points[-1][0]
+  values = [v for s, v in points if s >= (1.0 - fraction) * last]
+  return sum(values) / len(values)
+
+
+def main(_):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  import numpy as np
+
+  runs, metatests = labelled(_RUNS.value, "runs"), labelled(_METATESTS.value, "metatests")
+  rows, curves, meta_objectives = {}, {}, {}
+  for label, logdir in runs.items():
+    scalars = read_scalars(os.path.join(logdir, "tb"), ("charts/return_", "losses/", "meta/objective_ddpg_alignment"))
+    if "losses/meta_loss" not in scalars:
+      raise SystemExit(f"error: {logdir}/tb has no losses/meta_loss summaries: not a meta_train run")
+    # Population returns appear once an episode has ended.
+    returns = {t.split("return_", 1)[1]: v for t, v in scalars.items() if t.startswith("charts/return_")}
+    row = {f"return_{env}": tail_mean(v, _LAST.value) for env, v in sorted(returns.items())}
+    for tag in ("losses/future_policy_value", "losses/meta_grad_norm", "meta/objective_ddpg_alignment"):
+      finite = [(step, v) for step, v in scalars.get(tag, []) if np.isfinite(v)]
+      if finite:
+        row[tag.split("/", 1)[1]] = tail_mean(finite, _LAST.value)
+    row["env_steps"] = scalars["losses/meta_loss"][-1][0]
+    if label in metatests:
+      with open(metatests[label]) as f:
+        metatest = json.load(f)
+      for env, result in metatest["envs"].items():
+        learned = result["methods"]["learned"]
+        row[f"metatest_{env}"] = [learned["final_eval_return_mean"], learned["final_eval_return_std"],
+                                  len(learned["per_seed"])]
+    rows[label] = row
+    curves[label] = returns
+    meta_objectives[label] = scalars.get("losses/future_policy_value") or [(0, np.nan)]
+
+  envs = sorted({env for returns in curves.values() for env in returns})
+  fig, axes = plt.subplots(1, len(envs) + 1, figsize=(6 * (len(envs) + 1), 4), squeeze=False)
+  for ax, env in zip(axes[0], envs):
+    for label, returns in curves.items():
+      if env in returns:
+        steps, values = zip(*returns[env])
+        ax.plot(steps, values, label=label)
+    ax.set(title=env, xlabel="environment steps (population total)", ylabel="training return (last 100 episodes)")
+    ax.legend(fontsize=8)
+  ax = axes[0][-1]
+  for label, points in meta_objectives.items():  # one point per meta-iteration: a running mean over 1% of them
+    steps, values = map(np.asarray, zip(*points))
+    window = max(len(values) // 100, 1)
+    ax.plot(steps[window - 1:], np.convolve(values, np.ones(window) / window, mode="valid"), label=label)
+  ax.set(title="meta-objective Q(s, π_φ'(s)), running mean", xlabel="environment steps (population total)")
+  ax.legend(fontsize=8)
+  figure = save_figure(fig, os.path.join(_OUT.value, "figures", f"{_NAME.value}.png"))
+  write_result(os.path.join(_OUT.value, "results", f"{_NAME.value}.json"),
+               dict(command=" ".join(sys.argv), last_fraction=_LAST.value, runs=runs, metatests=metatests,
+                    figure=figure, rows=rows))
+  columns = sorted({c for row in rows.values() for c in row if c != "env_steps"})
+  print("| run | " + " | ".join(columns) + " |")
+  print("| --- |" + " --- |" * len(columns))
+  for label, row in rows.items():
+    cells = [row.get(c) for c in columns]
+    print(f"| {label} | " + " | ".join(
+        "–" if c is None else f"{c[0]:.1f} ± {c[1]:.1f}" if isinstance(c, list) else f"{c:.3g}" for c in cells) + " |")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -71,9 +71,12 @@ def main(_):
       with open(metatests[label]) as f:
         metatest = json.load(f)
       for env, result in metatest["envs"].items():
-        learned = result["methods"]["learned"]
-        row[f"metatest_{env}"] = [learned["final_eval_return_mean"], learned["final_eval_return_std"],
-                                  len(learned["per_seed"])]
+        if len(result["methods"]) != 1:
+          raise SystemExit(f"error: {metatests[label]}: expected one method per meta-test, got "
+                           f"{', '.join(result['methods'])}")
+        (method,) = result["methods"].values()
+        row[f"metatest_{env}"] = [method["final_eval_return_mean"], method["final_eval_return_std"],
+                                  len(method["per_seed"])]
     rows[label] = row
     curves[label] = returns
     meta_objectives[label] = scalars.get("losses/future_policy_value") or [(0, np.nan)]

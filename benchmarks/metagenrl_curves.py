@@ -20,7 +20,7 @@ _LOGDIR = flags.DEFINE_string("logdir", None, "A meta_train logdir of a MetaGenR
 _NAME = flags.DEFINE_string("name", "metagenrl_meta_training", "Result and figure file name.")
 _OUT = flags.DEFINE_string("out", "docs", "Where results/ and figures/ go.")
 _POINTS = flags.DEFINE_integer("points", 200, "At most this many points per curve in the JSON.")
-TAGS = ("charts/return_", "losses/future_policy_value", "meta/anneal_weight")
+TAGS = ("charts/return_", "losses/future_policy_value", "meta/anneal_weight", "meta/objective_ddpg_alignment")
 
 
 def main(_):
@@ -35,7 +35,8 @@ def main(_):
   returns = sorted(t for t in curves if t.startswith("charts/return_"))
   if not returns:
     raise SystemExit(f"error: {_LOGDIR.value}/tb has no charts/return_<env> summaries: not a MetaGenRL run")
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4), dpi=110)
+  alignment = [(step, v) for step, v in curves.get("meta/objective_ddpg_alignment", []) if np.isfinite(v)]
+  fig, axes = plt.subplots(1, 3 if alignment else 2, figsize=(18 if alignment else 12, 4), dpi=110)
   for tag in returns:
     steps, values = zip(*curves[tag])
     axes[0].plot(steps, values, label=tag.split("return_", 1)[1])
@@ -54,6 +55,13 @@ def main(_):
     twin.set_ylabel("annealing weight (0: DDPG gradient, 1: L_α)")
   axes[1].set(xlabel="environment steps (population total)", ylabel="meta-objective", title="meta-training")
   axes[1].legend(fontsize=8, loc="lower left")
+  if alignment:  # running mean over 1% of the meta-iterations
+    steps, values = map(np.asarray, zip(*alignment))
+    window = max(len(values) // 100, 1)
+    axes[2].plot(steps[window - 1:], np.convolve(values, np.ones(window) / window, mode="valid"))
+    axes[2].axhline(0.0, color="gray", lw=0.8)
+    axes[2].set(xlabel="environment steps (population total)", ylabel="cosine",
+                title="L_α's policy direction vs the DDPG gradient")
   for ax in axes:
     ax.xaxis.set_major_formatter(thousands)
   fig.tight_layout()

@@ -298,7 +298,7 @@ class AgentGroup:
 
   def act_and_send(self, state: TD3State, steps, seed):
     """Exploration actions (uniform random during warm-up) for every copy, handed to the copies
-    (`send`); `receive_graph` completes the step. Returns the op that sent them."""
+    (`send`, a stateful op: it runs in program order); `receive_graph` completes the step."""
     observations = tf.py_function(self.observations, [], tf.float32)
     observations.set_shape([self.num_agents, self.observation_dim])
     low, high = tf.constant(self.info.action_low, tf.float32), tf.constant(self.info.action_high, tf.float32)

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.results_io import read_scalars, save_figure, write_result  # noqa: E402
+from benchmarks.results_io import read_scalars, running_mean, save_figure, write_result  # noqa: E402
 
 _RUNS = flags.DEFINE_list("runs", None, "label:logdir of each meta_train run.", required=True)
 _METATESTS = flags.DEFINE_list("metatests", [], "label:metagenrl_metatest JSON of a run's export (optional).")
@@ -92,9 +92,8 @@ def main(_):
     ax.legend(fontsize=8)
   ax = axes[0][-1]
   for label, points in meta_objectives.items():  # one point per meta-iteration: a running mean over 1% of them
-    steps, values = map(np.asarray, zip(*points))
-    window = max(len(values) // 100, 1)
-    ax.plot(steps[window - 1:], np.convolve(values, np.ones(window) / window, mode="valid"), label=label)
+    steps, smooth, _ = running_mean(points)
+    ax.plot(steps, smooth, label=label)
   ax.set(title="meta-objective Q(s, π_φ'(s)), running mean", xlabel="environment steps (population total)")
   ax.legend(fontsize=8)
   figure = save_figure(fig, os.path.join(_OUT.value, "figures", f"{_NAME.value}.png"))

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from benchmarks.results_io import read_scalars, write_result  # noqa: E402
+from benchmarks.results_io import read_scalars, running_mean, write_result  # noqa: E402
 
 _LOGDIR = flags.DEFINE_string("logdir", None, "A meta_train logdir of a MetaGenRL run.", required=True)
 _NAME = flags.DEFINE_string("name", "metagenrl_meta_training", "Result and figure file name.")
@@ -44,10 +44,8 @@ def main(_):
               title="population return per training environment")
   axes[0].legend(fontsize=8)
   if "losses/future_policy_value" in curves:  # one point per meta-iteration: a running mean over 1% of them
-    steps, values = map(np.asarray, zip(*curves["losses/future_policy_value"]))
-    window = max(len(values) // 100, 1)
-    smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-    axes[1].plot(steps[window - 1:], smooth, label=f"meta-objective Q(s, π_φ'(s)), mean of {window}")
+    steps, smooth, window = running_mean(curves["losses/future_policy_value"])
+    axes[1].plot(steps, smooth, label=f"meta-objective Q(s, π_φ'(s)), mean of {window}")
   if "meta/anneal_weight" in curves:
     twin = axes[1].twinx()
     steps, values = zip(*curves["meta/anneal_weight"])
@@ -56,9 +54,8 @@ def main(_):
   axes[1].set(xlabel="environment steps (population total)", ylabel="meta-objective", title="meta-training")
   axes[1].legend(fontsize=8, loc="lower left")
   if alignment:  # running mean over 1% of the meta-iterations
-    steps, values = map(np.asarray, zip(*alignment))
-    window = max(len(values) // 100, 1)
-    axes[2].plot(steps[window - 1:], np.convolve(values, np.ones(window) / window, mode="valid"))
+    steps, smooth, _ = running_mean(alignment)
+    axes[2].plot(steps, smooth)
     axes[2].axhline(0.0, color="gray", lw=0.8)
     axes[2].set(xlabel="environment steps (population total)", ylabel="cosine",
                 title="L_α's policy direction vs the DDPG gradient")

@@ -22,6 +22,15 @@ def read_scalars(tb_dir: str, prefixes) -> dict:
           for tag in acc.Tags()["tensors"] if tag.startswith(tuple(prefixes))}
 
 
+def running_mean(points, parts: int = 100):
+  """(steps, means, window) of [(step, value)] points: the running mean over 1/`parts` of them
+  (at least 1), each mean placed at its window's last step. For one-point-per-iteration curves."""
+  import numpy as np
+  steps, values = map(np.asarray, zip(*points))
+  window = max(len(values) // parts, 1)
+  return steps[window - 1:], np.convolve(values, np.ones(window) / window, mode="valid"), window
+
+
 def define_meta_test_flags(seed: int):
   """The flags of a command that meta-tests a meta_train run: (logdir, runs, seed, tag, out)."""
   from absl import flags

@@ -58,7 +58,7 @@ test: setup
 	  echo "make test: bazel is not installed (apt-get install bazel-bootstrap); the Bazel build was NOT checked"; \
 	fi
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow" tests
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m slow tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) --durations=15 -m slow tests
 	$(MAKE) --no-print-directory test-tf-agents
 
 # The adapter's tests, in the TF-Agents environment (about a minute, after about a minute of installing).
@@ -70,7 +70,7 @@ test-fast: setup
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow" tests
 
 test-slow: setup
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m slow tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) --durations=15 -m slow tests
 
 # The same tests through Bazel (py_test targets run pytest on their file with .venv's python).
 bazel-test: setup

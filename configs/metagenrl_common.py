@@ -25,19 +25,21 @@ ABLATIONS = {
     "no_values": dict(scalar_features=("rewards", "time")),
     "k3": dict(inner_steps=3),
 }
+# The reference code's schedule (`MetaGenRLConfig.learn_during_warmup`): `:learned,cpu,reference_schedule`.
+OPTIONS = dict(ABLATIONS, reference_schedule=dict(learn_during_warmup=True))
 
 
 def parse_variant(variant: str):
-  """`objective[,cpu][,ablation...]` (the config string after `:`) -> (objective, cpu budget?,
-  MetaGenRLConfig overrides of the ablations)."""
+  """`objective[,cpu][,option...]` (the config string after `:`; options: `OPTIONS`) ->
+  (objective, cpu budget?, MetaGenRLConfig overrides of the options)."""
   parts = [p.strip() for p in variant.split(",") if p.strip()] or ["learned"]
-  extra = [p for p in parts[1:] if p != "cpu" and p not in ABLATIONS]
-  if extra or parts[0] == "cpu" or parts[0] in ABLATIONS:
-    raise ValueError(f"config variant {variant!r}: expected <objective>[,cpu][,{'|'.join(ABLATIONS)}], "
+  extra = [p for p in parts[1:] if p != "cpu" and p not in OPTIONS]
+  if extra or parts[0] == "cpu" or parts[0] in OPTIONS:
+    raise ValueError(f"config variant {variant!r}: expected <objective>[,cpu][,{'|'.join(OPTIONS)}], "
                      "e.g. learned,cpu or learned,cpu,no_time")
   overrides = {}
   for p in parts[1:]:
-    overrides.update(ABLATIONS.get(p, {}))
+    overrides.update(OPTIONS.get(p, {}))
   return parts[0], "cpu" in parts[1:], overrides
 
 

@@ -24,16 +24,18 @@ def expected_updates(config, vector_steps):
   """The gymnasium path's count: after each vector step at or past warm-up, credit += rate · copies."""
   credit, updates = 0.0, 0
   for step in range(1, vector_steps + 1):
-    if step * config.num_envs >= config.warmup_steps:
+    if step * config.num_envs >= config.update_start():
       credit += config.updates_per_step * config.num_envs
       updates += int(credit)
       credit -= int(credit)
   return updates
 
 
-@pytest.mark.parametrize("rate", [2.0, pytest.param(0.5, marks=pytest.mark.slow)])
-def test_a_call_steps_every_copy_fills_replay_in_order_and_updates_as_the_gymnasium_path(rate):
-  learner = make_learner(num_envs=2, graph_steps=60, warmup_steps=40, updates_per_step=rate, **SMALL)
+@pytest.mark.parametrize("rate, learn_during_warmup", [(2.0, False), pytest.param(0.5, False, marks=pytest.mark.slow),
+                                                    (2.0, True)])  # updates from the first segment
+def test_a_call_steps_every_copy_fills_replay_in_order_and_updates_as_the_gymnasium_path(rate, learn_during_warmup):
+  learner = make_learner(num_envs=2, graph_steps=60, warmup_steps=40, updates_per_step=rate,
+                         learn_during_warmup=learn_during_warmup, sequence_length=3, **SMALL)
   metrics, stats = learner.iteration()
   assert int(learner.env_steps.numpy()) == 120 and learner.replay.size == 60
   assert int(learner.state.read().updates.numpy()) == expected_updates(learner.config, 60)

@@ -52,7 +52,10 @@ def test_td3_improves_on_pendulum(tmp_path):
 
 @pytest.mark.slow
 def test_learned_off_policy_objective_trains_through_the_same_learner(tmp_path):
-  config = OffPolicyConfig(warmup_steps=200, batch_size=16, sequence_length=8, hidden_sizes=(16,))
+  """With `learn_during_warmup` (MetaGenRL's reference schedule) the policy trains while the
+  actions are still random: the warm-up outlasts the run here."""
+  config = OffPolicyConfig(warmup_steps=300, batch_size=16, sequence_length=8, hidden_sizes=(16,),
+                           learn_during_warmup=True)
   learner = OffPolicyLearner(describe_env("Pendulum-v1"), MetaGenRLObjective(units=8), config, seed=0)
   before = [v.numpy().copy() for v in learner.policy.trainable_variables]
   summary = train_learner(learner, 260, tmp_path, eval_episodes=1)[1]

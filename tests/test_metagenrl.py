@@ -126,6 +126,22 @@ def test_annealing_moves_from_the_ddpg_gradient_to_the_objective():
   np.testing.assert_allclose(end.numpy(), objective(inputs)["per_step"].numpy())
 
 
+@pytest.mark.parametrize("learn_during_warmup, first_update, progress", [
+    (False, 40, {0: 0.0, 39: 0.0, 40: 0.0, 45: 0.25, 60: 1.0, 100: 1.0}),  # the paper: after the random steps
+    (True, 5, {0: 0.0, 10: 0.5, 20: 1.0, 39: 1.0})])  # the reference code: from the first segment
+def test_updates_and_annealing_start_after_the_random_steps_or_with_them(learn_during_warmup, first_update, progress):
+  from tf_metarl.algorithms.metagenrl import MetaGenRLProblem
+  config = MetaGenRLConfig(envs=("Pendulum-v1",), sequence_length=5, warmup_steps=40, anneal_steps=20,
+                           learn_during_warmup=learn_during_warmup)
+  assert config.update_start() == first_update
+  assert config.learner_settings()["learn_during_warmup"] == learn_during_warmup  # what a meta-tested agent runs
+  problem = MetaGenRLProblem([], MetaGenRLObjective(units=4), config)
+  for steps, weight in progress.items():
+    np.testing.assert_allclose(float(problem._progress(tf.constant(steps, tf.int64))), weight, err_msg=str(steps))
+  problem.warm_start_steps = 10  # recorded steps count toward the schedule
+  np.testing.assert_allclose(float(problem._progress(tf.constant(35, tf.int64))), progress.get(45, 1.0))
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(num_agents=0), "num_agents must be >= 1"),
     (dict(num_agents=1), "2 training environments need at least as many agents"),
@@ -162,7 +178,9 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
   """The quick config end to end: meta-training on two 1-D-action environments writes a finite
   export whose metadata says `action_dim: null`, and (`--record`) one RLDS dataset per environment
   holding every step any agent took; train_agent then trains a fresh TD3 agent with the export on
-  Hopper-v5 (3-D actions), from the export alone."""
+  Hopper-v5 (3-D actions), from the export alone. The run uses the reference code's schedule
+  (`learn_during_warmup`) with a warm-up longer than the run: every agent step is a random one, yet
+  α and the agents train."""
   import json
   import os
   import subprocess
@@ -172,7 +190,8 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
   from tf_metarl.export import load_metadata
   export, record = tmp_path / "export", tmp_path / "ds"
   result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.meta_train", "--config=configs/metagenrl_quick.py",
-                           "--config.steps=600", "--config.eval_every=0", "--config.metagenrl.warmup_steps=100",
+                           "--config.steps=600", "--config.eval_every=0", "--config.metagenrl.warmup_steps=1000",
+                           "--config.metagenrl.learn_during_warmup=True",
                            "--config.metagenrl.anneal_steps=100", f"--export={export}", f"--logdir={tmp_path / 'meta'}",
                            f"--record={record}", "--noplot"], capture_output=True, text=True, cwd=REPO, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -197,6 +216,7 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
   assert metadata["training_config"]["metagenrl"]["envs"] == ["Pendulum-v1", "MountainCarContinuous-v0"]
   # The agents' settings travel with the export: segments of 10, batch 16, 64 × 64, layer norm.
   assert metadata["learner_settings"]["sequence_length"] == 10 and metadata["learner_settings"]["layer_norm"]
+  assert metadata["learner_settings"]["learn_during_warmup"]
   result = subprocess.run([sys.executable, "-m", "tf_metarl.bin.train_agent", "--config=configs/train_agent.py:td3",
                            f"--objective={summary['exported']}", "--env=Hopper-v5", "--config.steps=600",
                            "--config.off_policy.warmup_steps=300", "--config.eval_every=600",
@@ -210,6 +230,7 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
   resolved = json.loads((tmp_path / "test" / "config.json").read_text())["off_policy"]
   assert (resolved["sequence_length"], resolved["batch_size"], resolved["hidden_sizes"]) == (10, 16, [64, 64])
   assert resolved["layer_norm"] and resolved["max_grad_norm"] == 1.0 and resolved["warmup_steps"] == 300
+  assert resolved["learn_during_warmup"]
 
 
 @pytest.mark.slow

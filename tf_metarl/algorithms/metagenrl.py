@@ -58,6 +58,10 @@ class MetaGenRLConfig:
   async_envs: each environment's copies step in worker processes, overlapped with the agents'
     TD3 update (the update then samples a replay without the step in flight); otherwise they
     step in this process before the update.
+  learn_during_warmup: the reference code's schedule (`louiskirsch/metagenrl`, `ray_workers.py`):
+    critics, policies and α update from the first stored segment, during the random-action
+    steps, and the annealing runs over each agent's first `anneal_steps` steps. Otherwise (the
+    paper's wording) updates start after `warmup_steps` and the annealing follows them.
   """
   envs: Tuple[str, ...] = ("LunarLanderContinuous-v3", "HalfCheetah-v5")
   num_agents: int = 20
@@ -83,6 +87,7 @@ class MetaGenRLConfig:
   replay_capacity: int = 1_000_000
   objective: str = "learned"
   async_envs: bool = False
+  learn_during_warmup: bool = False
 
   def validate(self):
     if self.num_agents < 1:
@@ -113,7 +118,17 @@ class MetaGenRLConfig:
                 exploration_noise=self.exploration_noise, gamma=self.gamma, tau=self.tau,
                 target_noise=self.target_noise, target_noise_clip=self.target_noise_clip,
                 policy_delay=self.policy_delay, actor_learning_rate=self.learning_rate,
-                critic_learning_rate=self.learning_rate, max_grad_norm=self.max_grad_norm)
+                critic_learning_rate=self.learning_rate, max_grad_norm=self.max_grad_norm,
+                learn_during_warmup=self.learn_during_warmup)
+
+  def update_start(self) -> int:
+    """Stored steps per agent before the first update: one segment, and with the paper's
+    schedule the random-action steps too."""
+    return self.sequence_length if self.learn_during_warmup else max(self.warmup_steps, self.sequence_length)
+
+  def anneal_start(self) -> int:
+    """The step per agent at which the annealing from the DDPG gradient to L_α begins."""
+    return 0 if self.learn_during_warmup else self.warmup_steps
 
 
 def objective_values(objective: MetaGenRLObjective, eta: Sequence[tf.Tensor], inputs: Dict[str, tf.Tensor]):
@@ -384,8 +399,8 @@ class MetaGenRLProblem(InnerProblem):
 
   def _progress(self, steps):
     """Annealing weight in [0, 1] after `steps` (warm-up credit included: `_warmup_steps`)."""
-    after_warmup = tf.cast(self._warmup_steps(steps) - self.config.warmup_steps, tf.float32)
-    return tf.clip_by_value(after_warmup / max(self.config.anneal_steps, 1), 0.0, 1.0)
+    annealed = tf.cast(self._warmup_steps(steps) - self.config.anneal_start(), tf.float32)
+    return tf.clip_by_value(annealed / max(self.config.anneal_steps, 1), 0.0, 1.0)
 
   def _warmup_steps(self, steps):
     """The steps warm-up counts: each agent's own, plus the recorded ones its replay started with."""
@@ -411,9 +426,9 @@ class MetaGenRLProblem(InnerProblem):
 
         nan = tf.constant(float("nan"))
         # Steps in this agent's replay when the update samples it (with asynchronous copies, this
-        # step is still in flight); the update needs warm-up done and one whole segment.
+        # step is still in flight); the update needs one whole segment (and warm-up done: `update_start`).
         stored = self._warmup_steps(steps) + (0 if cfg.async_envs else 1)
-        groups[k], loss, policy_loss = tf.cond(stored >= max(cfg.warmup_steps, cfg.sequence_length), update,
+        groups[k], loss, policy_loss = tf.cond(stored >= cfg.update_start(), update,
                                                lambda current=groups[k]: (current, nan, nan))
         losses.append(loss), policy_losses.append(policy_loss)
         if cfg.async_envs:  # the copies stepped in their processes while the update ran
@@ -431,7 +446,7 @@ class MetaGenRLProblem(InnerProblem):
   def meta_batch(self, state: MetaGenRLState, seed):
     if self.fixed_objective is not None:
       return state, (tf.constant(False), ()), {"env_steps": tf.zeros([], tf.int64)}
-    ready = self._warmup_steps(state.steps) >= max(self.config.warmup_steps, self.config.sequence_length)
+    ready = self._warmup_steps(state.steps) >= self.config.update_start()
     batches = tuple(tf.cond(ready, g.sample_graph, lambda g=g: _zeros_batch(g)) for g in self.groups)
     return state, (ready, batches), {"env_steps": tf.zeros([], tf.int64)}
 

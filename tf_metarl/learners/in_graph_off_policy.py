@@ -122,7 +122,7 @@ class InGraphOffPolicyLearner(InGraphPopulation, OffPolicyLearner):
                                                                     "next_observations", "terminated", "truncated",
                                                                     "episode_steps")})
       self.env_steps.assign_add(cfg.num_envs)  # each member's steps
-      learning = self.env_steps >= cfg.warmup_steps
+      learning = self.env_steps >= cfg.update_start()
       credit = self.update_credit + tf.where(learning, tf.constant(cfg.updates_per_step * cfg.num_envs, tf.float64),
                                              0.0)
       due = tf.cast(tf.floor(credit), tf.int32)

@@ -1,7 +1,8 @@
 r"""Compares MetaGenRL meta-training runs of the same budget (the paper's section 5.2 ablations):
 the population's training return per environment over the runs' last quarter, the meta-objective,
-the meta-gradient norm, the alignment of L_α's policy gradient with the DDPG gradient (runs that
-log it), and, where given, each export's meta-test (a `metagenrl_metatest` JSON).
+the meta-gradient norm, the alignment of L_α's policy gradient with the DDPG gradient and the
+fraction of policy actions at a bound (runs that log them), and, where given, each export's
+meta-test (a `metagenrl_metatest` JSON).
 
   .venv/bin/python benchmarks/metagenrl_ablations.py \
       --runs=full:runs/abl/full,no_time:runs/abl/no_time,no_values:runs/abl/no_values,k3:runs/abl/k3,td3:runs/abl/td3 \
@@ -56,13 +57,15 @@ def main(_):
   runs, metatests = labelled(_RUNS.value, "runs"), labelled(_METATESTS.value, "metatests")
   rows, curves, meta_objectives = {}, {}, {}
   for label, logdir in runs.items():
-    scalars = read_scalars(os.path.join(logdir, "tb"), ("charts/return_", "losses/", "meta/objective_ddpg_alignment"))
+    scalars = read_scalars(os.path.join(logdir, "tb"), ("charts/return_", "losses/", "meta/objective_ddpg_alignment",
+                                                         "meta/policy_actions_at_bound"))
     if "losses/meta_loss" not in scalars:
       raise SystemExit(f"error: {logdir}/tb has no losses/meta_loss summaries: not a meta_train run")
     # Population returns appear once an episode has ended.
     returns = {t.split("return_", 1)[1]: v for t, v in scalars.items() if t.startswith("charts/return_")}
     row = {f"return_{env}": tail_mean(v, _LAST.value) for env, v in sorted(returns.items())}
-    for tag in ("losses/future_policy_value", "losses/meta_grad_norm", "meta/objective_ddpg_alignment"):
+    for tag in ("losses/future_policy_value", "losses/meta_grad_norm", "meta/objective_ddpg_alignment",
+                "meta/policy_actions_at_bound"):
       finite = [(step, v) for step, v in scalars.get(tag, []) if np.isfinite(v)]
       if finite:
         row[tag.split("/", 1)[1]] = tail_mean(finite, _LAST.value)

@@ -93,6 +93,20 @@ def test_vectorised_population_equals_a_loop_of_agents():
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-10)
 
 
+def test_actions_at_bound_counts_the_saturated_action_components_per_agent():
+  """The diagnostic `meta/policy_actions_at_bound`: per agent, the fraction of π_φ(s)'s components
+  within 1% of the half-range from a bound; an agent whose output layer is scaled up sits at the bound."""
+  from tf_metarl.algorithms.metagenrl import actions_at_bound
+  td3, _, states, batches = small_population(seed=5)
+  policies = list(states.policy)
+  policies[-2] = tf.concat([policies[-2][:1] * 1e4, policies[-2][1:]], 0)  # agent 0's last kernel, ×10⁴
+  fractions = actions_at_bound(td3, policies, batches).numpy()
+  for n in range(N):
+    actions = td3.actions([p[n] for p in policies], batches.observations[n]).numpy()
+    np.testing.assert_allclose(fractions[n], np.mean(np.abs(actions) >= 0.99), rtol=1e-6)
+  assert fractions[0] > 0.95 and fractions[1:].max() < 0.5
+
+
 def test_the_objective_ddpg_alignment_is_the_cosine_of_the_two_policy_gradients():
   """The diagnostic `meta/objective_ddpg_alignment` per agent equals cos(−∇_φ Σ L_α, ∇_φ mean Q(s, π_φ(s)))
   computed agent by agent with plain tapes on the first inner step's part of the batch."""
@@ -210,7 +224,7 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
   assert result.returncode == 0, result.stderr[-3000:]
   row = json.loads((tmp_path / "docs" / "results" / "metagenrl_ablations.json").read_text())["rows"]["quick"]
   assert row["env_steps"] == 600 and np.isfinite(row["meta_grad_norm"]) and row["future_policy_value"] != 0
-  assert -1 <= row["objective_ddpg_alignment"] <= 1
+  assert -1 <= row["objective_ddpg_alignment"] <= 1 and 0 <= row["policy_actions_at_bound"] <= 1
   metadata = load_metadata(summary["exported"])
   assert metadata["kind"] == "metagenrl" and metadata["constraints"]["action_dim"] is None
   assert metadata["training_config"]["metagenrl"]["envs"] == ["Pendulum-v1", "MountainCarContinuous-v0"]
@@ -249,7 +263,7 @@ def test_meta_training_moves_alpha_and_resumes_with_its_replays(tmp_path):
   assert sizes == [40, 40]  # 80 steps over 2 agents
   metrics, _ = trainer.iteration()  # past warm-up: every loss TensorBoard shows is a number
   for name in ("critic_loss", "policy_objective_loss", "future_policy_value", "meta_grad_norm",
-               "meta/objective_ddpg_alignment"):
+               "meta/objective_ddpg_alignment", "meta/policy_actions_at_bound"):
     assert np.isfinite(metrics[name]), (name, metrics)
   resumed = MetaGenRLTrainer(config, seed=0)
   summary = run_training(resumed, 120, str(tmp_path), {"run": "metagenrl"}, settings)

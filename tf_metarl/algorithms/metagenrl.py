@@ -192,6 +192,17 @@ def _mean_q(td3: TD3, policy, critic, batch: Trajectory) -> tf.Tensor:
   return tf.reduce_mean(td3.q_values(critic, batch.observations, td3.actions(policy, batch.observations))[0])
 
 
+def actions_at_bound(td3: TD3, policies, batches: Trajectory, margin: float = 0.01) -> tf.Tensor:
+  """Per agent [N], the fraction of π_φ(s)'s action components over a batch's states that lie
+  within `margin` half-ranges of a bound (a diagnostic: near 1, the policies' tanh outputs have
+  saturated, so neither L_α's policy gradient nor the meta-gradient reaches them)."""
+  def fraction(policy, batch):
+    actions = td3.actions(policy, batch.observations)
+    low, high = tf.cast(td3.low, actions.dtype), tf.cast(td3.high, actions.dtype)
+    return tf.reduce_mean(tf.cast(tf.abs(actions - (low + high) / 2) >= (1.0 - margin) * (high - low) / 2, tf.float32))
+  return population.vectorize(fraction)([tf.stop_gradient(p) for p in policies], batches)
+
+
 def _ddpg_directions(td3: TD3, policies, critics, batches: Trajectory):
   """∇_φ mean Q_θ1(s, π_φ(s)) of every agent (stacked [N, ...] like `policies`)."""
   with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -460,11 +471,15 @@ class MetaGenRLProblem(InnerProblem):
       values, alignments = zip(*[future_policy_values(g.td3, self.objective, eta, s, b, cfg.inner_steps,
                                                       cfg.inner_learning_rate, with_alignment=True)
                                  for g, s, b in zip(self.groups, state.groups, batches)])
+      at_bound = [actions_at_bound(g.td3, list(s.policy), b) for g, s, b in zip(self.groups, state.groups, batches)]
       # Means over all agents.
-      return -tf.reduce_mean(tf.concat(values, 0)), tf.reduce_mean(tf.concat(alignments, 0))
+      return (-tf.reduce_mean(tf.concat(values, 0)), tf.reduce_mean(tf.concat(alignments, 0)),
+              tf.reduce_mean(tf.concat(at_bound, 0)))
 
-    value, alignment = tf.cond(ready, loss, lambda: (tf.constant(0.0), tf.constant(float("nan"))))
-    return value, {"future_policy_value": -value, "meta/objective_ddpg_alignment": alignment}
+    nan = tf.constant(float("nan"))
+    value, alignment, at_bound = tf.cond(ready, loss, lambda: (tf.constant(0.0), nan, nan))
+    return value, {"future_policy_value": -value, "meta/objective_ddpg_alignment": alignment,
+                   "meta/policy_actions_at_bound": at_bound}
 
   def params(self, state: MetaGenRLState):
     """Every agent's policy and critic parameters (what the trainer checks for non-finite values)."""

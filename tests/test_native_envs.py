@@ -122,3 +122,30 @@ def test_episode_counting_records_each_steps_index_within_its_episode():
   policy = lambda obs, seed: tf.zeros([2], tf.int32)
   _, time_major = rollout(env, env.reset(tf.constant([0, 1]), 2), policy, tf.constant([2, 3]), 7)
   np.testing.assert_array_equal(time_major["episode_steps"].numpy().T, [[0, 1, 2, 0, 1, 2, 0]] * 2)
+
+
+def test_contextual_bandit_rewards_the_known_best_action_and_ends_by_truncation():
+  from tf_metarl.envs.bandit import EPISODE_STEPS, best_actions
+  env = gym.make("tf_metarl/ContextualBandit-v0")
+  info = describe_env("tf_metarl/ContextualBandit-v0")
+  assert (info.action_kind, info.action_dim, info.observation_shape, info.max_episode_steps) == (
+      "continuous", 2, (4,), EPISODE_STEPS)
+  context, _ = env.reset(seed=3)
+  best, off = [], []
+  for t in range(EPISODE_STEPS):
+    a_star = best_actions(context)
+    assert np.all(np.abs(a_star) < 1.0)  # the best policy is not at a bound
+    probe = gym.make("tf_metarl/ContextualBandit-v0").unwrapped
+    probe.reset(seed=0)
+    probe._context = context
+    off.append(probe.step(np.clip(a_star + 0.5, -1, 1))[1])
+    context, reward, terminated, truncated, _ = env.step(a_star)
+    best.append(reward)
+    assert not terminated and truncated == (t == EPISODE_STEPS - 1)
+  np.testing.assert_allclose(best, 0.0, atol=1e-6)
+  assert max(off) < -0.01
+  # The next context does not depend on the action.
+  first = gym.make("tf_metarl/ContextualBandit-v0")
+  second = gym.make("tf_metarl/ContextualBandit-v0")
+  first.reset(seed=5), second.reset(seed=5)
+  np.testing.assert_array_equal(first.step(np.ones(2))[0], second.step(-np.ones(2))[0])

@@ -1,0 +1,55 @@
+"""A continuous contextual bandit with a known best action: a diagnostic for learned objectives.
+
+Each step shows a context s ~ U(-1, 1)^4, independent of everything before; the action a in
+[-1, 1]^2 earns r = -mean_d (a_d - a*_d(s))², with a*(s) = 0.8·tanh(W s) for one fixed matrix W
+(the same in every copy, so the task is one function to learn). Episodes last `EPISODE_STEPS`
+steps and are truncated, never terminated, so replayed segments are whole episodes.
+
+Why it exists: the action cannot change what comes next, so Q(s, a) = r(s, a) + a constant,
+∇_a Q points at a*(s), and a policy's regret E[-r(s, π(s))] is its exact distance from the best
+policy. A learned objective (MetaGenRL's L_α) meta-trained here has a stationary, nearly noise-free
+signal; whether it learns to point uphill here separates a meta-learner that cannot learn from one
+that lacks budget on harder environments (docs/RESULTS.md, MetaGenRL).
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+OBSERVATION_DIM = 4
+ACTION_DIM = 2
+EPISODE_STEPS = 20
+BEST_ACTION_SCALE = 0.8  # a* stays inside the bounds, so the best policy is not at a bound
+
+
+def best_action_matrix() -> np.ndarray:
+  """W [ACTION_DIM, OBSERVATION_DIM], fixed: entries N(0, 1) from seed 0."""
+  return np.random.default_rng(0).standard_normal((ACTION_DIM, OBSERVATION_DIM))
+
+
+def best_actions(observations: np.ndarray) -> np.ndarray:
+  """a*(s) [..., ACTION_DIM] for contexts [..., OBSERVATION_DIM]."""
+  return BEST_ACTION_SCALE * np.tanh(np.asarray(observations, np.float64) @ best_action_matrix().T)
+
+
+class ContextualBanditEnv(gym.Env):
+  """`tf_metarl/ContextualBandit-v0` (see the module docstring); float32 observations and actions."""
+  metadata = {"render_modes": []}
+
+  def __init__(self):
+    self.observation_space = gym.spaces.Box(-1.0, 1.0, (OBSERVATION_DIM,), np.float32)
+    self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+    self._context = None
+
+  def _draw(self):
+    self._context = self.np_random.uniform(-1.0, 1.0, OBSERVATION_DIM).astype(np.float32)
+    return self._context.copy()
+
+  def reset(self, *, seed=None, options=None):
+    super().reset(seed=seed)
+    return self._draw(), {}
+
+  def step(self, action):
+    action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+    reward = -float(np.mean((action - best_actions(self._context)) ** 2))
+    return self._draw(), reward, False, False, {}

@@ -149,3 +149,15 @@ def test_contextual_bandit_rewards_the_known_best_action_and_ends_by_truncation(
   second = gym.make("tf_metarl/ContextualBandit-v0")
   first.reset(seed=5), second.reset(seed=5)
   np.testing.assert_array_equal(first.step(np.ones(2))[0], second.step(-np.ones(2))[0])
+
+
+def test_contextual_bandit_at_bound_puts_most_best_actions_at_a_bound():
+  from tf_metarl.envs.bandit import best_actions
+  contexts = np.random.default_rng(1).uniform(-1, 1, (4000, 4))
+  at_bound = lambda scale: np.mean(np.abs(best_actions(contexts, scale)) >= 1.0)
+  assert at_bound(0.8) == 0.0 and 0.8 < at_bound(10.0) < 0.95
+  env = gym.make("tf_metarl/ContextualBanditAtBound-v0")
+  context, _ = env.reset(seed=0)
+  context, reward, *_ = env.step(best_actions(context, 0.8))
+  assert reward < -1e-3  # the other bandit's best action is not this one's
+  assert env.step(best_actions(context, 10.0))[1] == pytest.approx(0.0, abs=1e-6)

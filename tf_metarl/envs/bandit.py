@@ -5,6 +5,10 @@ Each step shows a context s ~ U(-1, 1)^4, independent of everything before; the 
 (the same in every copy, so the task is one function to learn). Episodes last `EPISODE_STEPS`
 steps and are truncated, never terminated, so replayed segments are whole episodes.
 
+`tf_metarl/ContextualBanditAtBound-v0` is the same task with a*(s) = clip(10·tanh(W s), -1, 1): the
+best action sits at a bound for about 88% of the action components (TD3's Pendulum-v1 policies
+put 88–93% there: bang-bang swing-up), where a tanh policy's gradient vanishes.
+
 Why it exists: the action cannot change what comes next, so Q(s, a) = r(s, a) + a constant,
 ∇_a Q points at a*(s), and a policy's regret E[-r(s, π(s))] is its exact distance from the best
 policy. A learned objective (MetaGenRL's L_α) meta-trained here has a stationary, nearly noise-free
@@ -27,16 +31,18 @@ def best_action_matrix() -> np.ndarray:
   return np.random.default_rng(0).standard_normal((ACTION_DIM, OBSERVATION_DIM))
 
 
-def best_actions(observations: np.ndarray) -> np.ndarray:
-  """a*(s) [..., ACTION_DIM] for contexts [..., OBSERVATION_DIM]."""
-  return BEST_ACTION_SCALE * np.tanh(np.asarray(observations, np.float64) @ best_action_matrix().T)
+def best_actions(observations: np.ndarray, scale: float = BEST_ACTION_SCALE) -> np.ndarray:
+  """a*(s) [..., ACTION_DIM] for contexts [..., OBSERVATION_DIM]: clip(scale·tanh(W s), -1, 1)."""
+  return np.clip(scale * np.tanh(np.asarray(observations, np.float64) @ best_action_matrix().T), -1.0, 1.0)
 
 
 class ContextualBanditEnv(gym.Env):
-  """`tf_metarl/ContextualBandit-v0` (see the module docstring); float32 observations and actions."""
+  """`tf_metarl/ContextualBandit-v0` (see the module docstring); float32 observations and actions.
+  `best_action_scale`: the scale of a*(s) before clipping (10.0: `ContextualBanditAtBound-v0`)."""
   metadata = {"render_modes": []}
 
-  def __init__(self):
+  def __init__(self, best_action_scale: float = BEST_ACTION_SCALE):
+    self.best_action_scale = float(best_action_scale)
     self.observation_space = gym.spaces.Box(-1.0, 1.0, (OBSERVATION_DIM,), np.float32)
     self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
     self._context = None
@@ -51,5 +57,5 @@ class ContextualBanditEnv(gym.Env):
 
   def step(self, action):
     action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-    reward = -float(np.mean((action - best_actions(self._context)) ** 2))
+    reward = -float(np.mean((action - best_actions(self._context, self.best_action_scale)) ** 2))
     return self._draw(), reward, False, False, {}

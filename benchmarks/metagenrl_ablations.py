@@ -9,7 +9,8 @@ meta-test (a `metagenrl_metatest` JSON).
       --metatests=full:docs/results/metagenrl_metatest_ablation_full.json,...
 
 Writes docs/results/<name>.json and docs/figures/<name>.png (the population return per training
-environment, one curve per run) and prints a markdown table.
+environment, one curve per run, then the meta-objective, the alignment and the fraction of actions at
+a bound over the run where logged) and prints a markdown table.
 """
 import json
 import os
@@ -41,6 +42,12 @@ def labelled(items, flag):
   return out
 
 
+# Per-meta-iteration curves plotted beside the returns (a panel each, where some run logs them).
+DIAGNOSTICS = {"losses/future_policy_value": "meta-objective Q(s, π_φ'(s))",
+               "meta/objective_ddpg_alignment": "alignment of L_α with ∇_φ Q (cosine)",
+               "meta/policy_actions_at_bound": "fraction of policy actions at a bound"}
+
+
 def tail_mean(points, fraction):
   """Mean of the values whose step lies in the final `fraction` of the steps (points: [(step, value)])."""
   last = points[-1][0]
@@ -55,7 +62,7 @@ def main(_):
   import numpy as np
 
   runs, metatests = labelled(_RUNS.value, "runs"), labelled(_METATESTS.value, "metatests")
-  rows, curves, meta_objectives = {}, {}, {}
+  rows, curves, diagnostics = {}, {}, {}
   for label, logdir in runs.items():
     scalars = read_scalars(os.path.join(logdir, "tb"), ("charts/return_", "losses/", "meta/objective_ddpg_alignment",
                                                          "meta/policy_actions_at_bound"))
@@ -82,10 +89,14 @@ def main(_):
                                   len(method["per_seed"])]
     rows[label] = row
     curves[label] = returns
-    meta_objectives[label] = scalars.get("losses/future_policy_value") or [(0, np.nan)]
+    for tag in DIAGNOSTICS:
+      finite = [(step, v) for step, v in scalars.get(tag, []) if np.isfinite(v)]
+      if finite:
+        diagnostics.setdefault(tag, {})[label] = finite
 
   envs = sorted({env for returns in curves.values() for env in returns})
-  fig, axes = plt.subplots(1, len(envs) + 1, figsize=(6 * (len(envs) + 1), 4), squeeze=False)
+  panels = len(envs) + len(diagnostics)
+  fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
   for ax, env in zip(axes[0], envs):
     for label, returns in curves.items():
       if env in returns:
@@ -93,12 +104,12 @@ def main(_):
         ax.plot(steps, values, label=label)
     ax.set(title=env, xlabel="environment steps (population total)", ylabel="training return (last 100 episodes)")
     ax.legend(fontsize=8)
-  ax = axes[0][-1]
-  for label, points in meta_objectives.items():  # one point per meta-iteration: a running mean over 1% of them
-    steps, smooth, _ = running_mean(points)
-    ax.plot(steps, smooth, label=label)
-  ax.set(title="meta-objective Q(s, π_φ'(s)), running mean", xlabel="environment steps (population total)")
-  ax.legend(fontsize=8)
+  for ax, tag in zip(axes[0][len(envs):], [t for t in DIAGNOSTICS if t in diagnostics]):
+    for label, points in diagnostics[tag].items():  # one point per meta-iteration: a running mean over 1% of them
+      steps, smooth, _ = running_mean(points)
+      ax.plot(steps, smooth, label=label)
+    ax.set(title=f"{DIAGNOSTICS[tag]}, running mean", xlabel="environment steps (population total)")
+    ax.legend(fontsize=8)
   figure = save_figure(fig, os.path.join(_OUT.value, "figures", f"{_NAME.value}.png"))
   write_result(os.path.join(_OUT.value, "results", f"{_NAME.value}.json"),
                dict(command=" ".join(sys.argv), last_fraction=_LAST.value, runs=runs, metatests=metatests,

@@ -161,3 +161,16 @@ def test_contextual_bandit_at_bound_puts_most_best_actions_at_a_bound():
   context, reward, *_ = env.step(best_actions(context, 0.8))
   assert reward < -1e-3  # the other bandit's best action is not this one's
   assert env.step(best_actions(context, 10.0))[1] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("env_id, action_dim", [("tf_metarl/ContextualBandit1D-v0", 1),
+                                                ("tf_metarl/ContextualBandit6D-v0", 6)])
+def test_contextual_bandits_of_other_action_dimensions_share_the_first_rows_of_the_task(env_id, action_dim):
+  from tf_metarl.envs.bandit import best_actions
+  assert describe_env(env_id).action_dim == action_dim
+  contexts = np.random.default_rng(2).uniform(-1, 1, (8, 4))
+  rows = min(action_dim, 2)
+  np.testing.assert_allclose(best_actions(contexts, action_dim=action_dim)[:, :rows], best_actions(contexts)[:, :rows])
+  env = gym.make(env_id)
+  context, _ = env.reset(seed=0)
+  assert env.step(best_actions(context, action_dim=action_dim))[1] == pytest.approx(0.0, abs=1e-6)

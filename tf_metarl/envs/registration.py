@@ -12,6 +12,10 @@ TIME_LIMITED = {
     "tf_metarl/ContextualBandit-v0": ("tf_metarl.envs.bandit:ContextualBanditEnv", bandit.EPISODE_STEPS, {}),
     "tf_metarl/ContextualBanditAtBound-v0": ("tf_metarl.envs.bandit:ContextualBanditEnv", bandit.EPISODE_STEPS,
                                              {"best_action_scale": 10.0}),
+    "tf_metarl/ContextualBandit1D-v0": ("tf_metarl.envs.bandit:ContextualBanditEnv", bandit.EPISODE_STEPS,
+                                        {"action_dim": 1}),
+    "tf_metarl/ContextualBandit6D-v0": ("tf_metarl.envs.bandit:ContextualBanditEnv", bandit.EPISODE_STEPS,
+                                        {"action_dim": 6}),
 }
 # Gymnasium twins of the TensorFlow-native classic-control environments, with the originals' time limits.
 NATIVE_TWINS = {env_id: env_class.max_episode_steps for env_id, env_class in classic_control.ENVIRONMENTS.items()}

@@ -96,7 +96,12 @@ def main(_):
 
   envs = sorted({env for returns in curves.values() for env in returns})
   panels = len(envs) + len(diagnostics)
-  fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+  grid_columns = min(panels, 3)
+  rows_of_panels = -(-panels // grid_columns)
+  fig, grid = plt.subplots(rows_of_panels, grid_columns, figsize=(6 * grid_columns, 4 * rows_of_panels), squeeze=False)
+  axes = [list(grid.flat)]
+  for ax in axes[0][panels:]:
+    ax.set_visible(False)
   for ax, env in zip(axes[0], envs):
     for label, returns in curves.items():
       if env in returns:

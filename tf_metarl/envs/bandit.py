@@ -20,6 +20,8 @@ that lacks budget on harder environments (docs/RESULTS.md, MetaGenRL).
 """
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import numpy as np
 
@@ -29,10 +31,13 @@ EPISODE_STEPS = 20
 BEST_ACTION_SCALE = 0.8  # a* stays inside the bounds, so the best policy is not at a bound
 
 
+@functools.lru_cache(maxsize=None)
 def best_action_matrix(action_dim: int = ACTION_DIM) -> np.ndarray:
-  """W [action_dim, OBSERVATION_DIM], fixed: entries N(0, 1) from seed 0, row by row (so the
-  first rows are the same for every action_dim)."""
-  return np.random.default_rng(0).standard_normal((action_dim, OBSERVATION_DIM))
+  """W [action_dim, OBSERVATION_DIM], fixed (read-only, computed once per action_dim): entries
+  N(0, 1) from seed 0, row by row (so the first rows are the same for every action_dim)."""
+  matrix = np.random.default_rng(0).standard_normal((action_dim, OBSERVATION_DIM))
+  matrix.setflags(write=False)
+  return matrix
 
 
 def best_actions(observations: np.ndarray, scale: float = BEST_ACTION_SCALE, action_dim: int = ACTION_DIM) -> np.ndarray:

@@ -71,11 +71,12 @@ def main(_):
     # Population returns appear once an episode has ended.
     returns = {t.split("return_", 1)[1]: v for t, v in scalars.items() if t.startswith("charts/return_")}
     row = {f"return_{env}": tail_mean(v, _LAST.value) for env, v in sorted(returns.items())}
-    for tag in ("losses/future_policy_value", "losses/meta_grad_norm", "meta/objective_ddpg_alignment",
-                "meta/policy_actions_at_bound"):
+    for tag in ("losses/meta_grad_norm", *DIAGNOSTICS):
       finite = [(step, v) for step, v in scalars.get(tag, []) if np.isfinite(v)]
       if finite:
         row[tag.split("/", 1)[1]] = tail_mean(finite, _LAST.value)
+        if tag in DIAGNOSTICS:
+          diagnostics.setdefault(tag, {})[label] = finite
     row["env_steps"] = scalars["losses/meta_loss"][-1][0]
     if label in metatests:
       with open(metatests[label]) as f:
@@ -89,10 +90,6 @@ def main(_):
                                   len(method["per_seed"])]
     rows[label] = row
     curves[label] = returns
-    for tag in DIAGNOSTICS:
-      finite = [(step, v) for step, v in scalars.get(tag, []) if np.isfinite(v)]
-      if finite:
-        diagnostics.setdefault(tag, {})[label] = finite
 
   envs = sorted({env for returns in curves.values() for env in returns})
   panels = len(envs) + len(diagnostics)

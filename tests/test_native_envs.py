@@ -132,11 +132,11 @@ def test_contextual_bandit_rewards_the_known_best_action_and_ends_by_truncation(
       "continuous", 2, (4,), EPISODE_STEPS)
   context, _ = env.reset(seed=3)
   best, off = [], []
+  probe = gym.make("tf_metarl/ContextualBandit-v0").unwrapped  # scores another action in the same context
+  probe.reset(seed=0)
   for t in range(EPISODE_STEPS):
     a_star = best_actions(context)
     assert np.all(np.abs(a_star) < 1.0)  # the best policy is not at a bound
-    probe = gym.make("tf_metarl/ContextualBandit-v0").unwrapped
-    probe.reset(seed=0)
     probe._context = context
     off.append(probe.step(np.clip(a_star + 0.5, -1, 1))[1])
     context, reward, terminated, truncated, _ = env.step(a_star)

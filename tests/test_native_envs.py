@@ -174,3 +174,49 @@ def test_contextual_bandits_of_other_action_dimensions_share_the_first_rows_of_t
   env = gym.make(env_id)
   context, _ = env.reset(seed=0)
   assert env.step(best_actions(context, action_dim=action_dim))[1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_delayed_bandit_pays_the_bandits_summed_regrets_at_its_last_step():
+  from tf_metarl.envs.bandit import EPISODE_STEPS, best_actions
+  delayed, plain = gym.make("tf_metarl/ContextualBanditDelayed-v0"), gym.make("tf_metarl/ContextualBandit-v0")
+  assert describe_env("tf_metarl/ContextualBanditDelayed-v0").observation_shape == (6,)
+  observation, _ = delayed.reset(seed=4)
+  context, _ = plain.reset(seed=4)
+  actions = np.random.default_rng(0).uniform(-1, 1, (EPISODE_STEPS, 2))
+  regrets = []
+  for t, action in enumerate(actions):
+    np.testing.assert_array_equal(observation[:4], context)  # the same contexts as the bandit
+    assert observation[4] == pytest.approx(t / EPISODE_STEPS)
+    assert observation[5] == pytest.approx(sum(regrets) / EPISODE_STEPS, rel=1e-5)
+    observation, reward, terminated, _, _ = delayed.step(action)
+    context, regret, *_ = plain.step(action)
+    regrets.append(regret)
+    assert terminated == (t == EPISODE_STEPS - 1)
+    assert reward == (pytest.approx(sum(regrets)) if terminated else 0.0)
+  assert sum(regrets) < -1.0
+  observation, _ = delayed.reset(seed=5)
+  for t in range(EPISODE_STEPS):  # the best action every step: nothing to pay
+    observation, reward, *_ = delayed.step(best_actions(observation[:4]))
+  assert reward == pytest.approx(0.0, abs=1e-5)
+
+
+def test_contextual_reach_moves_a_position_that_the_reward_scores():
+  from tf_metarl.envs.bandit import REACH_STEP, best_actions
+  env = gym.make("tf_metarl/ContextualReach-v0")
+  observation, _ = env.reset(seed=1)
+  context = observation[:4].copy()
+  np.testing.assert_array_equal(observation[4:], 0.0)
+  target = best_actions(context)
+  observation, reward, *_ = env.step(np.float32([1.0, -0.5]))
+  np.testing.assert_allclose(observation[4:], [REACH_STEP, -0.5 * REACH_STEP], atol=1e-6)
+  assert reward == pytest.approx(-np.mean((observation[4:] - target) ** 2), rel=1e-5)
+  rewards = []
+  for _ in range(6):  # move straight at the target: the regret vanishes within 4 more steps
+    np.testing.assert_array_equal(observation[:4], context)  # one context per episode
+    observation, reward, *_ = env.step(np.clip((target - observation[4:]) / REACH_STEP, -1, 1))
+    rewards.append(reward)
+  assert rewards[0] < -1e-3 and rewards[-1] == pytest.approx(0.0, abs=1e-6)
+  # Unlike the bandit's, the next observation depends on the action.
+  first, second = gym.make("tf_metarl/ContextualReach-v0"), gym.make("tf_metarl/ContextualReach-v0")
+  first.reset(seed=5), second.reset(seed=5)
+  assert not np.array_equal(first.step(np.ones(2))[0], second.step(-np.ones(2))[0])

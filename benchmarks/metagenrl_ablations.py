@@ -11,6 +11,10 @@ meta-test (a `metagenrl_metatest` JSON).
 Writes docs/results/<name>.json and docs/figures/<name>.png (the population return per training
 environment, one curve per run, then the meta-objective, the alignment and the fraction of actions at
 a bound over the run where logged) and prints a markdown table.
+
+Seeds of one variant: label the runs `<variant>@<seed>` (`--runs=full@0:runs/full_s0,full@1:...`).
+Their curves share a colour, and a second table gives each variant's mean ± std over its runs
+(`groups` in the JSON).
 """
 import json
 import os
@@ -53,6 +57,26 @@ def tail_mean(points, fraction):
   last = points[-1][0]
   values = [v for s, v in points if s >= (1.0 - fraction) * last]
   return sum(values) / len(values)
+
+
+def group_of(label: str) -> str:
+  """The variant a run label belongs to: the part before `@` (`full@1` -> `full`)."""
+  return label.split("@", 1)[0]
+
+
+def group_rows(rows):
+  """{label: row} -> {variant: {column: [mean, std over the variant's runs, runs]}} (numeric
+  columns present in every run of the variant; std is the population std, 0 for one run)."""
+  import numpy as np
+  groups = {}
+  for label, row in rows.items():
+    groups.setdefault(group_of(label), []).append(row)
+  out = {}
+  for variant, members in groups.items():
+    columns = [c for c in members[0] if all(isinstance(m.get(c), (int, float)) for m in members)]
+    out[variant] = {c: [float(np.mean([m[c] for m in members])), float(np.std([m[c] for m in members])),
+                        len(members)] for c in columns}
+  return out
 
 
 def main(_):
@@ -99,30 +123,51 @@ def main(_):
   axes = [list(grid.flat)]
   for ax in axes[0][panels:]:
     ax.set_visible(False)
+  variants = list(dict.fromkeys(group_of(label) for label in runs))
+  colour = {label: f"C{variants.index(group_of(label)) % 10}" for label in runs}
+  grouped = any("@" in label for label in runs)
+
+  def legend_label(label, seen):
+    """Seeds of a variant share a colour and one legend entry."""
+    if not grouped:
+      return label
+    variant = group_of(label)
+    return None if variant in seen or seen.add(variant) else variant
+
   for ax, env in zip(axes[0], envs):
+    seen = set()
     for label, returns in curves.items():
       if env in returns:
         steps, values = zip(*returns[env])
-        ax.plot(steps, values, label=label)
+        ax.plot(steps, values, color=colour[label], label=legend_label(label, seen), lw=1.0 if grouped else 1.5)
     ax.set(title=env, xlabel="environment steps (population total)", ylabel="training return (last 100 episodes)")
     ax.legend(fontsize=8)
   for ax, tag in zip(axes[0][len(envs):], [t for t in DIAGNOSTICS if t in diagnostics]):
+    seen = set()
     for label, points in diagnostics[tag].items():  # one point per meta-iteration: a running mean over 1% of them
       steps, smooth, _ = running_mean(points)
-      ax.plot(steps, smooth, label=label)
+      ax.plot(steps, smooth, color=colour[label], label=legend_label(label, seen), lw=1.0 if grouped else 1.5)
     ax.set(title=f"{DIAGNOSTICS[tag]}, running mean", xlabel="environment steps (population total)")
     ax.legend(fontsize=8)
   figure = save_figure(fig, os.path.join(_OUT.value, "figures", f"{_NAME.value}.png"))
+  groups = group_rows(rows) if grouped else {}
   write_result(os.path.join(_OUT.value, "results", f"{_NAME.value}.json"),
                dict(command=" ".join(sys.argv), last_fraction=_LAST.value, runs=runs, metatests=metatests,
-                    figure=figure, rows=rows))
+                    figure=figure, rows=rows, groups=groups))
   columns = sorted({c for row in rows.values() for c in row if c != "env_steps"})
-  print("| run | " + " | ".join(columns) + " |")
+  print_table("run", rows, columns, lambda c: f"{c[0]:.1f} ± {c[1]:.1f}" if isinstance(c, list) else f"{c:.3g}")
+  if groups:
+    print()
+    print_table("variant (mean ± std over runs)", groups, [c for c in columns if any(c in g for g in groups.values())],
+                lambda c: f"{c[0]:.3g} ± {c[1]:.2g} ({c[2]})")
+
+
+def print_table(title, rows, columns, cell):
+  """A markdown table: one row per entry of `rows` ({name: {column: value}}), `cell` formats a value."""
+  print(f"| {title} | " + " | ".join(columns) + " |")
   print("| --- |" + " --- |" * len(columns))
-  for label, row in rows.items():
-    cells = [row.get(c) for c in columns]
-    print(f"| {label} | " + " | ".join(
-        "–" if c is None else f"{c[0]:.1f} ± {c[1]:.1f}" if isinstance(c, list) else f"{c:.3g}" for c in cells) + " |")
+  for name, row in rows.items():
+    print(f"| {name} | " + " | ".join("–" if row.get(c) is None else cell(row[c]) for c in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def run_one(method, env, steps, seed, export, eval_episodes, logdir, threads):
   from tf_metarl.learners.loop import CURVE_FILE, read_learning_curve
 
   spec, config = run_config(method, export, steps, eval_episodes)
-  run_dir = os.path.join(logdir, f"{method}-{env}-s{seed}")
+  run_dir = os.path.join(logdir, f"{method}-{env.replace('/', '_')}-s{seed}")  # ids like tf_metarl/X: one level
   summary = train(env, spec, seed, run_dir, config)
   rows = [r for r in read_learning_curve(os.path.join(run_dir, CURVE_FILE)) if np.isfinite(r["eval_return"])]
   record = dict(seed=seed, final_eval_return=summary["final_eval_return"], best_eval_return=summary["best_eval_return"],

@@ -1,6 +1,8 @@
 """MetaGenRL's meta-gradient (issue 9): ∇_α of the population's future policy value, through K
 inner policy steps, against central finite differences in float64; the population's vectorised
 evaluation against a loop; the config's checks."""
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -219,12 +221,17 @@ def test_meta_train_exports_an_objective_that_trains_an_agent_with_another_actio
     recorded += sum(e["n"] for e in data["episodes"])
   assert recorded == summary["env_steps"]
   # The ablation comparison reads the run's TensorBoard summaries (no episode has ended in 150 steps per agent).
-  result = subprocess.run([sys.executable, "benchmarks/metagenrl_ablations.py", f"--runs=quick:{tmp_path / 'meta'}",
+  # The same run given twice as two seeds of one variant: one group, mean = the run's value, std 0.
+  result = subprocess.run([sys.executable, "benchmarks/metagenrl_ablations.py",
+                           f"--runs=quick@0:{tmp_path / 'meta'},quick@1:{tmp_path / 'meta'}",
                            f"--out={tmp_path / 'docs'}"], capture_output=True, text=True, cwd=REPO, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  row = json.loads((tmp_path / "docs" / "results" / "metagenrl_ablations.json").read_text())["rows"]["quick"]
+  comparison = json.loads((tmp_path / "docs" / "results" / "metagenrl_ablations.json").read_text())
+  row = comparison["rows"]["quick@0"]
   assert row["env_steps"] == 600 and np.isfinite(row["meta_grad_norm"]) and row["future_policy_value"] != 0
   assert -1 <= row["objective_ddpg_alignment"] <= 1 and 0 <= row["policy_actions_at_bound"] <= 1
+  assert list(comparison["groups"]) == ["quick"]
+  assert comparison["groups"]["quick"]["meta_grad_norm"] == [pytest.approx(row["meta_grad_norm"]), 0.0, 2]
   metadata = load_metadata(summary["exported"])
   assert metadata["kind"] == "metagenrl" and metadata["constraints"]["action_dim"] is None
   assert metadata["training_config"]["metagenrl"]["envs"] == ["Pendulum-v1", "MountainCarContinuous-v0"]
@@ -339,3 +346,28 @@ def test_asynchronous_copies_step_beside_the_update_and_store_the_same_warm_up()
       group.collector.env.close()
   for name, expected in replays[False].items():
     np.testing.assert_array_equal(replays[True][name], expected, err_msg=name)
+
+
+def test_meta_training_can_start_from_an_exported_objective(tmp_path):
+  """`objective_init`: α starts at an export's values (matched by object path, not by order), and
+  an export that does not fit (other units, other scalar features) or a fixed objective is refused."""
+  from tf_metarl.algorithms.metagenrl import MetaGenRLTrainer
+  from tf_metarl.export import export_objective, restore_parameters
+  from tf_metarl.objectives.metagenrl import MetaGenRLObjective
+  source = MetaGenRLObjective(units=4)
+  for k, v in enumerate(source.network.trainable_variables):  # distinct values everywhere, none an initialiser's
+    v.assign(np.random.default_rng(k).normal(size=v.shape).astype(np.float32))
+  path = export_objective(source, str(tmp_path / "export"))
+  config = MetaGenRLConfig(envs=("Pendulum-v1",), num_agents=1, hidden_sizes=(8,), batch_size=4, sequence_length=5,
+                           warmup_steps=10, replay_capacity=100, objective_units=4)
+  fresh = MetaGenRLTrainer(config, seed=0)
+  started = MetaGenRLTrainer(dataclasses.replace(config, objective_init=str(tmp_path / "export")), seed=0)
+  for want, fresh_v, got in zip(source.network.trainable_variables, fresh.eta.read(), started.eta.read()):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert not np.array_equal(fresh_v.numpy(), want.numpy())
+  with pytest.raises(errors.ConfigError, match="hyperparameters"):
+    restore_parameters(MetaGenRLObjective(units=8), path)
+  with pytest.raises(errors.ConfigError, match="hyperparameters"):
+    restore_parameters(MetaGenRLObjective(scalar_features=("rewards",), units=4), path)
+  with pytest.raises(errors.ConfigError, match="fixed objective"):
+    dataclasses.replace(config, objective="td3", objective_init=path).validate()

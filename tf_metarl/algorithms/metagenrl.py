@@ -28,6 +28,7 @@ from tf_metarl.agents.optimizers import Adam
 from tf_metarl.agents.td3 import TD3, TD3Settings, TD3State
 from tf_metarl.collection import RolloutCollector, evaluate
 from tf_metarl.envs.gym_envs import describe_env, make_env, make_vector_env
+from tf_metarl.export.saved_model import restore_parameters
 from tf_metarl.learners.replay import SequenceReplay
 from tf_metarl.meta.problem import Episodes, InnerProblem
 from tf_metarl.meta.trainer import MetaTrainer
@@ -58,6 +59,10 @@ class MetaGenRLConfig:
   async_envs: each environment's copies step in worker processes, overlapped with the agents'
     TD3 update (the update then samples a replay without the step in flight); otherwise they
     step in this process before the update.
+  objective_init: an exported MetaGenRL objective (`meta_train --export`) whose α starts the
+    meta-training instead of a random initialisation: to continue meta-training it on other
+    environments (a curriculum, a fine-tuning). Its scalar features and units must be this
+    config's. Empty: a random α.
   learn_during_warmup: the reference code's schedule (`louiskirsch/metagenrl`, `ray_workers.py`):
     critics, policies and α update from the first stored segment, during the random-action
     steps, and the annealing runs over each agent's first `anneal_steps` steps. Otherwise (the
@@ -88,6 +93,7 @@ class MetaGenRLConfig:
   objective: str = "learned"
   async_envs: bool = False
   learn_during_warmup: bool = False
+  objective_init: str = ""
 
   def validate(self):
     if self.num_agents < 1:
@@ -104,6 +110,8 @@ class MetaGenRLConfig:
                                f"{self.inner_steps + 1} equal parts")
     if self.objective not in OBJECTIVES:
       raise errors.ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+    if self.objective_init and self.objective != "learned":
+      raise errors.ConfigError(f"objective_init sets L_α's starting α; the fixed objective {self.objective!r} has none")
     unknown = sorted(set(self.scalar_features) - set(SCALAR_FEATURES))
     if unknown:
       raise errors.ConfigError(f"unknown scalar feature(s) {', '.join(unknown)}; expected a subset of "
@@ -528,6 +536,8 @@ class MetaGenRLTrainer(MetaTrainer):
     self.config = config
     keras.utils.set_random_seed(seed)
     self.objective_model = MetaGenRLObjective(config.scalar_features, config.objective_units)
+    if config.objective_init:  # a checkpoint restored later (resume) replaces this α
+      restore_parameters(self.objective_model, config.objective_init)
     groups = [AgentGroup(env, n, config, seed + 7_919 * i)
               for i, (env, n) in enumerate(spread_agents(config.envs, config.num_agents).items())]
     fixed = None if config.objective == "learned" else make_objective(config.objective)

@@ -332,3 +332,55 @@ class LoadedObjective(Objective):
 def load_objective(path: str) -> LoadedObjective:
   """Loads an exported objective (version directory, or model directory: highest version)."""
   return LoadedObjective(path)
+
+
+_VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def restore_parameters(objective: Objective, path: str) -> str:
+  """Sets `objective`'s trainable parameters to an export's (to continue meta-training it: a
+  fine-tuning or a curriculum) and returns the version directory read.
+
+  The export must be of the same kind with the same hyperparameters (ConfigError otherwise). Its
+  values are read from the SavedModel's variables by object path (`objective/network/...`, the
+  attributes that lead from the exported module to each variable), walked on `objective` itself,
+  so no variable is matched by order or by shape alone. Every trainable variable of `objective`
+  must be found there with its own shape (ConfigError otherwise; nothing is assigned then)."""
+  version_dir = resolve_version_dir(path)
+  metadata = load_metadata(version_dir)
+  if metadata.get("kind") != objective.kind:
+    raise errors.ConfigError(f"{version_dir}: a {metadata.get('kind')!r} objective cannot initialise a "
+                             f"{objective.kind!r} one")
+  expected = json.loads(json.dumps(objective.hyperparameters()))
+  found = metadata.get("hyperparameters") or {}
+  differing = [f"{k} {found.get(k)!r} (here {expected.get(k)!r})" for k in sorted(set(found) | set(expected))
+               if found.get(k) != expected.get(k)]
+  if differing:
+    raise errors.ConfigError(f"{version_dir}: the export's hyperparameters differ from this objective's: "
+                             + ", ".join(differing))
+  reader = tf.train.load_checkpoint(os.path.join(version_dir, "variables", "variables"))
+  # The parameters its loss computes with, as the exporter sees them (tf.Variables; Keras 3 wraps each).
+  wanted = {id(v): v for v in _ExportModule(objective).serving_default.variables if v.trainable}
+  values = {}
+  for key in reader.get_variable_to_shape_map():
+    if not (key.startswith("objective/") and key.endswith(_VARIABLE_SUFFIX)):
+      continue
+    node = objective
+    for part in key[len("objective/"):-len(_VARIABLE_SUFFIX)].split("/"):
+      node = node[int(part)] if part.isdigit() else getattr(node, part, None)
+      if node is None:
+        break
+    node = getattr(node, "value", node)  # a Keras 3 variable -> its tf.Variable
+    if id(node) in wanted:
+      value = reader.get_tensor(key)
+      if tuple(value.shape) != tuple(node.shape):
+        raise errors.ConfigError(f"{version_dir}: {key} has shape {value.shape}, this objective's {node.shape}")
+      values[id(node)] = value
+  missing = [v.name for i, v in wanted.items() if i not in values]
+  if missing:
+    raise errors.ConfigError(f"{version_dir}: no values for {len(missing)} parameter(s) of this objective, "
+                             f"e.g. {missing[0]}")
+  for i, variable in wanted.items():
+    variable.assign(values[i])
+  return version_dir
+

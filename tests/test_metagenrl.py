@@ -367,5 +367,7 @@ def test_meta_training_can_start_from_an_exported_objective(tmp_path):
     restore_parameters(MetaGenRLObjective(units=8), path)
   with pytest.raises(errors.ConfigError, match="hyperparameters"):
     restore_parameters(MetaGenRLObjective(scalar_features=("rewards",), units=4), path)
+  with pytest.raises(errors.ConfigError, match="a 'ppo' objective cannot initialise a 'metagenrl' one"):
+    restore_parameters(MetaGenRLObjective(units=4), "export/ppo")
   with pytest.raises(errors.ConfigError, match="fixed objective"):
     dataclasses.replace(config, objective="td3", objective_init=path).validate()

@@ -132,7 +132,10 @@ def main(_):
     if not grouped:
       return label
     variant = group_of(label)
-    return None if variant in seen or seen.add(variant) else variant
+    if variant in seen:
+      return None
+    seen.add(variant)
+    return variant
 
   for ax, env in zip(axes[0], envs):
     seen = set()
